@@ -1,0 +1,42 @@
+# sandbox — build, test and bootstrap targets. `make help` lists them.
+
+CARGO ?= cargo
+PREFIX ?= $(HOME)/.cargo
+
+.PHONY: help build test lint engine install bench
+
+help:
+	@echo "make build    release build into target/release/sandbox"
+	@echo "make test     unit, CLI and engine tests (needs a running engine: make engine)"
+	@echo "make lint     rustfmt and clippy, as CI runs them"
+	@echo "make engine   Debian/Ubuntu, as root: install docker.io and busybox-static, start dockerd"
+	@echo "make install  cargo install into $(PREFIX)/bin"
+
+build:
+	$(CARGO) build --locked --release
+
+test:
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# The one place that gets a machine from nothing to a running engine: CI
+# calls it, and so can a user on Debian or Ubuntu (as root). busybox-static
+# is what the tests build their image from; nothing is ever pulled.
+engine:
+	@if ! command -v dockerd >/dev/null || ! dpkg -s busybox-static >/dev/null 2>&1; then \
+		echo "installing docker.io and busybox-static"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static >/dev/null; \
+	fi
+	@if ! docker info >/dev/null 2>&1; then \
+		echo "starting dockerd (log: /var/log/dockerd.log)"; \
+		setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null & \
+		for i in $$(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; \
+	fi
+	@docker info --format 'engine {{.ServerVersion}} ready ({{.Driver}}, cgroup v{{.CgroupVersion}})' \
+		|| { echo "dockerd did not come up; see /var/log/dockerd.log"; tail -n 20 /var/log/dockerd.log; exit 1; }
+
+install:
+	$(CARGO) install --locked --path . --root $(PREFIX)

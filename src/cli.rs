@@ -1,0 +1,188 @@
+//! Command-line surface: clap derive types only, no behaviour.
+//!
+//! These are the "low" arguments: raw, as typed. `plan.rs` turns them, the
+//! configuration and the environment into a resolved `RunPlan`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Run any command in a throwaway, hardened container.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sandbox",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file [default: $SANDBOX_CONFIG, else ~/.config/sandbox/config.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr: no progress, no warnings
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run COMMAND in a fresh container with the workspace at /work
+    #[command(
+        after_help = "Exit status: the command's own; 124 on --timeout; 125 when sandbox or the \
+                      engine fails; 126 when the command cannot be invoked; 127 when it is not \
+                      found; 128+N when it is killed by signal N (137: out of memory)."
+    )]
+    Run(Box<RunArgs>),
+    /// Show the configuration in force
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (defaults merged with the file) as YAML
+    Show,
+    /// Print the path of the configuration file in use
+    Path,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Image to run in, instead of the one the configuration maps COMMAND to
+    #[arg(short, long, value_name = "IMAGE")]
+    pub image: Option<String>,
+
+    /// Stop the command after this long: 90s, 5m, 1h30m (exit status 124)
+    #[arg(short, long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Directory mounted at /work [default: the current directory]
+    #[arg(short, long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    /// Keep the container after it exits (remove it later with `docker rm`)
+    #[arg(short, long)]
+    pub keep: bool,
+
+    /// Pass KEY=VALUE, or KEY with the host's value; passes even if blocked
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Network: bridge, none, host, or a network name
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+
+    /// Memory limit, swap capped at the same: 512m, 4g
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+
+    /// CPU limit, in cores: 1.5
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<f64>,
+
+    /// Maximum number of processes and threads
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+
+    /// Run as UID:GID [default: the invoking user]
+    #[arg(long, value_name = "UID:GID")]
+    pub user: Option<String>,
+
+    /// Seccomp profile: default, strict, debug, or a path to a JSON profile
+    #[arg(long, value_name = "NAME|PATH")]
+    pub seccomp: Option<String>,
+
+    /// When to pull the image
+    #[arg(long, value_enum, value_name = "WHEN")]
+    pub pull: Option<PullPolicy>,
+
+    /// Mount the workspace read-only (recommended for code you did not write)
+    #[arg(long)]
+    pub read_only_workspace: bool,
+
+    /// Allocate a terminal even when stdin or stdout is not one
+    #[arg(long, conflicts_with = "no_tty")]
+    pub tty: bool,
+
+    /// Never allocate a terminal
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+
+    /// Print what would be sent to the engine and exit without running anything
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The command and its arguments, passed to the container verbatim
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        value_name = "COMMAND",
+        num_args = 1..
+    )]
+    pub command: Vec<String>,
+}
+
+/// When to pull the image, as `docker run --pull`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull only when the image is not present locally
+    Missing,
+    /// Pull before every run
+    Always,
+    /// Never pull; fail when the image is not present
+    Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(args).expect("arguments parse");
+        match cli.command {
+            Command::Run(run) => *run,
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_stop_at_the_command() {
+        let run = parse(&["sandbox", "run", "-k", "ls", "-la", "--keep", "-e", "X"]);
+        assert!(run.keep);
+        assert_eq!(run.command, ["ls", "-la", "--keep", "-e", "X"]);
+        assert!(run.env.is_empty());
+    }
+
+    #[test]
+    fn double_dash_is_accepted() {
+        let run = parse(&["sandbox", "run", "--", "-weird", "arg"]);
+        assert_eq!(run.command, ["-weird", "arg"]);
+    }
+
+    #[test]
+    fn quoted_arguments_stay_whole() {
+        let run = parse(&["sandbox", "run", "python", "-c", "print(1)"]);
+        assert_eq!(run.command, ["python", "-c", "print(1)"]);
+    }
+
+    #[test]
+    fn timeout_takes_humantime() {
+        let run = parse(&["sandbox", "run", "-t", "1m30s", "true"]);
+        assert_eq!(run.timeout, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn a_command_is_required() {
+        assert!(Cli::try_parse_from(["sandbox", "run", "-k"]).is_err());
+    }
+}

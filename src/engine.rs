@@ -1,0 +1,270 @@
+//! The only file that talks to the container engine (through bollard): connect,
+//! pull, create, attach, start, wait, signal, resize, remove, and turning the
+//! daemon's errors into sentences a person can act on.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use anyhow::{anyhow, Context, Result};
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWrite;
+
+use crate::exit::CannotRun;
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// A connection to the engine.
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+/// A chunk of the command's output.
+pub enum Output {
+    Stdout(Bytes),
+    Stderr(Bytes),
+}
+
+/// The command's output, as the engine delivers it.
+pub type OutputStream = Pin<Box<dyn Stream<Item = Result<Output>> + Send>>;
+/// The command's stdin.
+pub type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// One update from a pull, per layer.
+pub struct PullEvent {
+    pub layer: Option<String>,
+    pub status: String,
+    pub current: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// The image is not present locally.
+#[derive(Debug)]
+pub struct ImageMissing;
+
+impl std::fmt::Display for ImageMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the image is not present locally")
+    }
+}
+
+impl std::error::Error for ImageMissing {}
+
+impl Engine {
+    /// Connects to `DOCKER_HOST` (from `env`), else the local socket, and agrees
+    /// on an API version with the daemon.
+    pub async fn connect(env: &BTreeMap<String, String>) -> Result<Engine> {
+        let host = env
+            .get("DOCKER_HOST")
+            .filter(|h| !h.is_empty())
+            .map_or(DEFAULT_HOST, String::as_str);
+        let unreachable = || {
+            format!(
+                "cannot reach the Docker engine at {host} — is the daemon running? \
+                 Start it (`sudo systemctl start docker`, or `make engine` as root) or set DOCKER_HOST"
+            )
+        };
+        let docker = Docker::connect_with_host(host).with_context(unreachable)?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(plain)
+            .with_context(unreachable)?;
+        tracing::debug!(host, version = ?docker.client_version(), "connected");
+        Ok(Engine {
+            docker,
+            host: host.to_string(),
+        })
+    }
+
+    /// Where the engine was reached.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Pulls `reference`, reporting progress to `report`.
+    pub async fn pull(&self, reference: &str, mut report: impl FnMut(PullEvent)) -> Result<()> {
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(reference)
+            .build();
+        let mut events = self.docker.create_image(Some(options), None, None);
+        while let Some(event) = events.next().await {
+            let event = event
+                .map_err(plain)
+                .with_context(|| format!("cannot pull {reference}"))?;
+            if let Some(detail) = event.error_detail.and_then(|d| d.message) {
+                return Err(anyhow!("{detail}"))
+                    .with_context(|| format!("cannot pull {reference}"));
+            }
+            let progress = event.progress_detail.unwrap_or_default();
+            report(PullEvent {
+                layer: event.id,
+                status: event.status.unwrap_or_default(),
+                current: progress.current.and_then(|c| u64::try_from(c).ok()),
+                total: progress.total.and_then(|t| u64::try_from(t).ok()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates the container; returns its id and the engine's warnings. A
+    /// missing image comes back as [`ImageMissing`] so the caller can pull.
+    pub async fn create(&self, body: ContainerCreateBody) -> Result<(String, Vec<String>)> {
+        match self.docker.create_container(None, body).await {
+            Ok(created) => Ok((created.id, created.warnings)),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("No such image") => Err(anyhow!(ImageMissing)),
+            Err(e) => Err(plain(e)).context("the engine refused to create the container"),
+        }
+    }
+
+    /// Attaches to the container's streams; call before `start` so no output is lost.
+    pub async fn attach(&self, id: &str, stdin: bool) -> Result<(OutputStream, Input)> {
+        let options = AttachContainerOptionsBuilder::default()
+            .stream(true)
+            .stdin(stdin)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let attached = self
+            .docker
+            .attach_container(id, Some(options))
+            .await
+            .map_err(plain)
+            .context("cannot attach to the container")?;
+        let output = attached.output.filter_map(|item| async move {
+            match item {
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    Some(Ok(Output::Stdout(message)))
+                }
+                Ok(LogOutput::StdErr { message }) => Some(Ok(Output::Stderr(message))),
+                Ok(LogOutput::StdIn { .. }) => None,
+                Err(e) => Some(Err(plain(e).context("the container's output stream broke"))),
+            }
+        });
+        Ok((Box::pin(output), attached.input))
+    }
+
+    /// Starts the container. A command that cannot be found or executed comes
+    /// back as [`CannotRun`] (127 / 126, as `docker run`).
+    pub async fn start(&self, id: &str) -> Result<()> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError { message, .. }) => {
+                let lower = message.to_lowercase();
+                let code = if lower.contains("executable file not found")
+                    || lower.contains("no such file")
+                {
+                    Some(127)
+                } else if lower.contains("permission denied") {
+                    Some(126)
+                } else {
+                    None
+                };
+                let error = anyhow!("{}", message.trim());
+                Err(match code {
+                    Some(code) => error.context(CannotRun { code }),
+                    None => error.context("the engine could not start the container"),
+                })
+            }
+            Err(e) => Err(plain(e)).context("the engine could not start the container"),
+        }
+    }
+
+    /// Waits for the container to stop and returns its exit status.
+    pub async fn wait(&self, id: &str) -> Result<i64> {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut waiting = self.docker.wait_container(id, Some(options));
+        match waiting.next().await {
+            Some(Ok(response)) => Ok(response.status_code),
+            // bollard reports a non-zero status as an error.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(plain(e)).context("lost track of the container"),
+            None => Err(anyhow!("the engine closed the wait without a status")),
+        }
+    }
+
+    /// Sends `signal` (a name such as `SIGTERM`) to the container's PID 1.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        match self.docker.kill_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // Already stopped: nothing left to signal.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => {
+                Err(plain(e)).with_context(|| format!("cannot send {signal} to the container"))
+            }
+        }
+    }
+
+    /// Sets the container's terminal size.
+    pub async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<()> {
+        let options = ResizeContainerTTYOptionsBuilder::default()
+            .h(rows.into())
+            .w(cols.into())
+            .build();
+        self.docker
+            .resize_container_tty(id, options)
+            .await
+            .map_err(plain)
+            .context("cannot resize the container's terminal")
+    }
+
+    /// Whether the kernel's OOM killer stopped the container.
+    pub async fn was_oom_killed(&self, id: &str) -> bool {
+        let inspected = self.docker.inspect_container(id, None).await;
+        inspected
+            .ok()
+            .and_then(|c| c.state)
+            .and_then(|s| s.oom_killed)
+            .unwrap_or(false)
+    }
+
+    /// Removes the container, running or not, with its anonymous volumes.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => {
+                Err(plain(e)).with_context(|| format!("cannot remove container {}", short_id(id)))
+            }
+        }
+    }
+}
+
+/// The first 12 characters of an id, as docker prints them.
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// bollard's error as one plain sentence: the daemon's own message when it
+/// sent one, without the status-code prefix.
+fn plain(error: BollardError) -> anyhow::Error {
+    match error {
+        BollardError::DockerResponseServerError { message, .. } => anyhow!("{}", message.trim()),
+        other => anyhow!(other),
+    }
+}

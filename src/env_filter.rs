@@ -1,0 +1,189 @@
+//! Pure: which host environment variables reach the container.
+//!
+//! Only names matching an allow glob pass; a block glob wins over allow; a
+//! variable named with `-e` passes whatever the lists say. Names match
+//! case-insensitively, so `github_token` is blocked like `GITHUB_TOKEN`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use globset::{GlobSet, GlobSetBuilder};
+
+/// What the filter decided, in name order.
+#[derive(Debug, Default, PartialEq)]
+pub struct Decision {
+    /// Variables that pass, with their values.
+    pub passed: Vec<(String, String)>,
+    /// Host variables that do not pass, with the reason (never the value).
+    pub withheld: Vec<(String, Reason)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    /// A block glob matched.
+    Blocked(String),
+    /// No allow glob matched.
+    NotAllowed,
+}
+
+/// Compiled allow and block lists.
+pub struct Filter {
+    allow_set: GlobSet,
+    block: Vec<String>,
+    block_set: GlobSet,
+}
+
+impl Filter {
+    pub fn new(allow: &[String], block: &[String]) -> Result<Filter> {
+        Ok(Filter {
+            allow_set: compile(allow).context("env.allow")?,
+            block_set: compile(block).context("env.block")?,
+            block: block.to_vec(),
+        })
+    }
+
+    /// Applies the lists to `host`, then the explicit `-e` entries over them.
+    pub fn apply(&self, host: &BTreeMap<String, String>, explicit: &[String]) -> Result<Decision> {
+        let mut passed = BTreeMap::new();
+        let mut withheld = Vec::new();
+        for (name, value) in host {
+            if let Some(i) = self.block_set.matches(name).first() {
+                withheld.push((name.clone(), Reason::Blocked(self.block[*i].clone())));
+            } else if self.allow_set.is_match(name) {
+                passed.insert(name.clone(), value.clone());
+            } else {
+                withheld.push((name.clone(), Reason::NotAllowed));
+            }
+        }
+        for entry in explicit {
+            let (name, value) = match entry.split_once('=') {
+                Some((name, value)) => (name, Some(value)),
+                None => (entry.as_str(), None),
+            };
+            check_name(name)?;
+            // `-e KEY` with KEY unset on the host passes nothing, as docker run does.
+            let Some(value) = value.or_else(|| host.get(name).map(String::as_str)) else {
+                continue;
+            };
+            withheld.retain(|(n, _)| n != name);
+            passed.insert(name.to_string(), value.to_string());
+        }
+        Ok(Decision {
+            passed: passed.into_iter().collect(),
+            withheld,
+        })
+    }
+}
+
+fn compile(globs: &[String]) -> Result<GlobSet> {
+    let mut set = GlobSetBuilder::new();
+    for glob in globs {
+        let glob = globset::GlobBuilder::new(glob)
+            .case_insensitive(true)
+            .literal_separator(false)
+            .build()
+            .with_context(|| format!("{glob:?} is not a valid glob"))?;
+        set.add(glob);
+    }
+    set.build().context("cannot compile the globs")
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        bail!("-e {name:?}: not a variable name — use -e KEY=VALUE or -e KEY");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn host() -> BTreeMap<String, String> {
+        [
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C"),
+            ("HOME", "/root"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t"),
+            ("OPENAI_API_KEY", "sk-1"),
+            ("github_token", "ghp"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn filter() -> Filter {
+        Filter::new(
+            &strings(&["LANG", "LC_*", "*_API_KEY"]),
+            &strings(&["AWS_*", "*_API_KEY", "GITHUB_TOKEN"]),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_allowed_names_pass() {
+        let d = filter().apply(&host(), &[]).unwrap();
+        let names: Vec<_> = d.passed.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["LANG", "LC_ALL"]);
+        assert!(d.withheld.contains(&("HOME".into(), Reason::NotAllowed)));
+    }
+
+    #[test]
+    fn block_wins_over_allow_and_ignores_case() {
+        let d = filter().apply(&host(), &[]).unwrap();
+        assert!(d
+            .withheld
+            .contains(&("OPENAI_API_KEY".into(), Reason::Blocked("*_API_KEY".into()))));
+        assert!(d.withheld.contains(&(
+            "github_token".into(),
+            Reason::Blocked("GITHUB_TOKEN".into())
+        )));
+        assert!(d.withheld.contains(&(
+            "AWS_SECRET_ACCESS_KEY".into(),
+            Reason::Blocked("AWS_*".into())
+        )));
+    }
+
+    #[test]
+    fn explicit_entries_win_over_both() {
+        let explicit = strings(&["OPENAI_API_KEY", "HOME=/home/x", "NEW=1", "UNSET_ON_HOST"]);
+        let d = filter().apply(&host(), &explicit).unwrap();
+        let passed: BTreeMap<_, _> = d.passed.into_iter().collect();
+        assert_eq!(passed["OPENAI_API_KEY"], "sk-1");
+        assert_eq!(passed["HOME"], "/home/x");
+        assert_eq!(passed["NEW"], "1");
+        assert!(!passed.contains_key("UNSET_ON_HOST"));
+        assert!(!d.withheld.iter().any(|(n, _)| n == "OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn values_may_contain_equals() {
+        let d = filter()
+            .apply(&BTreeMap::new(), &strings(&["A=b=c"]))
+            .unwrap();
+        assert_eq!(d.passed, [("A".to_string(), "b=c".to_string())]);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for bad in ["=x", "1A=2", "A-B=1", ""] {
+            assert!(
+                filter().apply(&BTreeMap::new(), &strings(&[bad])).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_globs_are_refused() {
+        assert!(Filter::new(&strings(&["[unclosed"]), &[]).is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! How a run ends, and the exit status each ending maps to. The numbers follow
+//! `docker run` (125, 126, 127, 128+N) and `timeout(1)` (124).
+
+/// The command ran; how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It exited with this status (128+N when killed by signal N).
+    Exited(i64),
+    /// It was stopped when the time limit passed.
+    TimedOut,
+}
+
+/// Sandbox itself or the engine failed.
+pub const FAILED: u8 = 125;
+/// The time limit passed.
+pub const TIMED_OUT: u8 = 124;
+
+/// The command could not be invoked: 126 (not executable) or 127 (not found).
+#[derive(Debug, Clone, Copy)]
+pub struct CannotRun {
+    pub code: u8,
+}
+
+impl std::fmt::Display for CannotRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.code {
+            127 => f.write_str("the command was not found in the image"),
+            _ => f.write_str("the command cannot be executed"),
+        }
+    }
+}
+
+impl std::error::Error for CannotRun {}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            // Statuses outside 0..=255 wrap like a shell's, but never to 0.
+            Outcome::Exited(status) => match u8::try_from(status.rem_euclid(256)) {
+                Ok(0) if status != 0 => 1,
+                Ok(code) => code,
+                Err(_) => FAILED,
+            },
+            Outcome::TimedOut => TIMED_OUT,
+        }
+    }
+}
+
+/// The exit status for an error: 126/127 when the command could not be
+/// invoked, else 125.
+pub fn error_code(error: &anyhow::Error) -> u8 {
+    // anyhow finds a context value at any depth of the chain.
+    error.downcast_ref::<CannotRun>().map_or(FAILED, |c| c.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::anyhow;
+
+    #[test]
+    fn statuses_map_like_a_shell() {
+        assert_eq!(Outcome::Exited(0).code(), 0);
+        assert_eq!(Outcome::Exited(7).code(), 7);
+        assert_eq!(Outcome::Exited(137).code(), 137);
+        assert_eq!(Outcome::Exited(256).code(), 1, "never a false success");
+        assert_eq!(Outcome::Exited(-1).code(), 255);
+        assert_eq!(Outcome::TimedOut.code(), 124);
+    }
+
+    #[test]
+    fn errors_map_to_125_unless_the_command_cannot_run() {
+        assert_eq!(error_code(&anyhow!("engine down")), 125);
+        let not_found = anyhow!("exec: not found")
+            .context(CannotRun { code: 127 })
+            .context("outer");
+        assert_eq!(error_code(&not_found), 127);
+        assert_eq!(
+            error_code(&anyhow!("x").context(CannotRun { code: 126 })),
+            126
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! Label keys on every container sandbox creates: how it finds its own, and
+//! only its own, later.
+
+/// Present (value `true`) on every container sandbox creates.
+pub const MANAGED: &str = "dev.sandbox.managed";
+/// The host workspace mounted at /work.
+pub const WORKSPACE: &str = "dev.sandbox.workspace";
+/// The command as typed, shortened for display.
+pub const COMMAND: &str = "dev.sandbox.command";

@@ -1,0 +1,128 @@
+//! sandbox: run any command in a throwaway, hardened container.
+//!
+//! parse → logging → read the world once → dispatch → exit status. Only this
+//! file chooses the exit status; nothing below exits the process, so guards
+//! (terminal modes, container removal) always run.
+
+mod cli;
+mod config;
+mod engine;
+mod env_filter;
+mod exit;
+mod image;
+mod labels;
+mod plan;
+mod run;
+mod security;
+mod streams;
+mod tty;
+mod ui;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use cli::{Cli, Command, ConfigCommand, RunArgs};
+use exit::Outcome;
+use ui::Ui;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", ui::usage_error_line(&e.render().to_string()));
+            // Usage errors are sandbox's own failures: 125, as docker run.
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let ui = Ui { quiet: cli.quiet };
+    match dispatch(cli, ui) {
+        Ok(outcome) => ExitCode::from(outcome.code()),
+        Err(e) => {
+            ui::error(&e);
+            ExitCode::from(exit::error_code(&e))
+        }
+    }
+}
+
+fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
+    // The environment is read once, here; everything below gets this map.
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let source = config::locate(cli.config.as_deref(), &env);
+    let config = config::load(&source)?;
+    match cli.command {
+        Command::Run(args) => run_command(&args, &config, &env, ui),
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", config.to_yaml()?);
+            Ok(Outcome::Exited(0))
+        }
+        Command::Config(ConfigCommand::Path) => {
+            let path = source
+                .path
+                .context("no configuration directory: set SANDBOX_CONFIG or pass --config")?;
+            println!("{}", path.display());
+            Ok(Outcome::Exited(0))
+        }
+    }
+}
+
+fn run_command(
+    args: &RunArgs,
+    config: &config::Config,
+    env: &BTreeMap<String, String>,
+    ui: Ui,
+) -> Result<Outcome> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let host = plan::Host {
+        env,
+        cwd: &cwd,
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        stdin_is_terminal: std::io::stdin().is_terminal(),
+        stdout_is_terminal: std::io::stdout().is_terminal(),
+    };
+    let plan = plan::RunPlan::resolve(args, config, &host)?;
+    if args.dry_run {
+        print!("{}", ui::render_plan(&plan));
+        return Ok(Outcome::Exited(0));
+    }
+    // One thread is enough: blocking I/O has threads of its own (streams.rs).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run::run(plan, env, ui))
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    // Only sandbox's own events below "trace"; dependencies are noisy.
+    let directive = if verbose >= 3 {
+        level.to_string()
+    } else {
+        format!("warn,sandbox={level}")
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,431 @@
+//! The "high" arguments: flags layered over the configuration, resolved into a
+//! `RunPlan` that says everything the run will do. `--dry-run` prints it and
+//! stops; `security.rs` turns it into the engine's create request.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{PullPolicy, RunArgs};
+use crate::config::{Config, Size};
+use crate::env_filter::{self, Filter};
+use crate::image;
+use crate::security::{self, Profile};
+
+/// Where the workspace appears inside the container, and the working directory.
+pub const WORKDIR: &str = "/work";
+
+/// Everything a `sandbox run` will do, resolved.
+#[derive(Debug)]
+pub struct RunPlan {
+    pub image: String,
+    pub command: Vec<String>,
+    /// Bind mounts, the workspace first.
+    pub mounts: Vec<BindMount>,
+    pub env: Vec<(String, String)>,
+    /// Host variables held back, with the rule that held each (names only).
+    pub withheld: Vec<(String, env_filter::Reason)>,
+    pub user: String,
+    pub home: String,
+    pub memory: Size,
+    pub cpus: Option<f64>,
+    pub pids_limit: i64,
+    pub network: String,
+    pub read_only_root: bool,
+    pub tmpfs_size: Size,
+    pub seccomp: Profile,
+    pub drop_all_capabilities: bool,
+    pub no_new_privileges: bool,
+    pub init: bool,
+    pub allow_engine_warnings: bool,
+    pub timeout: Option<Duration>,
+    pub keep: bool,
+    /// Allocate a terminal in the container.
+    pub tty: bool,
+    /// Forward our stdin to the command.
+    pub stdin: bool,
+    pub pull: PullPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindMount {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// What the plan needs from the world besides flags and configuration, read
+/// once by the caller so resolution stays testable.
+pub struct Host<'a> {
+    pub env: &'a BTreeMap<String, String>,
+    pub cwd: &'a Path,
+    pub uid: u32,
+    pub gid: u32,
+    pub stdin_is_terminal: bool,
+    pub stdout_is_terminal: bool,
+}
+
+impl RunPlan {
+    pub fn resolve(args: &RunArgs, config: &Config, host: &Host) -> Result<RunPlan> {
+        let command = args.command.clone();
+        let image = image::resolve(&command[0], &config.images, args.image.as_deref())
+            .context("no image for this command — pass --image or add an `images.default` entry")?
+            .to_string();
+
+        let workspace = resolve_workspace(args.workspace.as_deref(), host.cwd)?;
+        let read_only_workspace = args.read_only_workspace || config.security.read_only_workspace;
+        let mut mounts = vec![BindMount {
+            source: workspace.clone(),
+            target: WORKDIR.to_string(),
+            read_only: read_only_workspace,
+        }];
+        if !read_only_workspace {
+            mounts.extend(protected_mounts(
+                &workspace,
+                &config.security.protected_paths,
+            ));
+        }
+
+        let filter = Filter::new(&config.env.allow, &config.env.block)?;
+        let decision = filter.apply(host.env, &args.env)?;
+        let home = config.container.home.clone();
+        let mut env = decision.passed;
+        if !env.iter().any(|(k, _)| k == "HOME") {
+            env.push(("HOME".into(), home.clone()));
+        }
+
+        let user = match args.user.as_deref().or(config.container.user.as_deref()) {
+            Some(user) => parse_user(user)?,
+            None => invoking_user(host),
+        };
+        let memory = match &args.memory {
+            Some(text) => Size::parse(text).context("--memory")?,
+            None => config.container.memory,
+        };
+        let cpus = args.cpus.or(config.container.cpus);
+        if cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
+            bail!("--cpus: must be a positive number of cores, like 1.5");
+        }
+        let pids_limit = args.pids_limit.unwrap_or(config.container.pids_limit);
+        if pids_limit < 1 {
+            bail!("--pids-limit: must be at least 1");
+        }
+        let seccomp_spec = args.seccomp.as_deref().unwrap_or(&config.security.seccomp);
+        let seccomp = security::profile(seccomp_spec)?;
+        let tty = if args.tty {
+            true
+        } else if args.no_tty {
+            false
+        } else {
+            host.stdin_is_terminal && host.stdout_is_terminal
+        };
+        // A terminal on stdin with stdout going elsewhere (`sandbox run ls | less`)
+        // is left alone, as `docker run` without -i does: reading it would steal
+        // the pager's keystrokes.
+        let stdin = tty || !host.stdin_is_terminal || host.stdout_is_terminal;
+
+        Ok(RunPlan {
+            image,
+            command,
+            mounts,
+            env,
+            withheld: decision.withheld,
+            user,
+            home,
+            memory,
+            cpus,
+            pids_limit,
+            network: args
+                .network
+                .clone()
+                .unwrap_or_else(|| config.container.network.clone()),
+            read_only_root: config.container.read_only_root,
+            tmpfs_size: config.container.tmpfs_size,
+            seccomp,
+            drop_all_capabilities: config.security.drop_all_capabilities,
+            no_new_privileges: config.security.no_new_privileges,
+            init: config.security.init,
+            allow_engine_warnings: config.security.allow_engine_warnings,
+            timeout: args
+                .timeout
+                .or(config.container.timeout)
+                .filter(|t| !t.is_zero()),
+            keep: args.keep,
+            tty,
+            stdin,
+            pull: args.pull.unwrap_or(config.container.pull),
+        })
+    }
+
+    /// The host workspace mounted at /work.
+    pub fn workspace(&self) -> &Path {
+        &self.mounts[0].source
+    }
+
+    /// Numeric uid and gid, when the user was given as numbers.
+    pub fn numeric_user(&self) -> Option<(u32, u32)> {
+        let (uid, gid) = self.user.split_once(':')?;
+        Some((uid.parse().ok()?, gid.parse().ok()?))
+    }
+}
+
+fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
+    let dir = flag
+        .map(|p| cwd.join(p))
+        .unwrap_or_else(|| cwd.to_path_buf());
+    let dir = dir.canonicalize().with_context(|| {
+        format!(
+            "workspace {} cannot be used — pass an existing directory with -w",
+            dir.display()
+        )
+    })?;
+    if !dir.is_dir() {
+        bail!(
+            "workspace {} is not a directory — pass a directory with -w",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Read-only mounts over the protected paths that exist in the workspace.
+/// Symbolic links are skipped: a link's target is resolved on the host, so a
+/// hostile repository could otherwise have us mount `~/.ssh` into /work.
+fn protected_mounts(workspace: &Path, paths: &[String]) -> Vec<BindMount> {
+    paths
+        .iter()
+        .filter_map(|rel| {
+            let rel = rel.trim_matches('/');
+            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+                return None;
+            }
+            let source = workspace.join(rel);
+            let meta = std::fs::symlink_metadata(&source).ok()?;
+            let real = source.canonicalize().ok()?;
+            let inside = real == source && real.starts_with(workspace);
+            (inside && !meta.file_type().is_symlink()).then(|| BindMount {
+                source,
+                target: format!("{WORKDIR}/{rel}"),
+                read_only: true,
+            })
+        })
+        .collect()
+}
+
+fn parse_user(text: &str) -> Result<String> {
+    let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    };
+    if !part_ok(uid) || !(gid.is_empty() || part_ok(gid)) {
+        bail!("--user {text:?}: use UID:GID, like 1000:1000");
+    }
+    Ok(text.to_string())
+}
+
+/// The invoking user's uid:gid, so files written in /work belong to them. Run
+/// through sudo, that is the user who ran sudo, not root.
+fn invoking_user(host: &Host) -> String {
+    if host.uid == 0 {
+        let sudo = |key| host.env.get(key).and_then(|v| v.parse::<u32>().ok());
+        if let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {
+            return format!("{uid}:{gid}");
+        }
+    }
+    format!("{}:{}", host.uid, host.gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(argv: &[&str]) -> RunArgs {
+        let mut full = vec!["sandbox", "run"];
+        full.extend_from_slice(argv);
+        match crate::cli::Cli::parse_from(full).command {
+            crate::cli::Command::Run(run) => *run,
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sandbox-plan-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.canonicalize().unwrap()
+    }
+
+    fn resolve(argv: &[&str], env: &BTreeMap<String, String>, cwd: &Path) -> Result<RunPlan> {
+        let host = Host {
+            env,
+            cwd,
+            uid: 1000,
+            gid: 1000,
+            stdin_is_terminal: false,
+            stdout_is_terminal: false,
+        };
+        RunPlan::resolve(&args(argv), &Config::default(), &host)
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let dir = temp_dir("defaults");
+        let plan = resolve(&["python", "app.py"], &BTreeMap::new(), &dir).unwrap();
+        assert_eq!(plan.image, Config::default().images["python"]);
+        assert_eq!(plan.command, ["python", "app.py"]);
+        assert_eq!(
+            plan.mounts,
+            [BindMount {
+                source: dir.clone(),
+                target: "/work".into(),
+                read_only: false
+            }]
+        );
+        assert_eq!(plan.user, "1000:1000");
+        assert_eq!(
+            plan.env,
+            [("HOME".to_string(), "/home/sandbox".to_string())]
+        );
+        assert_eq!(plan.memory, Size(4 << 30));
+        assert_eq!(plan.pids_limit, 512);
+        assert_eq!(plan.seccomp.name, "default");
+        assert!(!plan.tty);
+        assert!(plan.stdin, "piped stdin is forwarded");
+        assert_eq!(plan.timeout, Some(Duration::from_secs(1800)));
+    }
+
+    #[test]
+    fn flags_override_the_configuration() {
+        let dir = temp_dir("flags");
+        let plan = resolve(
+            &[
+                "--memory",
+                "512m",
+                "--pids-limit",
+                "64",
+                "--user",
+                "1:2",
+                "--network",
+                "none",
+                "--tty",
+                "-t",
+                "5s",
+                "sh",
+            ],
+            &BTreeMap::new(),
+            &dir,
+        )
+        .unwrap();
+        assert_eq!(plan.memory, Size(512 << 20));
+        assert_eq!(plan.pids_limit, 64);
+        assert_eq!(plan.user, "1:2");
+        assert_eq!(plan.numeric_user(), Some((1, 2)));
+        assert_eq!(plan.network, "none");
+        assert!(plan.tty);
+        assert_eq!(plan.timeout, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn terminals_decide_tty_and_stdin() {
+        let dir = temp_dir("terminals");
+        let env = BTreeMap::new();
+        let decide = |stdin_is_terminal, stdout_is_terminal, argv: &[&str]| {
+            let host = Host {
+                env: &env,
+                cwd: &dir,
+                uid: 1,
+                gid: 1,
+                stdin_is_terminal,
+                stdout_is_terminal,
+            };
+            let plan = RunPlan::resolve(&args(argv), &Config::default(), &host).unwrap();
+            (plan.tty, plan.stdin)
+        };
+        assert_eq!(decide(true, true, &["sh"]), (true, true));
+        assert_eq!(decide(true, true, &["-T", "sh"]), (false, true));
+        assert_eq!(
+            decide(true, false, &["ls"]),
+            (false, false),
+            "a pager keeps its keystrokes"
+        );
+        assert_eq!(decide(false, true, &["cat"]), (false, true));
+        assert_eq!(decide(false, false, &["--tty", "cat"]), (true, true));
+    }
+
+    #[test]
+    fn sudo_maps_back_to_the_real_user() {
+        let dir = temp_dir("sudo");
+        let env: BTreeMap<_, _> = [
+            ("SUDO_UID".to_string(), "1001".to_string()),
+            ("SUDO_GID".to_string(), "1002".to_string()),
+        ]
+        .into();
+        let host = Host {
+            env: &env,
+            cwd: &dir,
+            uid: 0,
+            gid: 0,
+            stdin_is_terminal: false,
+            stdout_is_terminal: false,
+        };
+        let plan = RunPlan::resolve(&args(&["true"]), &Config::default(), &host).unwrap();
+        assert_eq!(plan.user, "1001:1002");
+    }
+
+    #[test]
+    fn protected_paths_are_mounted_read_only() {
+        let dir = temp_dir("protected");
+        std::fs::create_dir_all(dir.join(".git/hooks")).unwrap();
+        std::fs::write(dir.join(".git/config"), "").unwrap();
+        let plan = resolve(&["true"], &BTreeMap::new(), &dir).unwrap();
+        let targets: Vec<_> = plan
+            .mounts
+            .iter()
+            .map(|m| (m.target.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("/work", false),
+                ("/work/.git/hooks", true),
+                ("/work/.git/config", true)
+            ]
+        );
+
+        let plan = resolve(&["--read-only-workspace", "true"], &BTreeMap::new(), &dir).unwrap();
+        assert_eq!(
+            plan.mounts.len(),
+            1,
+            "a read-only workspace needs no nested mounts"
+        );
+        assert!(plan.mounts[0].read_only);
+    }
+
+    #[test]
+    fn protected_symlinks_are_never_followed() {
+        let dir = temp_dir("symlink");
+        let outside = temp_dir("symlink-target");
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.join(".git/hooks")).unwrap();
+        let plan = resolve(&["true"], &BTreeMap::new(), &dir).unwrap();
+        assert!(plan.mounts.iter().all(|m| !m.source.starts_with(&outside)));
+        assert_eq!(plan.mounts.len(), 1);
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let dir = temp_dir("bad");
+        let env = BTreeMap::new();
+        assert!(resolve(&["-w", "/no/such/dir", "true"], &env, &dir).is_err());
+        assert!(resolve(&["--memory", "lots", "true"], &env, &dir).is_err());
+        assert!(resolve(&["--cpus", "0", "true"], &env, &dir).is_err());
+        assert!(resolve(&["--pids-limit", "0", "true"], &env, &dir).is_err());
+        assert!(resolve(&["--user", "a b", "true"], &env, &dir).is_err());
+        assert!(resolve(&["--seccomp", "no-such-profile", "true"], &env, &dir).is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! `sandbox run`: the pipeline from a resolved plan to an outcome.
+//!
+//! connect → create (pull on a missing image) → from here every path removes
+//! the container → attach (before start, so no output is lost) → raw mode →
+//! start → resize → supervise → restore the terminal → remove. The same order
+//! as docker/cli's `run.go`.
+
+use std::collections::BTreeMap;
+use std::pin::pin;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::time::{sleep_until, Instant};
+
+use crate::cli::PullPolicy;
+use crate::engine::{short_id, Engine, ImageMissing};
+use crate::exit::Outcome;
+use crate::plan::RunPlan;
+use crate::streams::{self, OutputEnd};
+use crate::tty::{self, RawMode};
+use crate::ui::Ui;
+use crate::{image, security};
+
+/// How long a command may take to exit after a forwarded signal (or the time
+/// limit) before it is killed.
+const GRACE: Duration = Duration::from_secs(5);
+
+pub async fn run(plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Result<Outcome> {
+    let engine = Engine::connect(env).await?;
+    tracing::info!(host = engine.host(), image = %plan.image, "running");
+    let body = security::create_body(&plan);
+
+    if plan.pull == PullPolicy::Always {
+        pull(&engine, &plan.image, ui).await?;
+    }
+    // Creating first and pulling only on "no such image" saves an inspect
+    // round trip on every run with a local image.
+    let (id, warnings) = match engine.create(body.clone()).await {
+        Err(e) if e.is::<ImageMissing>() => {
+            if plan.pull == PullPolicy::Never {
+                bail!(
+                    "image {} is not present locally and --pull never forbids pulling — \
+                     pull or build it first, or use --pull missing",
+                    plan.image
+                );
+            }
+            pull(&engine, &plan.image, ui).await?;
+            engine.create(body).await?
+        }
+        created => created?,
+    };
+    tracing::debug!(id = short_id(&id), "created");
+
+    let result = match check_warnings(&plan, &warnings, ui) {
+        Ok(()) => attach_and_supervise(&engine, &id, &plan, ui).await,
+        Err(e) => Err(e),
+    };
+    if plan.keep {
+        ui.warn(&format!(
+            "kept container {} (remove it with `docker rm {}`)",
+            short_id(&id),
+            short_id(&id)
+        ));
+    } else if let Err(e) = engine.remove(&id).await {
+        // The run's own result matters more; say what was left behind.
+        ui.warn(&format!(
+            "{e:#} — remove it with `docker rm -f {}` or `sandbox prune`",
+            short_id(&id)
+        ));
+    }
+    result
+}
+
+async fn pull(engine: &Engine, image: &str, ui: Ui) -> Result<()> {
+    let reference = image::pull_reference(image);
+    let mut progress = ui.pull_progress(&reference);
+    let pulled = engine
+        .pull(&reference, |event| progress.update(event))
+        .await;
+    progress.finish();
+    pulled.with_context(|| {
+        format!(
+            "the image {image} is neither local nor pullable — check the name, or build it locally"
+        )
+    })
+}
+
+/// A limit the engine could not enforce is a promise broken: refuse to run
+/// unless the configuration allows it.
+fn check_warnings(plan: &RunPlan, warnings: &[String], ui: Ui) -> Result<()> {
+    if warnings.is_empty() {
+        return Ok(());
+    }
+    let text = warnings.join("; ");
+    if plan.allow_engine_warnings {
+        ui.warn(&format!("the engine warned: {text}"));
+        return Ok(());
+    }
+    bail!("the engine cannot enforce this container's settings: {text} — fix the engine, or set security.allow_engine_warnings: true to run anyway")
+}
+
+async fn attach_and_supervise(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    ui: Ui,
+) -> Result<Outcome> {
+    let (output, input) = engine.attach(id, plan.stdin).await?;
+    // Handlers go in before start, so no signal slips past between start and the loop.
+    let signals = Signals::new()?;
+    let raw = if plan.tty { RawMode::enter()? } else { None };
+    let result = async {
+        engine.start(id).await?;
+        if plan.tty {
+            if let Some((rows, cols)) = tty::size() {
+                // A failed resize leaves the default size; not worth failing the run.
+                let _ = engine.resize(id, rows, cols).await;
+            }
+        }
+        if plan.stdin {
+            streams::pump_stdin(input);
+        } else {
+            drop(input);
+        }
+        supervise(engine, id, plan, output, signals, ui).await
+    }
+    .await;
+    drop(raw);
+    result
+}
+
+/// The signals sandbox forwards or acts on.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+    window: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        let on = |kind| signal(kind).context("cannot install signal handlers");
+        Ok(Signals {
+            interrupt: on(SignalKind::interrupt())?,
+            terminate: on(SignalKind::terminate())?,
+            hangup: on(SignalKind::hangup())?,
+            window: on(SignalKind::window_change())?,
+        })
+    }
+}
+
+async fn supervise(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    output: crate::engine::OutputStream,
+    mut signals: Signals,
+    ui: Ui,
+) -> Result<Outcome> {
+    let mut output = pin!(streams::forward_output(output));
+    let mut output_done = false;
+    let mut wait = pin!(engine.wait(id));
+    let mut status = None;
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let deadline = plan.timeout.map(|t| Instant::now() + t);
+    let mut timed_out = false;
+    // Set when a stop is under way: the moment to stop asking and kill.
+    let mut kill_at: Option<Instant> = None;
+
+    // The run is over when the container has stopped *and* its output is all
+    // written: the wait can answer before the last bytes arrive.
+    while status.is_none() || !output_done {
+        let signal = tokio::select! {
+            end = &mut output, if !output_done => {
+                output_done = true;
+                if end? == OutputEnd::ReaderGone {
+                    // Nobody reads any more: end the command as a pipe would.
+                    tracing::debug!("output reader gone");
+                    engine.kill(id, "SIGPIPE").await?;
+                    kill_at.get_or_insert(Instant::now() + GRACE);
+                }
+                continue;
+            }
+            code = &mut wait, if status.is_none() => {
+                status = Some(code?);
+                continue;
+            }
+            _ = signals.window.recv() => {
+                if let (true, Some((rows, cols))) = (plan.tty, tty::size()) {
+                    let _ = engine.resize(id, rows, cols).await;
+                }
+                continue;
+            }
+            _ = signals.interrupt.recv() => "SIGINT",
+            _ = signals.terminate.recv() => "SIGTERM",
+            _ = signals.hangup.recv() => "SIGHUP",
+            _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && !timed_out => {
+                timed_out = true;
+                "SIGTERM"
+            }
+            _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                kill_at = None;
+                "SIGKILL"
+            }
+        };
+        if status.is_some() {
+            continue;
+        }
+        // A second signal while a stop is under way means "now".
+        let signal = if kill_at.is_some() && signal != "SIGKILL" {
+            "SIGKILL"
+        } else {
+            signal
+        };
+        tracing::info!(signal, "stopping the container");
+        engine.kill(id, signal).await?;
+        if signal != "SIGKILL" {
+            kill_at = Some(Instant::now() + GRACE);
+        }
+    }
+
+    let status = status.unwrap_or(-1);
+    if timed_out {
+        let limit = plan.timeout.map(humantime::format_duration);
+        ui.notice(&format!(
+            "the command was stopped: it reached the time limit of {} — raise it with --timeout or container.timeout",
+            limit.map_or(String::new(), |l| l.to_string())
+        ));
+        return Ok(Outcome::TimedOut);
+    }
+    if status == 137 && engine.was_oom_killed(id).await {
+        ui.notice(&format!(
+            "the command was killed: it hit the memory limit of {} — raise it with --memory or container.memory",
+            plan.memory
+        ));
+    }
+    Ok(Outcome::Exited(status))
+}

@@ -1,0 +1,313 @@
+//! Everything a person reads on stderr: the one-line error, warnings, pull
+//! progress, and the plan that `--dry-run` prints.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::engine::PullEvent;
+use crate::env_filter::Reason;
+use crate::plan::RunPlan;
+
+/// The error as one line: `sandbox: <what failed>: <cause> — <what to do>`.
+/// Contexts carry their advice after " — "; the first advice found is kept and
+/// put last, so the line reads from the failure to the fix.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut what = Vec::new();
+    let mut advice = None;
+    for cause in error.chain() {
+        let text = sanitize(&cause.to_string());
+        let (head, tail) = match text.split_once(" — ") {
+            Some((head, tail)) => (head.to_string(), Some(tail.to_string())),
+            None => (text, None),
+        };
+        // bollard and io errors often repeat their source's text; say it once.
+        if !head.is_empty() && !what.iter().any(|w: &String| w.contains(&head)) {
+            what.push(head);
+        }
+        advice = advice.or(tail);
+    }
+    let mut line = format!("sandbox: {}", what.join(": "));
+    if let Some(advice) = advice {
+        let _ = write!(line, " — {advice}");
+    }
+    line
+}
+
+/// clap's multi-line usage error as one line, with where to look.
+pub fn usage_error_line(rendered: &str) -> String {
+    // The message runs to the first blank line; usage and tips follow it.
+    let message: Vec<_> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("sandbox: {} — see `sandbox --help`", sanitize(message))
+}
+
+pub fn error(error: &anyhow::Error) {
+    eprintln!("{}", error_line(error));
+}
+
+/// Untrusted text (the daemon's messages, file names) on one line, without
+/// control characters that could move the cursor or recolour the terminal.
+fn sanitize(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Warnings and notices on stderr, unless `--quiet`.
+#[derive(Clone, Copy)]
+pub struct Ui {
+    pub quiet: bool,
+}
+
+impl Ui {
+    pub fn warn(self, message: &str) {
+        if !self.quiet {
+            eprintln!("sandbox: warning: {}", sanitize(message));
+        }
+    }
+
+    /// A line that reports why the run ended the way it did.
+    pub fn notice(self, message: &str) {
+        eprintln!("sandbox: {}", sanitize(message));
+    }
+
+    /// A progress display for pulling `image`: a bar per layer on a terminal,
+    /// plain status lines otherwise, nothing with `--quiet`.
+    pub fn pull_progress(self, image: &str) -> PullProgress {
+        let fancy = !self.quiet && std::io::stderr().is_terminal();
+        let multi = fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        if !self.quiet && !fancy {
+            eprintln!("sandbox: pulling {image}");
+        }
+        PullProgress {
+            multi,
+            quiet: self.quiet,
+            layers: HashMap::new(),
+            image: image.to_string(),
+        }
+    }
+}
+
+pub struct PullProgress {
+    multi: Option<MultiProgress>,
+    quiet: bool,
+    layers: HashMap<String, (ProgressBar, String)>,
+    image: String,
+}
+
+impl PullProgress {
+    pub fn update(&mut self, event: PullEvent) {
+        let Some(layer) = event.layer else {
+            if !self.quiet && self.multi.is_none() && !event.status.is_empty() {
+                eprintln!("sandbox: {}: {}", self.image, sanitize(&event.status));
+            }
+            return;
+        };
+        let Some(multi) = &self.multi else {
+            // Plain mode: one line per change of a layer's status, not per byte.
+            let last = self
+                .layers
+                .entry(layer.clone())
+                .or_insert_with(|| (ProgressBar::hidden(), String::new()));
+            if !self.quiet && last.1 != event.status {
+                eprintln!(
+                    "sandbox: {}: {layer}: {}",
+                    self.image,
+                    sanitize(&event.status)
+                );
+                last.1 = event.status;
+            }
+            return;
+        };
+        let (bar, _) = self.layers.entry(layer.clone()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:12} {msg:20} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_prefix(layer);
+            (bar, String::new())
+        });
+        bar.set_message(sanitize(&event.status));
+        if let (Some(current), Some(total)) = (event.current, event.total) {
+            bar.set_length(total);
+            bar.set_position(current);
+        }
+    }
+
+    pub fn finish(self) {
+        for (bar, _) in self.layers.values() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The plan as `--dry-run` prints it: what would be sent, names but never values.
+pub fn render_plan(plan: &RunPlan) -> String {
+    let mut out = String::new();
+    let on_off = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
+    let _ = writeln!(out, "image:       {} (pull: {:?})", plan.image, plan.pull);
+    let _ = writeln!(out, "command:     {}", shell_words(&plan.command));
+    for mount in &plan.mounts {
+        let mode = on_off(mount.read_only, "ro", "rw");
+        let _ = writeln!(
+            out,
+            "mount:       {} -> {} ({mode})",
+            mount.source.display(),
+            mount.target
+        );
+    }
+    let _ = writeln!(out, "workdir:     {}", crate::plan::WORKDIR);
+    let _ = writeln!(out, "user:        {} (HOME={})", plan.user, plan.home);
+    let names: Vec<_> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "env passed:  {}",
+        if names.is_empty() {
+            "-".into()
+        } else {
+            names.join(" ")
+        }
+    );
+    for (name, reason) in &plan.withheld {
+        let why = match reason {
+            Reason::Blocked(glob) => format!("blocked by {glob}"),
+            Reason::NotAllowed => "not in the allow list".to_string(),
+        };
+        let _ = writeln!(out, "env held:    {name} ({why})");
+    }
+    let cpus = plan.cpus.map_or("no limit".to_string(), |c| c.to_string());
+    let timeout = plan.timeout.map_or("none".to_string(), |t| {
+        humantime::format_duration(t).to_string()
+    });
+    let _ = writeln!(out, "memory:      {} (swap {})", plan.memory, plan.memory);
+    let _ = writeln!(out, "cpus:        {cpus}");
+    let _ = writeln!(out, "pids limit:  {}", plan.pids_limit);
+    let _ = writeln!(out, "timeout:     {timeout}");
+    let _ = writeln!(out, "network:     {}", plan.network);
+    let _ = writeln!(
+        out,
+        "tmpfs:       /tmp and {} ({} each)",
+        plan.home, plan.tmpfs_size
+    );
+    let _ = writeln!(
+        out,
+        "root fs:     {}",
+        on_off(plan.read_only_root, "read-only", "writable")
+    );
+    let _ = writeln!(
+        out,
+        "capabilities: {}",
+        on_off(
+            plan.drop_all_capabilities,
+            "all dropped",
+            "the engine's defaults"
+        )
+    );
+    let _ = writeln!(
+        out,
+        "no-new-privileges: {}",
+        on_off(plan.no_new_privileges, "yes", "no")
+    );
+    let _ = writeln!(
+        out,
+        "seccomp:     {} ({} bytes, sent inline)",
+        plan.seccomp.name,
+        plan.seccomp.json.len()
+    );
+    let _ = writeln!(out, "init:        {}", on_off(plan.init, "yes", "no"));
+    let _ = writeln!(out, "tty:         {}", on_off(plan.tty, "yes", "no"));
+    let _ = writeln!(
+        out,
+        "stdin:       {}",
+        on_off(plan.stdin, "forwarded", "not forwarded")
+    );
+    let _ = writeln!(
+        out,
+        "keep:        {}",
+        on_off(plan.keep, "yes", "no (removed after the run)")
+    );
+    out
+}
+
+/// Arguments quoted where a shell would need it, for display.
+fn shell_words(words: &[String]) -> String {
+    let quote = |w: &String| {
+        let plain = !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+        if plain {
+            w.clone()
+        } else {
+            format!("'{}'", w.replace('\'', r"'\''"))
+        }
+    };
+    words.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::{anyhow, Context};
+
+    #[test]
+    fn errors_read_from_failure_to_fix() {
+        let e = Err::<(), _>(anyhow!("connection refused"))
+            .context("cannot reach the engine at unix:///x — start the daemon")
+            .unwrap_err();
+        assert_eq!(
+            error_line(&e),
+            "sandbox: cannot reach the engine at unix:///x: connection refused — start the daemon"
+        );
+    }
+
+    #[test]
+    fn untrusted_text_stays_on_one_line() {
+        let e = anyhow!("bad\nthing \x1b[31mred");
+        assert_eq!(error_line(&e), "sandbox: bad thing ?[31mred");
+    }
+
+    #[test]
+    fn repeated_causes_are_said_once() {
+        let e = Err::<(), _>(anyhow!("no such file"))
+            .context("no such file")
+            .unwrap_err();
+        assert_eq!(error_line(&e), "sandbox: no such file");
+    }
+
+    #[test]
+    fn usage_errors_fit_one_line() {
+        let rendered = "error: invalid value 'soon' for '--timeout <DURATION>'\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "sandbox: invalid value 'soon' for '--timeout <DURATION>' — see `sandbox --help`"
+        );
+    }
+
+    #[test]
+    fn missing_arguments_are_named() {
+        let rendered = "error: the following required arguments were not provided:\n  <COMMAND>...\n\nUsage: x\n";
+        assert_eq!(
+            usage_error_line(rendered),
+            "sandbox: the following required arguments were not provided: <COMMAND>... — see `sandbox --help`"
+        );
+    }
+
+    #[test]
+    fn words_are_quoted_for_display() {
+        let words = ["python", "-c", "print('hi')", ""].map(String::from);
+        assert_eq!(shell_words(&words), r"python -c 'print('\''hi'\'')' ''");
+    }
+}

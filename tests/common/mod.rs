@@ -1,0 +1,199 @@
+//! Shared by the tests: the sandbox binary in a hermetic environment, the test
+//! image (built locally once, never pulled), and workspaces whose guard
+//! removes any container left behind and fails the test that left it.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The image every engine test runs in: `FROM scratch` plus the host's static
+/// busybox. Nothing is pulled; no registry is needed.
+pub const TEST_IMAGE: &str = "sandbox-test/busybox:1";
+const BUSYBOX: &str = "/usr/bin/busybox";
+
+pub fn sandbox_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sandbox")
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    /// The process's exit code; -1 when killed by a signal.
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_bytes: Vec<u8>,
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Output {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout_bytes: out.stdout,
+        }
+    }
+}
+
+/// The docker CLI, for setup, control runs and inspection.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("the docker CLI runs (apt-get install docker.io, or `make engine`)")
+        .into()
+}
+
+/// Fails, with one line saying how to get one, when no engine answers.
+pub fn require_engine() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let info = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output();
+        match info {
+            Ok(out) if out.status.success() => {}
+            _ => panic!(
+                "no Docker engine answers: start one with `make engine` (as root, Debian/Ubuntu) \
+                 or `sudo systemctl start docker`; these tests need a real engine"
+            ),
+        }
+    });
+}
+
+/// The test image, built on first use.
+pub fn test_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        require_engine();
+        assert!(
+            Path::new(BUSYBOX).is_file(),
+            "{BUSYBOX} is missing: apt-get install busybox-static (`make engine` does)"
+        );
+        let context = tempdir();
+        std::fs::copy(BUSYBOX, context.path().join("busybox")).expect("copy busybox");
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+             ENV PATH=/bin\nLABEL dev.sandbox.test=1\n",
+        )
+        .expect("write Dockerfile");
+        let out = docker(&["build", "-q", "-t", TEST_IMAGE, context.path().to_str().expect("utf-8 path")]);
+        assert_eq!(out.status, 0, "building {TEST_IMAGE} failed: {}", out.stderr);
+    });
+    TEST_IMAGE
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sandbox-test-")
+        .tempdir()
+        .expect("create a temp dir")
+}
+
+/// A `sandbox` command with a cleared environment: PATH, an empty config home
+/// and nothing else, so the host's variables and config never leak in.
+pub fn hermetic(config_home: &Path) -> Command {
+    let mut cmd = Command::new(sandbox_bin());
+    cmd.env_clear()
+        .env(
+            "PATH",
+            std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+        )
+        .env("HOME", config_home)
+        .env("XDG_CONFIG_HOME", config_home.join(".config"));
+    cmd
+}
+
+/// A temporary directory to mount at /work. Dropping it removes every
+/// container sandbox made for it, and fails the test if there was one.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    home: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let dir = tempdir();
+        let path = dir.path().canonicalize().expect("canonical workspace");
+        Workspace {
+            dir,
+            home: tempdir(),
+            path,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `sandbox` in this workspace, hermetic, with no arguments yet.
+    pub fn command(&self) -> Command {
+        let mut cmd = hermetic(self.home.path());
+        cmd.current_dir(&self.path).stdin(Stdio::null());
+        cmd
+    }
+
+    /// `sandbox run --image <test image> --pull never ARGS...` in this workspace.
+    pub fn run_command(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command();
+        cmd.args(["run", "--image", test_image(), "--pull", "never"])
+            .args(args);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_command(args).output().expect("run sandbox").into()
+    }
+
+    /// Like `run`, with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .run_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sandbox");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            // The command may exit before reading everything.
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait for sandbox");
+        feeder.join().expect("stdin feeder");
+        out.into()
+    }
+
+    /// Ids of the containers sandbox labelled with this workspace.
+    pub fn containers(&self) -> Vec<String> {
+        self.list().expect("docker ps answers")
+    }
+
+    fn list(&self) -> Option<Vec<String>> {
+        let filter = format!("label=dev.sandbox.workspace={}", self.path.display());
+        let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]);
+        (out.status == 0).then(|| out.stdout.split_whitespace().map(String::from).collect())
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        // Never a second panic while unwinding: that would abort the run.
+        let left = self.list().unwrap_or_default();
+        for id in &left {
+            docker(&["rm", "-f", "-v", id]);
+        }
+        // Files a container wrote as another user must go too.
+        let _ = std::fs::remove_dir_all(self.dir.path());
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("sandbox left {} container(s) behind: {left:?}", left.len());
+        }
+    }
+}

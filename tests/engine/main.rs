@@ -1,0 +1,9 @@
+//! Tests against a real Docker engine: one binary, one module per promise.
+//! Needs a running engine (`make engine`); without one every test fails with
+//! a line saying how to start it.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod run;
+mod signals;
