@@ -9,7 +9,7 @@ help:
 	@echo "make build    release build into target/release/sandbox"
 	@echo "make test     unit, CLI and engine tests (needs a running engine: make engine)"
 	@echo "make lint     rustfmt and clippy, as CI runs them"
-	@echo "make engine   Debian/Ubuntu, as root: install docker.io and busybox-static, start dockerd"
+	@echo "make engine   Debian/Ubuntu, as root: install docker.io (and test tools), start dockerd"
 	@echo "make install  cargo install into $(PREFIX)/bin"
 
 build:
@@ -23,12 +23,15 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # The one place that gets a machine from nothing to a running engine: CI
-# calls it, and so can a user on Debian or Ubuntu (as root). busybox-static
-# is what the tests build their image from; nothing is ever pulled.
+# calls it, and so can a user on Debian or Ubuntu (as root). The tests build
+# their image from busybox-static and pull only from a docker-registry they
+# run on loopback: nothing comes from outside.
+ENGINE_PACKAGES = docker.io busybox-static docker-registry
+
 engine:
-	@if ! command -v dockerd >/dev/null || ! dpkg -s busybox-static >/dev/null 2>&1; then \
-		echo "installing docker.io and busybox-static"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static >/dev/null; \
+	@if ! command -v dockerd >/dev/null || ! dpkg -s busybox-static docker-registry >/dev/null 2>&1; then \
+		echo "installing $(ENGINE_PACKAGES)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ENGINE_PACKAGES) >/dev/null; \
 	fi
 	@if ! docker info >/dev/null 2>&1; then \
 		echo "starting dockerd (log: /var/log/dockerd.log)"; \

@@ -10,6 +10,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use futures_util::FutureExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
@@ -27,12 +28,17 @@ use crate::{image, security};
 const GRACE: Duration = Duration::from_secs(5);
 
 pub async fn run(plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Result<Outcome> {
+    // Handlers go in first: from here a Ctrl-C is ours to handle, so it can
+    // never strike between create and the removal that must follow it.
+    let mut signals = Signals::new()?;
     let engine = Engine::connect(env).await?;
     tracing::info!(host = engine.host(), image = %plan.image, "running");
     let body = security::create_body(&plan);
 
     if plan.pull == PullPolicy::Always {
-        pull(&engine, &plan.image, ui).await?;
+        if let Some(stopped) = pull(&engine, &plan.image, &mut signals, ui).await? {
+            return Ok(stopped);
+        }
     }
     // Creating first and pulling only on "no such image" saves an inspect
     // round trip on every run with a local image.
@@ -45,16 +51,23 @@ pub async fn run(plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Resul
                     plan.image
                 );
             }
-            pull(&engine, &plan.image, ui).await?;
+            if let Some(stopped) = pull(&engine, &plan.image, &mut signals, ui).await? {
+                return Ok(stopped);
+            }
             engine.create(body).await?
         }
         created => created?,
     };
     tracing::debug!(id = short_id(&id), "created");
 
-    let result = match check_warnings(&plan, &warnings, ui) {
-        Ok(()) => attach_and_supervise(&engine, &id, &plan, ui).await,
-        Err(e) => Err(e),
+    let result = match (
+        check_warnings(&plan, &warnings, ui),
+        signals.stops.pending(),
+    ) {
+        (Err(e), _) => Err(e),
+        // Stopped while the container was being created: it never starts.
+        (Ok(()), Some(signal)) => Ok(Outcome::Exited(128 + signal.number())),
+        (Ok(()), None) => attach_and_supervise(&engine, &id, &plan, signals, ui).await,
     };
     if plan.keep {
         ui.warn(&format!(
@@ -72,12 +85,19 @@ pub async fn run(plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Resul
     result
 }
 
-async fn pull(engine: &Engine, image: &str, ui: Ui) -> Result<()> {
+/// Pulls `image`; a stop signal abandons the pull and says how to exit.
+async fn pull(
+    engine: &Engine,
+    image: &str,
+    signals: &mut Signals,
+    ui: Ui,
+) -> Result<Option<Outcome>> {
     let reference = image::pull_reference(image);
     let mut progress = ui.pull_progress(&reference);
-    let pulled = engine
-        .pull(&reference, |event| progress.update(event))
-        .await;
+    let pulled = tokio::select! {
+        pulled = engine.pull(&reference, |event| progress.update(event)) => pulled.map(|()| None),
+        signal = signals.stops.stop() => Ok(Some(Outcome::Exited(128 + signal.number()))),
+    };
     progress.finish();
     pulled.with_context(|| {
         format!(
@@ -104,11 +124,10 @@ async fn attach_and_supervise(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
+    signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
     let (output, input) = engine.attach(id, plan.stdin).await?;
-    // Handlers go in before start, so no signal slips past between start and the loop.
-    let signals = Signals::new()?;
     let raw = if plan.tty { RawMode::enter()? } else { None };
     let result = async {
         engine.start(id).await?;
@@ -132,21 +151,73 @@ async fn attach_and_supervise(
 
 /// The signals sandbox forwards or acts on.
 struct Signals {
+    stops: Stops,
+    window: Signal,
+}
+
+/// The signals that ask a run to stop.
+struct Stops {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
-    window: Signal,
+}
+
+/// A signal that asks the run to stop; forwarded to the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Interrupt,
+    Terminate,
+    Hangup,
+    Kill,
+}
+
+impl Stop {
+    fn name(self) -> &'static str {
+        match self {
+            Stop::Interrupt => "SIGINT",
+            Stop::Terminate => "SIGTERM",
+            Stop::Hangup => "SIGHUP",
+            Stop::Kill => "SIGKILL",
+        }
+    }
+
+    fn number(self) -> i64 {
+        match self {
+            Stop::Interrupt => 2,
+            Stop::Terminate => 15,
+            Stop::Hangup => 1,
+            Stop::Kill => 9,
+        }
+    }
 }
 
 impl Signals {
     fn new() -> Result<Signals> {
         let on = |kind| signal(kind).context("cannot install signal handlers");
         Ok(Signals {
-            interrupt: on(SignalKind::interrupt())?,
-            terminate: on(SignalKind::terminate())?,
-            hangup: on(SignalKind::hangup())?,
+            stops: Stops {
+                interrupt: on(SignalKind::interrupt())?,
+                terminate: on(SignalKind::terminate())?,
+                hangup: on(SignalKind::hangup())?,
+            },
             window: on(SignalKind::window_change())?,
         })
+    }
+}
+
+impl Stops {
+    /// The next stop signal.
+    async fn stop(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.interrupt.recv() => Stop::Interrupt,
+            _ = self.terminate.recv() => Stop::Terminate,
+            _ = self.hangup.recv() => Stop::Hangup,
+        }
+    }
+
+    /// A stop signal that has already arrived, if any.
+    fn pending(&mut self) -> Option<Stop> {
+        self.stop().now_or_never()
     }
 }
 
@@ -192,30 +263,28 @@ async fn supervise(
                 }
                 continue;
             }
-            _ = signals.interrupt.recv() => "SIGINT",
-            _ = signals.terminate.recv() => "SIGTERM",
-            _ = signals.hangup.recv() => "SIGHUP",
+            signal = signals.stops.stop() => signal,
             _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && !timed_out => {
                 timed_out = true;
-                "SIGTERM"
+                Stop::Terminate
             }
             _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
                 kill_at = None;
-                "SIGKILL"
+                Stop::Kill
             }
         };
         if status.is_some() {
             continue;
         }
         // A second signal while a stop is under way means "now".
-        let signal = if kill_at.is_some() && signal != "SIGKILL" {
-            "SIGKILL"
+        let signal = if kill_at.is_some() {
+            Stop::Kill
         } else {
             signal
         };
-        tracing::info!(signal, "stopping the container");
-        engine.kill(id, signal).await?;
-        if signal != "SIGKILL" {
+        tracing::info!(signal = signal.name(), "stopping the container");
+        engine.kill(id, signal.name()).await?;
+        if signal != Stop::Kill {
             kill_at = Some(Instant::now() + GRACE);
         }
     }

@@ -197,3 +197,73 @@ impl Drop for Workspace {
         }
     }
 }
+
+/// A registry on loopback for pull tests, started once per test binary. It
+/// stops when the tests end: its shell waits on a pipe only we hold open.
+pub fn registry() -> &'static str {
+    static REGISTRY: OnceLock<(String, std::process::ChildStdin)> = OnceLock::new();
+    let (addr, _) = REGISTRY.get_or_init(|| {
+        require_engine();
+        let bin = "/usr/bin/docker-registry";
+        assert!(Path::new(bin).is_file(), "{bin} is missing: apt-get install docker-registry (`make engine` does)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let addr = format!("127.0.0.1:{port}");
+        let dir = tempfile::Builder::new().prefix("sandbox-registry-").tempdir().expect("temp dir").keep();
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("write registry config");
+        let mut child = Command::new("sh")
+            .args(["-c", &format!("{bin} serve {} & pid=$!; read _; kill $pid", config.display())])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let stdin = child.stdin.take().expect("registry stdin");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the registry on {addr} did not come up");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        (addr, stdin)
+    });
+    addr
+}
+
+/// Pushes an image with a layer of its own to the test registry and removes
+/// it locally, so running it needs a real pull. Returns its reference.
+pub fn image_only_in_registry(name: &str) -> String {
+    let reference = format!("{}/sandbox-test/{name}:1", registry());
+    let context = tempdir();
+    // A unique file makes a layer the engine does not have yet.
+    let unique = format!(
+        "{name} {:?} {}",
+        std::time::SystemTime::now(),
+        std::process::id()
+    );
+    std::fs::write(context.path().join("unique"), unique).expect("write layer file");
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {}\nCOPY unique /unique\n", test_image()),
+    )
+    .expect("write Dockerfile");
+    let built = docker(&[
+        "build",
+        "-q",
+        "-t",
+        &reference,
+        context.path().to_str().expect("utf-8"),
+    ]);
+    assert_eq!(built.status, 0, "{}", built.stderr);
+    let pushed = docker(&["push", &reference]);
+    assert_eq!(pushed.status, 0, "{}", pushed.stderr);
+    let removed = docker(&["rmi", &reference]);
+    assert_eq!(removed.status, 0, "{}", removed.stderr);
+    reference
+}
