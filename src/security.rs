@@ -282,6 +282,65 @@ mod tests {
         }
     }
 
+    /// Names a profile allows without conditions on the arguments.
+    fn unconditionally_allowed(name: &str) -> Vec<String> {
+        let value: serde_json::Value = serde_json::from_str(&profile(name).unwrap().json).unwrap();
+        let rules = value["syscalls"].as_array().unwrap();
+        rules
+            .iter()
+            .filter(|r| r["action"] == "SCMP_ACT_ALLOW" && r.get("args").is_none())
+            .flat_map(|r| r["names"].as_array().unwrap())
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    // The engine tests prove these from inside a container; this catches an
+    // edit to profiles/ before anything runs.
+    #[test]
+    fn dangerous_calls_stay_out_of_every_profile() {
+        let never = [
+            "mount",
+            "umount2",
+            "unshare",
+            "setns",
+            "pivot_root",
+            "chroot",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "bpf",
+            "perf_event_open",
+            "io_uring_setup",
+            "userfaultfd",
+            "fsopen",
+            "open_tree",
+            "move_mount",
+            "open_by_handle_at",
+            "init_module",
+            "finit_module",
+            "kexec_load",
+            "reboot",
+            "swapon",
+            "sethostname",
+            "settimeofday",
+            "clone3",
+            "clone",
+            "socket",
+            "personality",
+        ];
+        for name in ["default", "strict", "debug"] {
+            let allowed = unconditionally_allowed(name);
+            for call in never {
+                assert!(!allowed.iter().any(|a| a == call), "{name} allows {call}");
+            }
+        }
+        for call in ["ptrace", "process_vm_readv", "process_vm_writev"] {
+            assert!(!unconditionally_allowed("default").iter().any(|a| a == call));
+            assert!(!unconditionally_allowed("strict").iter().any(|a| a == call));
+            assert!(unconditionally_allowed("debug").iter().any(|a| a == call));
+        }
+    }
+
     #[test]
     fn user_profiles_are_validated() {
         let dir = std::env::temp_dir().join(format!("sandbox-seccomp-{}", std::process::id()));

@@ -92,66 +92,78 @@ impl Ui {
         PullProgress {
             multi,
             quiet: self.quiet,
-            layers: HashMap::new(),
             image: image.to_string(),
+            statuses: HashMap::new(),
+            bars: HashMap::new(),
         }
     }
 }
 
 pub struct PullProgress {
+    /// A bar per layer on a terminal; `None` for plain lines.
     multi: Option<MultiProgress>,
     quiet: bool,
-    layers: HashMap<String, (ProgressBar, String)>,
     image: String,
+    /// Plain mode: each layer's last status, to print changes only.
+    statuses: HashMap<String, String>,
+    /// Terminal mode: each layer's bar, and whether it shows a transfer.
+    bars: HashMap<String, (ProgressBar, bool)>,
 }
+
+const LAYER: &str = "{prefix:12} {msg}";
+const TRANSFER: &str = "{prefix:12} {msg:12} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}";
 
 impl PullProgress {
     pub fn update(&mut self, event: PullEvent) {
+        if self.quiet {
+            return;
+        }
+        let status = sanitize(&event.status);
         let Some(layer) = event.layer else {
-            if !self.quiet && self.multi.is_none() && !event.status.is_empty() {
-                eprintln!("sandbox: {}: {}", self.image, sanitize(&event.status));
+            if self.multi.is_none() && !status.is_empty() {
+                eprintln!("sandbox: {}: {status}", self.image);
             }
             return;
         };
         let Some(multi) = &self.multi else {
-            // Plain mode: one line per change of a layer's status, not per byte.
-            let last = self
-                .layers
-                .entry(layer.clone())
-                .or_insert_with(|| (ProgressBar::hidden(), String::new()));
-            if !self.quiet && last.1 != event.status {
-                eprintln!(
-                    "sandbox: {}: {layer}: {}",
-                    self.image,
-                    sanitize(&event.status)
-                );
-                last.1 = event.status;
+            // One line per change of a layer's status, not one per byte.
+            if self.statuses.get(&layer) != Some(&status) {
+                eprintln!("sandbox: {}: {layer}: {status}", self.image);
+                self.statuses.insert(layer, status);
             }
             return;
         };
-        let (bar, _) = self.layers.entry(layer.clone()).or_insert_with(|| {
+        let (bar, transfer) = self.bars.entry(layer.clone()).or_insert_with(|| {
             let bar = multi.add(ProgressBar::new(0));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:12} {msg:20} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
+            bar.set_style(style(LAYER));
             bar.set_prefix(layer);
-            (bar, String::new())
+            (bar, false)
         });
-        bar.set_message(sanitize(&event.status));
-        if let (Some(current), Some(total)) = (event.current, event.total) {
+        bar.set_message(status);
+        // Only downloads and extractions have sizes; other states get no bar.
+        let sizes = event
+            .current
+            .zip(event.total)
+            .filter(|(_, total)| *total > 0);
+        if sizes.is_some() != *transfer {
+            *transfer = sizes.is_some();
+            bar.set_style(style(if *transfer { TRANSFER } else { LAYER }));
+        }
+        if let Some((current, total)) = sizes {
             bar.set_length(total);
             bar.set_position(current);
         }
     }
 
     pub fn finish(self) {
-        for (bar, _) in self.layers.values() {
+        for (bar, _) in self.bars.values() {
             bar.finish_and_clear();
         }
     }
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 /// The plan as `--dry-run` prints it: what would be sent, names but never values.

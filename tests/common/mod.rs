@@ -201,7 +201,7 @@ impl Drop for Workspace {
 /// A registry on loopback for pull tests, started once per test binary. It
 /// stops when the tests end: its shell waits on a pipe only we hold open.
 pub fn registry() -> &'static str {
-    static REGISTRY: OnceLock<(String, std::process::ChildStdin)> = OnceLock::new();
+    static REGISTRY: OnceLock<(String, std::process::Child)> = OnceLock::new();
     let (addr, _) = REGISTRY.get_or_init(|| {
         require_engine();
         let bin = "/usr/bin/docker-registry";
@@ -218,20 +218,19 @@ pub fn registry() -> &'static str {
             ),
         )
         .expect("write registry config");
-        let mut child = Command::new("sh")
+        let child = Command::new("sh")
             .args(["-c", &format!("{bin} serve {} & pid=$!; read _; kill $pid", config.display())])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start docker-registry");
-        let stdin = child.stdin.take().expect("registry stdin");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(std::time::Instant::now() < deadline, "the registry on {addr} did not come up");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        (addr, stdin)
+        (addr, child)
     });
     addr
 }
