@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.cargo
 
-.PHONY: help build test lint engine install bench
+.PHONY: help build test lint engine install man bench
 
 help:
 	@echo "make build    release build into target/release/sandbox"
@@ -11,6 +11,7 @@ help:
 	@echo "make lint     rustfmt and clippy, as CI runs them"
 	@echo "make engine   Debian/Ubuntu, as root: install docker.io (and test tools), start dockerd"
 	@echo "make install  cargo install into $(PREFIX)/bin"
+	@echo "make man      the manual page, into target/man/sandbox.1"
 
 build:
 	$(CARGO) build --locked --release
@@ -43,3 +44,7 @@ engine:
 
 install:
 	$(CARGO) install --locked --path . --root $(PREFIX)
+
+man:
+	$(CARGO) run --locked --quiet -- man > target/man.tmp
+	mkdir -p target/man && mv target/man.tmp target/man/sandbox.1

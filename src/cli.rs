@@ -42,9 +42,43 @@ pub enum Command {
                       found; 128+N when it is killed by signal N (137: out of memory)."
     )]
     Run(Box<RunArgs>),
-    /// Show the configuration in force
+    /// List sandbox's containers (only those kept or still running)
+    #[command(visible_alias = "ps")]
+    Ls(LsArgs),
+    /// Remove sandbox's stopped containers, and nothing else
+    Prune(PruneArgs),
+    /// Show, create, edit or check the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show or empty the package caches kept between runs
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Print a shell completion script: sandbox completions bash > /etc/bash_completion.d/sandbox
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): sandbox man | man -l -
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// One JSON array, for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also stop and remove running containers
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// List what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +87,34 @@ pub enum ConfigCommand {
     Show,
     /// Print the path of the configuration file in use
     Path,
+    /// Write a commented file with every default to the configuration path
+    Init {
+        /// Replace an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Open the configuration file in $VISUAL or $EDITOR, then check it
+    Edit,
+    /// Check a configuration file and report every problem with its line
+    Validate {
+        /// The file to check [default: the configuration file in use]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Where the caches are and how much each workspace's holds
+    Info,
+    /// Empty this workspace's cache
+    Clean {
+        /// Every workspace's cache
+        #[arg(long)]
+        all: bool,
+        /// The workspace whose cache to empty [default: the current directory]
+        #[arg(short, long, value_name = "DIR", conflicts_with = "all")]
+        workspace: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +131,7 @@ pub struct RunArgs {
     #[arg(short, long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
 
-    /// Keep the container after it exits (remove it later with `docker rm`)
+    /// Keep the container after it exits (remove it later with `sandbox prune`)
     #[arg(short, long)]
     pub keep: bool,
 
@@ -116,6 +178,10 @@ pub struct RunArgs {
     /// Never allocate a terminal
     #[arg(short = 'T', long)]
     pub no_tty: bool,
+
+    /// Leave the package cache (/cache) out of this run
+    #[arg(long)]
+    pub no_cache: bool,
 
     /// Print what would be sent to the engine and exit without running anything
     #[arg(long)]

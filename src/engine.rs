@@ -11,7 +11,8 @@ use bollard::errors::Error as BollardError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder, WaitContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWrite;
 
 use crate::exit::CannotRun;
+use crate::labels;
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -45,6 +47,23 @@ pub struct PullEvent {
     pub status: String,
     pub current: Option<u64>,
     pub total: Option<u64>,
+}
+
+/// One of sandbox's containers, as `ls` and `prune` see it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub image: String,
+    pub command: String,
+    pub workspace: String,
+    /// created, running, paused, restarting, removing, exited or dead.
+    pub state: String,
+    /// The engine's own summary, such as "Exited (0) 5 minutes ago".
+    pub status: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+    /// Bytes written to its own layer, when asked for.
+    pub size: Option<u64>,
 }
 
 /// The image is not present locally.
@@ -235,6 +254,47 @@ impl Engine {
             .and_then(|c| c.state)
             .and_then(|s| s.oom_killed)
             .unwrap_or(false)
+    }
+
+    /// sandbox's containers, running or not, oldest first; never anyone else's.
+    /// `size` asks the engine to measure each one's layer, which is slow.
+    pub async fn list(&self, size: bool) -> Result<Vec<Listed>> {
+        let filters =
+            std::collections::HashMap::from([("label", vec![format!("{}=true", labels::MANAGED)])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .size(size)
+            .filters(&filters)
+            .build();
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(plain)
+            .context("cannot list containers")?;
+        let mut listed: Vec<Listed> = found
+            .into_iter()
+            .map(|c| {
+                let label = |key: &str| {
+                    c.labels
+                        .as_ref()
+                        .and_then(|l| l.get(key).cloned())
+                        .unwrap_or_default()
+                };
+                Listed {
+                    id: c.id.clone().unwrap_or_default(),
+                    image: c.image.clone().unwrap_or_default(),
+                    command: label(labels::COMMAND),
+                    workspace: label(labels::WORKSPACE),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    status: c.status.clone().unwrap_or_default(),
+                    created: c.created.unwrap_or_default(),
+                    size: c.size_rw.and_then(|s| u64::try_from(s).ok()),
+                }
+            })
+            .collect();
+        listed.sort_by_key(|c| c.created);
+        Ok(listed)
     }
 
     /// Removes the container, running or not, with its anonymous volumes.

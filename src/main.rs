@@ -4,7 +4,9 @@
 //! file chooses the exit status; nothing below exits the process, so guards
 //! (terminal modes, container removal) always run.
 
+mod cache;
 mod cli;
+mod commands;
 mod config;
 mod engine;
 mod env_filter;
@@ -20,12 +22,13 @@ mod ui;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, ConfigCommand, RunArgs};
+use cli::{Cli, Command, RunArgs};
 use exit::Outcome;
 use ui::Ui;
 
@@ -60,19 +63,17 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     let source = config::locate(cli.config.as_deref(), &env);
-    let config = config::load(&source)?;
-    match cli.command {
-        Command::Run(args) => run_command(&args, &config, &env, ui),
-        Command::Config(ConfigCommand::Show) => {
-            print!("{}", config.to_yaml()?);
-            Ok(Outcome::Exited(0))
-        }
-        Command::Config(ConfigCommand::Path) => {
-            let path = source
-                .path
-                .context("no configuration directory: set SANDBOX_CONFIG or pass --config")?;
-            println!("{}", path.display());
-            Ok(Outcome::Exited(0))
+    let cwd = || std::env::current_dir().context("cannot read the current directory");
+    match &cli.command {
+        // These report on the file itself, so it need not be valid.
+        Command::Config(command) => commands::config::run(command, &source, &env),
+        Command::Completions { shell } => commands::completions(*shell),
+        Command::Man => commands::man(),
+        Command::Run(args) => run_command(args, &config::load(&source)?, &env, &cwd()?, ui),
+        Command::Ls(args) => block_on(commands::containers::ls(args, &env)),
+        Command::Prune(args) => block_on(commands::containers::prune(args, &env, ui)),
+        Command::Cache(command) => {
+            commands::cache::run(command, &config::load(&source)?, &env, &cwd()?)
         }
     }
 }
@@ -81,28 +82,45 @@ fn run_command(
     args: &RunArgs,
     config: &config::Config,
     env: &BTreeMap<String, String>,
+    cwd: &Path,
     ui: Ui,
 ) -> Result<Outcome> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let workspace = plan::resolve_workspace(args.workspace.as_deref(), cwd)?;
+    let mut config = config.clone();
+    let mut setup = Vec::new();
+    if let Some(manifest) = config::project::load(&workspace)? {
+        let notes = manifest
+            .project
+            .apply(&mut config)
+            .with_context(|| format!("invalid project file {}", manifest.path.display()))?;
+        for note in notes {
+            ui.warn(&note);
+        }
+        setup = manifest.project.setup;
+    }
     let host = plan::Host {
         env,
-        cwd: &cwd,
+        cwd,
         uid: rustix::process::getuid().as_raw(),
         gid: rustix::process::getgid().as_raw(),
         stdin_is_terminal: std::io::stdin().is_terminal(),
         stdout_is_terminal: std::io::stdout().is_terminal(),
     };
-    let plan = plan::RunPlan::resolve(args, config, &host)?;
+    let plan = plan::RunPlan::resolve(args, &config, &setup, &host)?;
     if args.dry_run {
-        print!("{}", ui::render_plan(&plan));
+        ui::print(&ui::render_plan(&plan))?;
         return Ok(Outcome::Exited(0));
     }
+    block_on(run::run(plan, env, ui))
+}
+
+fn block_on(work: impl std::future::Future<Output = Result<Outcome>>) -> Result<Outcome> {
     // One thread is enough: blocking I/O has threads of its own (streams.rs).
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(run::run(plan, env, ui))
+        .context("cannot start the async runtime")?
+        .block_on(work)
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

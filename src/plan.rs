@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cache;
 use crate::cli::{PullPolicy, RunArgs};
 use crate::config::{Config, Size};
 use crate::env_filter::{self, Filter};
@@ -22,6 +23,8 @@ pub const WORKDIR: &str = "/work";
 pub struct RunPlan {
     pub image: String,
     pub command: Vec<String>,
+    /// The project's setup steps, run in the container before `command`.
+    pub setup: Vec<String>,
     /// Bind mounts, the workspace first.
     pub mounts: Vec<BindMount>,
     pub env: Vec<(String, String)>,
@@ -47,6 +50,8 @@ pub struct RunPlan {
     /// Forward our stdin to the command.
     pub stdin: bool,
     pub pull: PullPolicy,
+    /// The workspace's package cache on the host, mounted at /cache.
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +73,12 @@ pub struct Host<'a> {
 }
 
 impl RunPlan {
-    pub fn resolve(args: &RunArgs, config: &Config, host: &Host) -> Result<RunPlan> {
+    pub fn resolve(
+        args: &RunArgs,
+        config: &Config,
+        setup: &[String],
+        host: &Host,
+    ) -> Result<RunPlan> {
         let command = args.command.clone();
         let image = image::resolve(&command[0], &config.images, args.image.as_deref())
             .context("no image for this command — pass --image or add an `images.default` entry")?
@@ -88,8 +98,32 @@ impl RunPlan {
             ));
         }
 
+        let cache = match config.cache.enabled && !args.no_cache {
+            true => Some(cache::dir_for(
+                &cache::root(&config.cache, host.env)?,
+                &workspace,
+            )),
+            false => None,
+        };
+        if let Some(dir) = &cache {
+            mounts.push(BindMount {
+                source: dir.clone(),
+                target: cache::TARGET.to_string(),
+                read_only: false,
+            });
+        }
+
+        // Later entries win: the cache's variables, then the configured
+        // constants, then what was typed with -e.
+        let cache_env = cache.as_ref().map(|_| cache::env()).unwrap_or_default();
+        let explicit: Vec<String> = cache_env
+            .into_iter()
+            .chain(config.env.set.clone())
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain(args.env.iter().cloned())
+            .collect();
         let filter = Filter::new(&config.env.allow, &config.env.block)?;
-        let decision = filter.apply(host.env, &args.env)?;
+        let decision = filter.apply(host.env, &explicit)?;
         let home = config.container.home.clone();
         let mut env = decision.passed;
         if !env.iter().any(|(k, _)| k == "HOME") {
@@ -129,6 +163,7 @@ impl RunPlan {
         Ok(RunPlan {
             image,
             command,
+            setup: setup.to_vec(),
             mounts,
             env,
             withheld: decision.withheld,
@@ -156,12 +191,22 @@ impl RunPlan {
             tty,
             stdin,
             pull: args.pull.unwrap_or(config.container.pull),
+            cache,
         })
     }
 
     /// The host workspace mounted at /work.
     pub fn workspace(&self) -> &Path {
         &self.mounts[0].source
+    }
+
+    /// Leaves the package cache out: its mount and the variables that point
+    /// at it, unless -e gave them other values.
+    pub fn drop_cache(&mut self) {
+        self.cache = None;
+        self.mounts.retain(|m| m.target != cache::TARGET);
+        let pointers = cache::env();
+        self.env.retain(|entry| !pointers.contains(entry));
     }
 
     /// Numeric uid and gid, when the user was given as numbers.
@@ -171,7 +216,7 @@ impl RunPlan {
     }
 }
 
-fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
+pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
     let dir = flag
         .map(|p| cwd.join(p))
         .unwrap_or_else(|| cwd.to_path_buf());
@@ -269,7 +314,51 @@ mod tests {
             stdin_is_terminal: false,
             stdout_is_terminal: false,
         };
-        RunPlan::resolve(&args(argv), &Config::default(), &host)
+        // The cache has a test of its own; elsewhere it would only add a mount.
+        let mut config = Config::default();
+        config.cache.enabled = false;
+        RunPlan::resolve(&args(argv), &config, &[], &host)
+    }
+
+    #[test]
+    fn the_cache_is_mounted_and_announced_with_flags_winning() {
+        let dir = temp_dir("cache");
+        let env: BTreeMap<_, _> = [("XDG_CACHE_HOME".to_string(), "/c".to_string())].into();
+        let host = Host {
+            env: &env,
+            cwd: &dir,
+            uid: 1000,
+            gid: 1000,
+            stdin_is_terminal: false,
+            stdout_is_terminal: false,
+        };
+        let mut config = Config::default();
+        config.env.set.insert("PIP_NO_INPUT".into(), "1".into());
+        let argv = args(&["-e", "GOMODCACHE=/mine", "true"]);
+        let plan = RunPlan::resolve(&argv, &config, &[], &host).unwrap();
+        let cache = plan.cache.clone().unwrap();
+        assert_eq!(cache, crate::cache::dir_for(Path::new("/c/sandbox"), &dir));
+        let last = plan.mounts.last().unwrap();
+        assert_eq!(
+            (last.source.as_path(), last.target.as_str()),
+            (cache.as_path(), "/cache")
+        );
+        let env: BTreeMap<_, _> = plan.env.iter().cloned().collect();
+        assert_eq!(env["XDG_CACHE_HOME"], "/cache");
+        assert_eq!(env["PIP_NO_INPUT"], "1", "configured constants");
+        assert_eq!(env["GOMODCACHE"], "/mine", "-e wins");
+
+        let mut dropped = plan;
+        dropped.drop_cache();
+        assert!(dropped.mounts.iter().all(|m| m.target != "/cache"));
+        let env: BTreeMap<_, _> = dropped.env.iter().cloned().collect();
+        assert!(!env.contains_key("XDG_CACHE_HOME"));
+        assert_eq!(env["GOMODCACHE"], "/mine", "what -e said stays");
+
+        let plan = RunPlan::resolve(&args(&["--no-cache", "true"]), &config, &[], &host).unwrap();
+        assert!(plan.cache.is_none());
+        assert!(plan.mounts.iter().all(|m| m.target != "/cache"));
+        assert!(plan.env.iter().all(|(k, _)| k != "XDG_CACHE_HOME"));
     }
 
     #[test]
@@ -343,7 +432,7 @@ mod tests {
                 stdin_is_terminal,
                 stdout_is_terminal,
             };
-            let plan = RunPlan::resolve(&args(argv), &Config::default(), &host).unwrap();
+            let plan = RunPlan::resolve(&args(argv), &Config::default(), &[], &host).unwrap();
             (plan.tty, plan.stdin)
         };
         assert_eq!(decide(true, true, &["sh"]), (true, true));
@@ -373,7 +462,9 @@ mod tests {
             stdin_is_terminal: false,
             stdout_is_terminal: false,
         };
-        let plan = RunPlan::resolve(&args(&["true"]), &Config::default(), &host).unwrap();
+        let mut config = Config::default();
+        config.cache.enabled = false;
+        let plan = RunPlan::resolve(&args(&["true"]), &config, &[], &host).unwrap();
         assert_eq!(plan.user, "1001:1002");
     }
 

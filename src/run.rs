@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
+use crate::cache;
 use crate::cli::PullPolicy;
 use crate::engine::{short_id, Engine, ImageMissing};
 use crate::exit::Outcome;
@@ -27,12 +28,21 @@ use crate::{image, security};
 /// limit) before it is killed.
 const GRACE: Duration = Duration::from_secs(5);
 
-pub async fn run(plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Result<Outcome> {
+pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Result<Outcome> {
     // Handlers go in first: from here a Ctrl-C is ours to handle, so it can
     // never strike between create and the removal that must follow it.
     let mut signals = Signals::new()?;
     let engine = Engine::connect(env).await?;
     tracing::info!(host = engine.host(), image = %plan.image, "running");
+    // The cache only saves downloads: a run goes on without it.
+    if let Some(dir) = &plan.cache {
+        if let Err(e) = cache::ensure(dir, plan.workspace(), plan.numeric_user()) {
+            ui.warn(&format!(
+                "running without the package cache: {e:#} — set cache.dir or pass --no-cache"
+            ));
+            plan.drop_cache();
+        }
+    }
     let body = security::create_body(&plan);
 
     if plan.pull == PullPolicy::Always {
@@ -71,8 +81,7 @@ pub async fn run(plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Resul
     };
     if plan.keep {
         ui.warn(&format!(
-            "kept container {} (remove it with `docker rm {}`)",
-            short_id(&id),
+            "kept container {} (remove it with `sandbox prune`)",
             short_id(&id)
         ));
     } else if let Err(e) = engine.remove(&id).await {

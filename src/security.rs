@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
+use crate::config::project;
 use crate::labels;
 use crate::plan::{RunPlan, WORKDIR};
 
@@ -140,7 +141,7 @@ pub fn create_body(plan: &RunPlan) -> ContainerCreateBody {
         image: Some(plan.image.clone()),
         // The command runs as typed: the image's entrypoint would wrap it.
         entrypoint: Some(Vec::new()),
-        cmd: Some(plan.command.clone()),
+        cmd: Some(project::with_setup(&plan.setup, &plan.command)),
         env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         // Set explicitly: runc before 1.1.12 leaked a host directory through an
         // inherited working directory (CVE-2024-21626).
@@ -191,7 +192,7 @@ mod tests {
             stdin_is_terminal: false,
             stdout_is_terminal: false,
         };
-        RunPlan::resolve(&args, &Config::default(), &host).unwrap()
+        RunPlan::resolve(&args, &Config::default(), &[], &host).unwrap()
     }
 
     #[test]

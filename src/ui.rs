@@ -49,13 +49,26 @@ pub fn usage_error_line(rendered: &str) -> String {
     format!("sandbox: {} — see `sandbox --help`", sanitize(message))
 }
 
+/// Writes a command's result to stdout. A reader that went away (`sandbox ls
+/// | head -1`) is not an error; any other failure is.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn error(error: &anyhow::Error) {
     eprintln!("{}", error_line(error));
 }
 
 /// Untrusted text (the daemon's messages, file names) on one line, without
 /// control characters that could move the cursor or recolour the terminal.
-fn sanitize(text: &str) -> String {
+pub fn sanitize(text: &str) -> String {
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     one_line
         .chars()
@@ -172,6 +185,9 @@ pub fn render_plan(plan: &RunPlan) -> String {
     let on_off = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
     let _ = writeln!(out, "image:       {} (pull: {:?})", plan.image, plan.pull);
     let _ = writeln!(out, "command:     {}", shell_words(&plan.command));
+    for (i, step) in plan.setup.iter().enumerate() {
+        let _ = writeln!(out, "setup {}:     {}", i + 1, sanitize(step));
+    }
     for mount in &plan.mounts {
         let mode = on_off(mount.read_only, "ro", "rw");
         let _ = writeln!(
@@ -182,6 +198,9 @@ pub fn render_plan(plan: &RunPlan) -> String {
         );
     }
     let _ = writeln!(out, "workdir:     {}", crate::plan::WORKDIR);
+    if plan.cache.is_none() {
+        let _ = writeln!(out, "cache:       off");
+    }
     let _ = writeln!(out, "user:        {} (HOME={})", plan.user, plan.home);
     let names: Vec<_> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
     let _ = writeln!(

@@ -212,3 +212,134 @@ fn config_show_prints_the_effective_configuration() {
             .to_string()
     );
 }
+
+#[test]
+fn config_init_writes_the_defaults_once() {
+    let home = tempdir();
+    let out = sandbox_in(home.path(), &["config", "init"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    let file = home.path().join(".config/sandbox/config.yaml");
+    let written = std::fs::read_to_string(&file).expect("init wrote the file");
+    assert!(written.starts_with("# sandbox configuration"), "commented");
+
+    let defaults = sandbox(&["config", "show"]).stdout;
+    let shown = sandbox_in(home.path(), &["config", "show"]);
+    assert_eq!(shown.stdout, defaults, "the written file is the defaults");
+
+    std::fs::write(&file, "container:\n  memory: 1g\n").unwrap();
+    let out = sandbox_in(home.path(), &["config", "init"]);
+    assert_eq!(out.status, 125, "{out:?}");
+    assert!(out.stderr.contains("--force"), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "container:\n  memory: 1g\n"
+    );
+    let out = sandbox_in(home.path(), &["config", "init", "--force"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+}
+
+#[test]
+fn config_validate_reports_every_problem_with_its_line() {
+    let home = tempdir();
+    let file = home.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "container:\n  memory: lots\n  timeout: soon\nsecurity:\n  seccompp: strict\n",
+    )
+    .unwrap();
+    let out = sandbox_in(home.path(), &["config", "validate", file.to_str().unwrap()]);
+    assert_eq!(out.status, 125, "{out:?}");
+    let path = file.display().to_string();
+    for (line, key) in [(2, "memory"), (3, "timeout"), (5, "seccompp")] {
+        let expected = format!("{path}:{line}: ");
+        let hit = out.stderr.lines().find(|l| l.starts_with(&expected));
+        assert!(hit.is_some_and(|l| l.contains(key)), "{key}: {out:?}");
+    }
+    assert!(out.stderr.contains("3 problems"), "{out:?}");
+
+    // A broken file in use does not stop validate from reporting on it.
+    let out = sandbox_in(
+        home.path(),
+        &["--config", file.to_str().unwrap(), "config", "validate"],
+    );
+    assert_eq!(out.status, 125, "{out:?}");
+    assert!(out.stderr.contains("seccompp"), "{out:?}");
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml");
+    let out = sandbox(&["config", "validate", example]);
+    assert_eq!(
+        (out.status, out.stdout.trim()),
+        (0, &*format!("{example}: valid"))
+    );
+}
+
+#[test]
+fn config_edit_opens_the_editor_then_checks_the_file() {
+    let home = tempdir();
+    let editor = home.path().join("editor.sh");
+    // A scripted "editor" that saves a typo.
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nprintf 'container:\\n  memroy: 1g\\n' > \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out: Output = hermetic(home.path())
+        .env("EDITOR", &editor)
+        .args(["config", "edit"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.status, 125, "{out:?}");
+    assert!(out.stderr.contains(":2: container.memroy"), "{out:?}");
+}
+
+#[test]
+fn completions_and_the_manual_page() {
+    for (shell, marker) in [
+        ("bash", "_sandbox()"),
+        ("zsh", "#compdef sandbox"),
+        ("fish", "complete -c sandbox"),
+    ] {
+        let out = sandbox(&["completions", shell]);
+        assert_eq!(out.status, 0, "{out:?}");
+        assert!(
+            out.stdout.contains(marker),
+            "{shell}: {}",
+            &out.stdout[..200.min(out.stdout.len())]
+        );
+        assert!(
+            out.stdout.contains("prune"),
+            "{shell} completes subcommands"
+        );
+    }
+    let out = sandbox(&["completions", "tcsh"]);
+    assert_eq!(out.status, 125, "{out:?}");
+    let out = sandbox(&["man"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        out.stdout.starts_with(".ie"),
+        "roff: {}",
+        &out.stdout[..100]
+    );
+    assert!(out.stdout.contains("sandbox"), "{out:?}");
+}
+
+#[test]
+fn a_project_file_with_a_typo_is_125_before_any_engine() {
+    let home = tempdir();
+    std::fs::write(home.path().join(".sandbox.yml"), "stup:\n  - make\n").unwrap();
+    let out = sandbox_in(home.path(), &["run", "--dry-run", "true"]);
+    assert_eq!(out.status, 125, "{out:?}");
+    assert!(
+        out.stderr.contains(".sandbox.yml") && out.stderr.contains("stup"),
+        "{out:?}"
+    );
+
+    std::fs::write(home.path().join(".sandbox.yml"), "setup:\n  - make deps\n").unwrap();
+    let out = sandbox_in(home.path(), &["run", "--dry-run", "true"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stdout.contains("setup 1:     make deps"), "{out:?}");
+}

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 /// The image every engine test runs in: `FROM scratch` plus the host's static
@@ -265,4 +265,42 @@ pub fn image_only_in_registry(name: &str) -> String {
     let removed = docker(&["rmi", &reference]);
     assert_eq!(removed.status, 0, "{}", removed.stderr);
     reference
+}
+
+/// Starts `sandbox run ARGS` and waits until the command inside has printed
+/// `ready`, so a signal sent next reaches a running command.
+pub fn start_ready(ws: &Workspace, args: &[&str]) -> Child {
+    let mut child = ws
+        .run_command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sandbox");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"ready\n") {
+        let n = std::io::Read::read(&mut stdout, &mut byte).unwrap();
+        assert_eq!(
+            n,
+            1,
+            "the command ended before it was ready: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.push(byte[0]);
+    }
+    child.stdout = Some(stdout);
+    child
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args(["-s", name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap().into()
 }

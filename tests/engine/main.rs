@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod project;
 mod pull;
 mod run;
 mod signals;

@@ -109,6 +109,11 @@ fn files_belong_to_the_invoking_user() {
     let out = crate::common::Output::from(out);
     assert_eq!(out.status, 0, "{out:?}");
     assert_eq!(out.stdout, format!("{uid}\n{gid}\n/home/sandbox\n"));
+    // The test's HOME is root's, so this user cannot keep a cache there.
+    assert!(
+        out.stderr.contains("running without the package cache"),
+        "{out:?}"
+    );
     for name in ["owned", "d"] {
         let meta = std::fs::metadata(ws.path().join(name)).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{name}");

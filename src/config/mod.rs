@@ -19,6 +19,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::PullPolicy;
 
+pub mod check;
+pub mod project;
+
 /// The effective configuration: built-in defaults with the user's file over them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +32,7 @@ pub struct Config {
     pub env: EnvConfig,
     pub container: ContainerConfig,
     pub security: SecurityConfig,
+    pub cache: CacheConfig,
 }
 
 /// Which host environment variables reach the container.
@@ -39,6 +43,8 @@ pub struct EnvConfig {
     pub allow: Vec<String>,
     /// Globs of variable names that never pass unless named with `-e`; wins over `allow`.
     pub block: Vec<String>,
+    /// Variables set in every container, whatever the host has; `-e` wins.
+    pub set: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +93,25 @@ pub struct SecurityConfig {
     pub read_only_workspace: bool,
 }
 
+/// Package-manager caches kept between runs, one directory per workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Mount the workspace's cache at /cache and point pip, npm, go and cargo at it.
+    pub enabled: bool,
+    /// Where the caches live on the host; the platform's cache directory when absent.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            dir: None,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         let images = [
@@ -116,6 +141,7 @@ impl Default for Config {
             env: EnvConfig::default_lists(),
             container: ContainerConfig::default(),
             security: SecurityConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -170,6 +196,7 @@ impl EnvConfig {
         EnvConfig {
             allow: allow.map(String::from).to_vec(),
             block: block.map(String::from).to_vec(),
+            set: BTreeMap::new(),
         }
     }
 }
@@ -199,7 +226,11 @@ impl Default for SecurityConfig {
             no_new_privileges: true,
             init: true,
             allow_engine_warnings: false,
-            protected_paths: vec![".git/hooks".into(), ".git/config".into()],
+            protected_paths: vec![
+                ".git/hooks".into(),
+                ".git/config".into(),
+                project::FILE.into(),
+            ],
             read_only_workspace: false,
         }
     }
@@ -322,7 +353,7 @@ fn extend_unique(list: &mut Vec<String>, more: Vec<String>) {
 }
 
 /// A size in bytes written the docker way: `512m`, `4g`, `1024k`, `100` (bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Size(pub u64);
 
 impl Size {
@@ -536,7 +567,7 @@ mod tests {
 
     #[test]
     fn the_example_file_loads() {
-        let text = include_str!("../config.example.yaml");
+        let text = include_str!("../../config.example.yaml");
         let c = parse(text).expect("config.example.yaml must load");
         assert_eq!(c, Config::default(), "the example documents the defaults");
     }

@@ -1,0 +1,367 @@
+//! The project manifest, `.sandbox.yml` in the workspace root: setup steps
+//! and per-project settings layered over the user's configuration.
+//!
+//! The file comes with the code, so it is as untrusted as the code: it may
+//! tighten what the user's configuration allows, never loosen it. It cannot
+//! let host variables in (only set constants), raise a limit, turn the
+//! network on or pick a weaker seccomp profile. It sits on the default
+//! protected paths, so a sandboxed command cannot rewrite it for the next run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use super::{Config, Size};
+
+pub const FILE: &str = ".sandbox.yml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// The image for every command in this project.
+    image: Option<String>,
+    /// Command basename → image, over `image`.
+    #[serde(default)]
+    images: BTreeMap<String, String>,
+    /// Shell commands run in the container, in order, before the command.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    #[serde(default)]
+    env: ProjectEnv,
+    #[serde(default)]
+    container: ProjectContainer,
+    #[serde(default)]
+    security: ProjectSecurity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectEnv {
+    /// Constants set in the container; never a host value.
+    #[serde(default)]
+    set: BTreeMap<String, String>,
+    /// More globs to hold back.
+    #[serde(default)]
+    block: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectContainer {
+    memory: Option<Size>,
+    cpus: Option<f64>,
+    pids_limit: Option<i64>,
+    tmpfs_size: Option<Size>,
+    #[serde(default, with = "super::duration_text")]
+    timeout: Option<Duration>,
+    network: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectSecurity {
+    seccomp: Option<String>,
+    read_only_workspace: Option<bool>,
+    #[serde(default)]
+    protected_paths: Vec<String>,
+}
+
+/// A loaded manifest and where it came from.
+#[derive(Debug)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub project: Project,
+}
+
+/// The manifest in `workspace`, if there is one.
+pub fn load(workspace: &Path) -> Result<Option<Manifest>> {
+    let path = workspace.join(FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot read the project file {}", path.display()))
+        }
+    };
+    let project =
+        parse(&text).with_context(|| format!("invalid project file {}", path.display()))?;
+    Ok(Some(Manifest { path, project }))
+}
+
+pub fn parse(text: &str) -> Result<Project> {
+    if text.trim().is_empty() {
+        return Ok(Project::default());
+    }
+    let project: Project = serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(i) = project.setup.iter().position(|s| s.trim().is_empty()) {
+        bail!("setup[{i}]: the command is empty");
+    }
+    if project
+        .image
+        .as_deref()
+        .is_some_and(|i| i.trim().is_empty())
+    {
+        bail!("image: the image name is empty");
+    }
+    if let Some((command, _)) = project.images.iter().find(|(_, i)| i.trim().is_empty()) {
+        bail!("images.{command}: the image name is empty");
+    }
+    Ok(project)
+}
+
+impl Project {
+    /// `config` with this project over it. Returns the notes a person should
+    /// see: requests the project made that the user's configuration does not
+    /// allow, and which were therefore not granted.
+    pub fn apply(&self, config: &mut Config) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        if let Some(image) = &self.image {
+            config.images = BTreeMap::from([("default".to_string(), image.clone())]);
+        }
+        config.images.extend(self.images.clone());
+        config.env.set.extend(self.env.set.clone());
+        super::extend_unique(&mut config.env.block, self.env.block.clone());
+        super::extend_unique(
+            &mut config.security.protected_paths,
+            self.security.protected_paths.clone(),
+        );
+
+        let c = &self.container;
+        let mine = &mut config.container;
+        lower(&mut mine.memory, c.memory, "container.memory", &mut notes);
+        lower(
+            &mut mine.tmpfs_size,
+            c.tmpfs_size,
+            "container.tmpfs_size",
+            &mut notes,
+        );
+        lower(
+            &mut mine.pids_limit,
+            c.pids_limit,
+            "container.pids_limit",
+            &mut notes,
+        );
+        lower_optional(&mut mine.cpus, c.cpus, "container.cpus", &mut notes);
+        lower_optional(
+            &mut mine.timeout,
+            c.timeout,
+            "container.timeout",
+            &mut notes,
+        );
+        match c.network.as_deref() {
+            None => {}
+            Some("none") => mine.network = "none".into(),
+            Some(other) => bail!(
+                "container.network: {other:?} — a project file may only turn the network off \
+                 (none); set other networks in your own configuration or with --network"
+            ),
+        }
+
+        let s = &self.security;
+        match s.seccomp.as_deref() {
+            None => {}
+            Some(name) if name == config.security.seccomp => {}
+            Some("strict") => config.security.seccomp = "strict".into(),
+            Some(other) => bail!(
+                "security.seccomp: {other:?} — a project file may only choose the stricter \
+                 built-in profile (strict); choose others with --seccomp"
+            ),
+        }
+        if s.read_only_workspace == Some(true) {
+            config.security.read_only_workspace = true;
+        }
+        config.validate()?;
+        Ok(notes)
+    }
+}
+
+/// A limit as a person writes it in the configuration.
+trait Limit: PartialOrd + Copy {
+    fn show(&self) -> String;
+}
+
+impl Limit for Size {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Limit for i64 {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Limit for f64 {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Limit for Duration {
+    fn show(&self) -> String {
+        humantime::format_duration(*self).to_string()
+    }
+}
+
+/// Takes the project's value when it is lower than ours.
+fn lower<T: Limit>(mine: &mut T, theirs: Option<T>, key: &str, notes: &mut Vec<String>) {
+    let Some(theirs) = theirs else { return };
+    if theirs <= *mine {
+        *mine = theirs;
+    } else {
+        notes.push(raise_refused(key, &theirs.show(), &mine.show()));
+    }
+}
+
+/// As `lower`, where `None` means no limit.
+fn lower_optional<T: Limit>(
+    mine: &mut Option<T>,
+    theirs: Option<T>,
+    key: &str,
+    notes: &mut Vec<String>,
+) {
+    let Some(theirs) = theirs else { return };
+    match mine {
+        Some(current) => lower(current, Some(theirs), key, notes),
+        None => *mine = Some(theirs),
+    }
+}
+
+fn raise_refused(key: &str, theirs: &str, mine: &str) -> String {
+    format!(
+        "{FILE} asks for {key} {theirs}, above your {mine}; your limit stays — raise {key} in \
+         your configuration to allow it"
+    )
+}
+
+/// The command line that runs `setup` and then `command` in the container.
+/// Each step runs in a subshell of its own, as a Makefile line does, so an
+/// `exit` in one is that step's status. Setup output goes to stderr so the
+/// command's stdout stays its own, and setup reads nothing, so the command's
+/// stdin arrives whole.
+pub fn with_setup(setup: &[String], command: &[String]) -> Vec<String> {
+    if setup.is_empty() {
+        return command.to_vec();
+    }
+    let mut script = String::new();
+    for (i, step) in setup.iter().enumerate() {
+        script.push_str(&format!(
+            "( {step}\n) </dev/null 1>&2 || {{ s=$?; echo \"sandbox: {FILE} setup step {} \
+             failed with status $s: \"{} >&2; exit $s; }}\n",
+            i + 1,
+            shell_quote(step)
+        ));
+    }
+    script.push_str("exec \"$@\"\n");
+    let mut argv = vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        script,
+        "sandbox-setup".into(),
+    ];
+    argv.extend(command.iter().cloned());
+    argv
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(text: &str, config: &mut Config) -> Result<Vec<String>> {
+        parse(text)?.apply(config)
+    }
+
+    #[test]
+    fn a_project_tightens() {
+        let mut c = Config::default();
+        let notes = applied(
+            "container:\n  memory: 1g\n  pids_limit: 64\n  network: none\n  timeout: 5m\n\
+             security:\n  seccomp: strict\n  read_only_workspace: true\n",
+            &mut c,
+        )
+        .unwrap();
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(c.container.memory, Size(1 << 30));
+        assert_eq!(c.container.pids_limit, 64);
+        assert_eq!(c.container.network, "none");
+        assert_eq!(c.container.timeout, Some(Duration::from_secs(300)));
+        assert_eq!(c.security.seccomp, "strict");
+        assert!(c.security.read_only_workspace);
+    }
+
+    #[test]
+    fn a_project_never_loosens() {
+        let mut c = Config::default();
+        let notes = applied("container:\n  memory: 64g\n  pids_limit: 100000\n", &mut c).unwrap();
+        assert_eq!(c.container.memory, Config::default().container.memory);
+        assert_eq!(c.container.pids_limit, 512);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("container.memory"), "{notes:?}");
+
+        for refused in [
+            "container:\n  network: host\n",
+            "security:\n  seccomp: debug\n",
+            "security:\n  seccomp: /tmp/allow-all.json\n",
+            "env:\n  allow: [DATABASE_URL]\n",
+        ] {
+            assert!(
+                applied(refused, &mut Config::default()).is_err(),
+                "{refused}"
+            );
+        }
+        let mut c = Config::default();
+        applied("security:\n  read_only_workspace: false\n", &mut c).unwrap();
+        assert!(!c.security.read_only_workspace);
+        let before = c.env.block.clone();
+        applied("env:\n  block: [MY_*]\n", &mut c).unwrap();
+        assert!(before.iter().all(|b| c.env.block.contains(b)));
+    }
+
+    #[test]
+    fn the_project_image_wins_over_the_users_map() {
+        let mut c = Config::default();
+        applied("image: my/dev:1\nimages:\n  node: my/node:1\n", &mut c).unwrap();
+        assert_eq!(c.images["default"], "my/dev:1");
+        assert_eq!(c.images["node"], "my/node:1");
+        assert!(!c.images.contains_key("python"));
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let err = parse("setup:\n  - make\n  - ''\n").unwrap_err().to_string();
+        assert!(err.contains("setup[1]"), "{err}");
+        let err = parse("stup:\n  - make\n").unwrap_err().to_string();
+        assert!(err.contains("stup"), "{err}");
+        let err = parse("container:\n  memroy: 1g\n").unwrap_err().to_string();
+        assert!(err.contains("memroy") && err.contains("line 2"), "{err}");
+        let err = parse("container:\n  memory: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lots") && err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn setup_runs_first_and_the_command_keeps_its_arguments() {
+        let argv = with_setup(
+            &["pip install -r requirements.txt".into(), "echo 'hi'".into()],
+            &["python".into(), "-c".into(), "print(1)".into()],
+        );
+        assert_eq!(argv[..2], ["/bin/sh", "-c"]);
+        assert_eq!(argv[3..], ["sandbox-setup", "python", "-c", "print(1)"]);
+        let script = &argv[2];
+        let first = script.find("pip install").unwrap();
+        assert!(first < script.find("echo 'hi'").unwrap());
+        assert!(script.ends_with("exec \"$@\"\n"));
+        assert!(script.contains(r"'echo '\''hi'\'''"), "{script}");
+        assert_eq!(with_setup(&[], &["true".into()]), ["true"]);
+    }
+}
