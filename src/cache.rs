@@ -65,15 +65,8 @@ pub fn dir_for(root: &Path, workspace: &Path) -> PathBuf {
         .collect();
     root.join(format!(
         "{name}-{:016x}",
-        fnv1a(workspace.as_os_str().as_encoded_bytes())
+        crate::hash::fnv1a(workspace.as_os_str().as_encoded_bytes())
     ))
-}
-
-/// A hash that stays the same across Rust releases, unlike `DefaultHasher`.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Creates `dir` for `workspace` if needed, owned by the user the container
@@ -198,13 +191,6 @@ mod tests {
             odd.to_str().unwrap().starts_with("/c/my_app__1_-"),
             "{odd:?}"
         );
-    }
-
-    #[test]
-    fn the_hash_is_fnv1a() {
-        // Published FNV-1a 64 test vectors.
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

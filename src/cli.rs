@@ -61,6 +61,9 @@ pub enum Command {
     /// Print the manual page (roff): sandbox man | man -l -
     #[command(hide = true)]
     Man,
+    /// Internal: start a warm container from the request on stdin
+    #[command(hide = true)]
+    WarmPrepare,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +181,10 @@ pub struct RunArgs {
     /// Never allocate a terminal
     #[arg(short = 'T', long)]
     pub no_tty: bool,
+
+    /// Hand the command to a container started ahead of time, and start the next
+    #[arg(long)]
+    pub warm: bool,
 
     /// Leave the package cache (/cache) out of this run
     #[arg(long)]

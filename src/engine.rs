@@ -10,9 +10,9 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RenameContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -53,6 +53,8 @@ pub struct PullEvent {
 #[derive(Debug, Clone)]
 pub struct Listed {
     pub id: String,
+    /// Without docker's leading slash.
+    pub name: String,
     pub image: String,
     pub command: String,
     pub workspace: String,
@@ -64,6 +66,28 @@ pub struct Listed {
     pub created: i64,
     /// Bytes written to its own layer, when asked for.
     pub size: Option<u64>,
+}
+
+/// A container still in "created" this long after its birth was abandoned;
+/// a younger one may belong to a run, or a warm preparer, starting right now.
+const CREATED_GRACE: i64 = 60;
+
+impl Listed {
+    /// Whether it has stopped for good: exited, dead, or created and abandoned.
+    pub fn is_stopped(&self, now: i64) -> bool {
+        match self.state.as_str() {
+            "exited" | "dead" => true,
+            "created" => now - self.created >= CREATED_GRACE,
+            _ => false,
+        }
+    }
+}
+
+/// Seconds since the epoch, as the engine dates containers.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The image is not present locally.
@@ -135,10 +159,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates the container; returns its id and the engine's warnings. A
-    /// missing image comes back as [`ImageMissing`] so the caller can pull.
-    pub async fn create(&self, body: ContainerCreateBody) -> Result<(String, Vec<String>)> {
-        match self.docker.create_container(None, body).await {
+    /// Creates the container, named when `name` is given; returns its id and
+    /// the engine's warnings. A missing image comes back as [`ImageMissing`]
+    /// so the caller can pull.
+    pub async fn create(
+        &self,
+        body: ContainerCreateBody,
+        name: Option<&str>,
+    ) -> Result<(String, Vec<String>)> {
+        let options = name.map(|n| CreateContainerOptionsBuilder::new().name(n).build());
+        match self.docker.create_container(options, body).await {
             Ok(created) => Ok((created.id, created.warnings)),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404,
@@ -146,6 +176,36 @@ impl Engine {
             }) if message.contains("No such image") => Err(anyhow!(ImageMissing)),
             Err(e) => Err(plain(e)).context("the engine refused to create the container"),
         }
+    }
+
+    /// Renames a container; `false` when no container has the name `from`.
+    /// The engine renames atomically, so of two callers only one succeeds:
+    /// this is how a warm container is claimed.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<bool> {
+        let options = RenameContainerOptionsBuilder::new().name(to).build();
+        match self.docker.rename_container(from, options).await {
+            Ok(()) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(plain(e)).with_context(|| format!("cannot rename container {from}")),
+        }
+    }
+
+    /// When the container started, if it is running now.
+    pub async fn running_since(&self, id: &str) -> Result<Option<std::time::SystemTime>> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(plain)
+            .context("cannot inspect the container")?;
+        let state = inspected.state.unwrap_or_default();
+        if state.running != Some(true) {
+            return Ok(None);
+        }
+        let started = state.started_at.unwrap_or_default();
+        Ok(humantime::parse_rfc3339_weak(&started).ok())
     }
 
     /// Attaches to the container's streams; call before `start` so no output is lost.
@@ -283,6 +343,12 @@ impl Engine {
                 };
                 Listed {
                     id: c.id.clone().unwrap_or_default(),
+                    name: c
+                        .names
+                        .as_ref()
+                        .and_then(|n| n.first())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
                     image: c.image.clone().unwrap_or_default(),
                     command: label(labels::COMMAND),
                     workspace: label(labels::WORKSPACE),
@@ -326,5 +392,38 @@ fn plain(error: BollardError) -> anyhow::Error {
     match error {
         BollardError::DockerResponseServerError { message, .. } => anyhow!("{}", message.trim()),
         other => anyhow!(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(state: &str, created: i64) -> Listed {
+        Listed {
+            id: "0123456789abcdef".into(),
+            name: "sandbox-1".into(),
+            image: "img:1".into(),
+            command: "true".into(),
+            workspace: "/w".into(),
+            state: state.into(),
+            status: String::new(),
+            created,
+            size: None,
+        }
+    }
+
+    #[test]
+    fn only_containers_that_stopped_for_good_count_as_stopped() {
+        let now = 1_000_000;
+        assert!(listed("exited", now - 5).is_stopped(now));
+        assert!(listed("dead", now).is_stopped(now));
+        assert!(!listed("running", now - 5000).is_stopped(now));
+        assert!(!listed("paused", now - 5000).is_stopped(now));
+        assert!(
+            !listed("created", now - 5).is_stopped(now),
+            "may be starting"
+        );
+        assert!(listed("created", now - 600).is_stopped(now), "abandoned");
     }
 }

@@ -7,3 +7,5 @@ pub const MANAGED: &str = "dev.sandbox.managed";
 pub const WORKSPACE: &str = "dev.sandbox.workspace";
 /// The command as typed, shortened for display.
 pub const COMMAND: &str = "dev.sandbox.command";
+/// On a warm container: the hash of the settings it was prepared for.
+pub const WARM: &str = "dev.sandbox.warm";

@@ -11,6 +11,7 @@ mod config;
 mod engine;
 mod env_filter;
 mod exit;
+mod hash;
 mod image;
 mod labels;
 mod plan;
@@ -19,6 +20,7 @@ mod security;
 mod streams;
 mod tty;
 mod ui;
+mod warm;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -69,6 +71,7 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Config(command) => commands::config::run(command, &source, &env),
         Command::Completions { shell } => commands::completions(*shell),
         Command::Man => commands::man(),
+        Command::WarmPrepare => block_on(commands::warm_prepare(&env)),
         Command::Run(args) => run_command(args, &config::load(&source)?, &env, &cwd()?, ui),
         Command::Ls(args) => block_on(commands::containers::ls(args, &env)),
         Command::Prune(args) => block_on(commands::containers::prune(args, &env, ui)),

@@ -52,6 +52,8 @@ pub struct RunPlan {
     pub pull: PullPolicy,
     /// The workspace's package cache on the host, mounted at /cache.
     pub cache: Option<PathBuf>,
+    /// Use a warm container and prepare the next; `None` for a cold run.
+    pub warm: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -192,12 +194,24 @@ impl RunPlan {
             stdin,
             pull: args.pull.unwrap_or(config.container.pull),
             cache,
+            // A terminal session is fixed when its container is created, and a
+            // kept container or a pull on every run defeat the point.
+            warm: ((args.warm || config.container.warm)
+                && !tty
+                && !args.keep
+                && args.pull.unwrap_or(config.container.pull) != PullPolicy::Always)
+                .then_some(config.container.warm_idle),
         })
     }
 
     /// The host workspace mounted at /work.
     pub fn workspace(&self) -> &Path {
         &self.mounts[0].source
+    }
+
+    /// What the container runs: the project's setup steps, then the command.
+    pub fn argv(&self) -> Vec<String> {
+        crate::config::project::with_setup(&self.setup, &self.command)
     }
 
     /// Leaves the package cache out: its mount and the variables that point

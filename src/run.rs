@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures_util::FutureExt;
+use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::{sleep_until, Instant};
 
@@ -22,6 +23,7 @@ use crate::plan::RunPlan;
 use crate::streams::{self, OutputEnd};
 use crate::tty::{self, RawMode};
 use crate::ui::Ui;
+use crate::warm::{self, Warm};
 use crate::{image, security};
 
 /// How long a command may take to exit after a forwarded signal (or the time
@@ -44,6 +46,19 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
         }
     }
     let body = security::create_body(&plan);
+    let warm = plan.warm.map(|idle| Warm::for_run(&body, idle));
+
+    if let Some(warm) = &warm {
+        if let Some(id) = warm::claim(&engine, warm).await? {
+            tracing::debug!(id = short_id(&id), "claimed a warm container");
+            prepare_next(warm, ui);
+            let result = match signals.stops.pending() {
+                Some(signal) => Ok(Outcome::Exited(128 + signal.number())),
+                None => hand_over_and_supervise(&engine, &id, &plan, signals, ui).await,
+            };
+            return finish(&engine, &id, &plan, result, ui).await;
+        }
+    }
 
     if plan.pull == PullPolicy::Always {
         if let Some(stopped) = pull(&engine, &plan.image, &mut signals, ui).await? {
@@ -52,7 +67,7 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
     }
     // Creating first and pulling only on "no such image" saves an inspect
     // round trip on every run with a local image.
-    let (id, warnings) = match engine.create(body.clone()).await {
+    let (id, warnings) = match engine.create(body.clone(), None).await {
         Err(e) if e.is::<ImageMissing>() => {
             if plan.pull == PullPolicy::Never {
                 bail!(
@@ -64,7 +79,7 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
             if let Some(stopped) = pull(&engine, &plan.image, &mut signals, ui).await? {
                 return Ok(stopped);
             }
-            engine.create(body).await?
+            engine.create(body, None).await?
         }
         created => created?,
     };
@@ -77,21 +92,45 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
         (Err(e), _) => Err(e),
         // Stopped while the container was being created: it never starts.
         (Ok(()), Some(signal)) => Ok(Outcome::Exited(128 + signal.number())),
-        (Ok(()), None) => attach_and_supervise(&engine, &id, &plan, signals, ui).await,
+        (Ok(()), None) => {
+            if let Some(warm) = &warm {
+                prepare_next(warm, ui);
+            }
+            attach_and_supervise(&engine, &id, &plan, signals, ui).await
+        }
     };
+    finish(&engine, &id, &plan, result, ui).await
+}
+
+/// Every run ends here: the container is removed (unless kept) whatever the
+/// result, and the result is passed on.
+async fn finish(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    result: Result<Outcome>,
+    ui: Ui,
+) -> Result<Outcome> {
     if plan.keep {
         ui.warn(&format!(
             "kept container {} (remove it with `sandbox prune`)",
-            short_id(&id)
+            short_id(id)
         ));
-    } else if let Err(e) = engine.remove(&id).await {
+    } else if let Err(e) = engine.remove(id).await {
         // The run's own result matters more; say what was left behind.
         ui.warn(&format!(
             "{e:#} — remove it with `docker rm -f {}` or `sandbox prune`",
-            short_id(&id)
+            short_id(id)
         ));
     }
     result
+}
+
+/// Has the next warm container prepared while this run goes on.
+fn prepare_next(warm: &Warm, ui: Ui) {
+    if let Err(e) = warm::prepare_in_background(warm) {
+        ui.warn(&format!("the next run will not be warm: {e:#}"));
+    }
 }
 
 /// Pulls `image`; a stop signal abandons the pull and says how to exit.
@@ -156,6 +195,33 @@ async fn attach_and_supervise(
     .await;
     drop(raw);
     result
+}
+
+/// A warm container is already running its waiter: hand it the command line,
+/// then treat it as any run. Attaching first keeps every byte of output.
+async fn hand_over_and_supervise(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    signals: Signals,
+    ui: Ui,
+) -> Result<Outcome> {
+    let (output, mut input) = engine.attach(id, true).await?;
+    input
+        .write_all(&warm::handoff(&plan.argv()))
+        .await
+        .context("cannot hand the command to the warm container")?;
+    input
+        .flush()
+        .await
+        .context("cannot hand the command to the warm container")?;
+    if plan.stdin {
+        streams::pump_stdin(input);
+    } else {
+        // The command sees EOF, as in a cold run without stdin.
+        let _ = input.shutdown().await;
+    }
+    supervise(engine, id, plan, output, signals, ui).await
 }
 
 /// The signals sandbox forwards or acts on.

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
-use crate::config::project;
 use crate::labels;
 use crate::plan::{RunPlan, WORKDIR};
 
@@ -141,7 +140,7 @@ pub fn create_body(plan: &RunPlan) -> ContainerCreateBody {
         image: Some(plan.image.clone()),
         // The command runs as typed: the image's entrypoint would wrap it.
         entrypoint: Some(Vec::new()),
-        cmd: Some(project::with_setup(&plan.setup, &plan.command)),
+        cmd: Some(plan.argv()),
         env: Some(plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
         // Set explicitly: runc before 1.1.12 leaked a host directory through an
         // inherited working directory (CVE-2024-21626).

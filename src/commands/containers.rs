@@ -3,19 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
 use indicatif::HumanBytes;
 
 use crate::cli::{LsArgs, PruneArgs};
-use crate::engine::{short_id, Engine, Listed};
+use crate::engine::{now, short_id, Engine, Listed};
 use crate::exit::Outcome;
 use crate::ui::{self, Ui};
-
-/// A container still in "created" this long after its birth was abandoned;
-/// a younger one may belong to a `sandbox run` that is starting right now.
-const CREATED_GRACE: Duration = Duration::from_secs(60);
+use crate::warm;
 
 pub async fn ls(args: &LsArgs, env: &BTreeMap<String, String>) -> Result<Outcome> {
     let engine = Engine::connect(env).await?;
@@ -37,7 +34,7 @@ pub async fn prune(args: &PruneArgs, env: &BTreeMap<String, String>, ui: Ui) -> 
     let now = now();
     let doomed: Vec<&Listed> = listed
         .iter()
-        .filter(|c| args.all || is_stopped(c, now))
+        .filter(|c| args.all || c.is_stopped(now) || c.name.starts_with(warm::NAME_PREFIX))
         .collect();
     let bytes: u64 = doomed.iter().filter_map(|c| c.size).sum();
     let verb = if args.dry_run {
@@ -78,20 +75,6 @@ pub async fn prune(args: &PruneArgs, env: &BTreeMap<String, String>, ui: Ui) -> 
         ui::print(&summary)?;
     }
     Ok(Outcome::Exited(0))
-}
-
-fn is_stopped(c: &Listed, now: i64) -> bool {
-    match c.state.as_str() {
-        "exited" | "dead" => true,
-        "created" => now - c.created >= CREATED_GRACE.as_secs() as i64,
-        _ => false,
-    }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn table(listed: &[Listed], now: i64) -> String {
@@ -180,6 +163,7 @@ mod tests {
     fn listed(state: &str, created: i64) -> Listed {
         Listed {
             id: "0123456789abcdef".into(),
+            name: "sandbox-1".into(),
             image: "img:1".into(),
             command: "python app.py".into(),
             workspace: "/home/me/app".into(),
@@ -188,20 +172,6 @@ mod tests {
             created,
             size: Some(10),
         }
-    }
-
-    #[test]
-    fn only_stopped_containers_are_pruned_by_default() {
-        let now = 1_000_000;
-        assert!(is_stopped(&listed("exited", now - 5), now));
-        assert!(is_stopped(&listed("dead", now), now));
-        assert!(!is_stopped(&listed("running", now - 5000), now));
-        assert!(!is_stopped(&listed("paused", now - 5000), now));
-        assert!(
-            !is_stopped(&listed("created", now - 5), now),
-            "may be starting"
-        );
-        assert!(is_stopped(&listed("created", now - 600), now), "abandoned");
     }
 
     #[test]

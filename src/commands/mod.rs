@@ -27,3 +27,16 @@ pub fn man() -> Result<Outcome> {
     ui::print(&String::from_utf8_lossy(&page))?;
     Ok(Outcome::Exited(0))
 }
+
+/// `sandbox warm-prepare`, started by a warm run: reads its request on stdin.
+pub async fn warm_prepare(env: &std::collections::BTreeMap<String, String>) -> Result<Outcome> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut request = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut request)
+        .context("cannot read the warm request")?;
+    let engine = crate::engine::Engine::connect(env).await?;
+    crate::warm::prepare(&engine, &request).await?;
+    Ok(Outcome::Exited(0))
+}

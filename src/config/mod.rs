@@ -71,6 +71,11 @@ pub struct ContainerConfig {
     pub timeout: Option<Duration>,
     /// When to pull the image.
     pub pull: PullPolicy,
+    /// Keep a started container ready for the next run (non-terminal runs).
+    pub warm: bool,
+    /// How long a warm container waits unused before it stops.
+    #[serde(with = "duration_required")]
+    pub warm_idle: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +219,8 @@ impl Default for ContainerConfig {
             home: "/home/sandbox".into(),
             timeout: Some(Duration::from_secs(30 * 60)),
             pull: PullPolicy::Missing,
+            warm: false,
+            warm_idle: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -443,6 +450,24 @@ mod duration_text {
                     "{t:?} is not a duration ({e}): use 90s, 5m, 1h30m"
                 ))
             }),
+        }
+    }
+}
+
+/// `Duration` as humantime text, where a value is required.
+mod duration_required {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match duration_text::deserialize(d)? {
+            Some(duration) => Ok(duration),
+            None => Err(serde::de::Error::custom(
+                "a duration is required here: use 90s, 5m, 1h30m",
+            )),
         }
     }
 }

@@ -142,8 +142,11 @@ impl Workspace {
     /// `sandbox run --image <test image> --pull never ARGS...` in this workspace.
     pub fn run_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command();
-        cmd.args(["run", "--image", test_image(), "--pull", "never"])
-            .args(args);
+        cmd.args(["run", "--image", test_image(), "--pull", "never"]);
+        if warm_mode() {
+            cmd.arg("--warm");
+        }
+        cmd.args(args);
         cmd
     }
 
@@ -176,20 +179,83 @@ impl Workspace {
         self.list().expect("docker ps answers")
     }
 
+    /// Containers of this workspace, without the warm ones still waiting for
+    /// a command: those are meant to outlive a run.
     fn list(&self) -> Option<Vec<String>> {
-        let filter = format!("label=dev.sandbox.workspace={}", self.path.display());
-        let out = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]);
-        (out.status == 0).then(|| out.stdout.split_whitespace().map(String::from).collect())
+        Some(
+            self.list_named()?
+                .into_iter()
+                .filter(|(_, name)| !is_warm(name))
+                .map(|(id, _)| id)
+                .collect(),
+        )
     }
+
+    /// Ids of this workspace's warm containers that wait for a command.
+    pub fn warm_containers(&self) -> Vec<String> {
+        let listed = self.list_named().expect("docker ps answers");
+        listed
+            .into_iter()
+            .filter(|(_, name)| is_warm(name))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn list_named(&self) -> Option<Vec<(String, String)>> {
+        labelled(&self.path)
+    }
+}
+
+/// Ids and names of the containers sandbox made for `workspace`.
+fn labelled(workspace: &Path) -> Option<Vec<(String, String)>> {
+    let filter = format!("label=dev.sandbox.workspace={}", workspace.display());
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.ID}} {{.Names}}",
+    ]);
+    (out.status == 0).then(|| {
+        out.stdout
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(id, name)| (id.to_string(), name.to_string()))
+            .collect()
+    })
+}
+
+/// Containers sandbox made for `workspace` and left behind: not counting
+/// (but removing) warm ones, which are meant to outlive a run.
+pub fn containers_of(workspace: &Path) -> Vec<String> {
+    let all = labelled(workspace).expect("docker ps answers");
+    let (warm, left): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, name)| is_warm(name));
+    for (id, _) in warm {
+        docker(&["rm", "-f", &id]);
+    }
+    left.into_iter().map(|(id, _)| id).collect()
+}
+
+fn is_warm(name: &str) -> bool {
+    name.starts_with("sandbox-warm-")
+}
+
+/// Whether this test binary runs with `--warm` on every `Workspace::run`
+/// (`SANDBOX_TEST_WARM=1`, the second pass of `make test`).
+pub fn warm_mode() -> bool {
+    std::env::var_os("SANDBOX_TEST_WARM").is_some_and(|v| v == "1")
 }
 
 impl Drop for Workspace {
     fn drop(&mut self) {
         // Never a second panic while unwinding: that would abort the run.
-        let left = self.list().unwrap_or_default();
-        for id in &left {
+        let all = self.list_named().unwrap_or_default();
+        for (id, _) in &all {
             docker(&["rm", "-f", "-v", id]);
         }
+        let left: Vec<_> = all.into_iter().filter(|(_, name)| !is_warm(name)).collect();
         // Files a container wrote as another user must go too.
         let _ = std::fs::remove_dir_all(self.dir.path());
         if !left.is_empty() && !std::thread::panicking() {

@@ -9,3 +9,4 @@ mod project;
 mod pull;
 mod run;
 mod signals;
+mod warm;

@@ -77,13 +77,9 @@ fn workspace_flag_selects_another_directory() {
     std::fs::write(ws.path().join("sub/marker"), "").unwrap();
     let out = ws.run(&["-w", "sub", "ls"]);
     assert_eq!(out.stdout, "marker\n", "{out:?}");
-    let filter = format!(
-        "label=dev.sandbox.workspace={}",
-        ws.path().join("sub").display()
-    );
     assert_eq!(
-        docker(&["ps", "-aq", "--filter", &filter]).stdout,
-        "",
+        crate::common::containers_of(&ws.path().join("sub")),
+        Vec::<String>::new(),
         "removed after the run"
     );
 }

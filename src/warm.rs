@@ -1,0 +1,305 @@
+//! Warm starts: a container created and started ahead of time, waiting for
+//! the command of the next run with the same settings, so that run skips the
+//! engine's create and start.
+//!
+//! Throwaway still holds: a warm container serves one command and is removed
+//! after it, like any other. It waits in a small shell that reads one line
+//! (the command, shell-quoted) on stdin and then `exec`s it, so the command
+//! ends up exactly where a cold run puts it: the child of the init, with the
+//! same environment, limits, mounts and user. Unused, it stops by itself
+//! after the idle time.
+//!
+//! A warm container is named after a hash of its settings. A run claims it by
+//! renaming it, which the engine does atomically: two runs never share one.
+//! The next one is prepared by a detached `sandbox warm-prepare`, so the run
+//! that asked for it does not wait.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use bollard::models::ContainerCreateBody;
+
+use crate::engine::Engine;
+use crate::labels;
+
+/// Prefix of an unclaimed warm container's name.
+pub const NAME_PREFIX: &str = "sandbox-warm-";
+/// A warm container this close to its idle limit is left to expire.
+const MARGIN: Duration = Duration::from_secs(5);
+
+/// A warm container's request, and the name that identifies its settings.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Warm {
+    pub name: String,
+    pub body: ContainerCreateBody,
+    /// How long it waits unused, in seconds.
+    pub idle: u64,
+}
+
+impl Warm {
+    /// The warm twin of a run's create request: the same container, with the
+    /// waiter in place of the command and stdin open to hand the command over.
+    pub fn for_run(run: &ContainerCreateBody, idle: Duration) -> Warm {
+        let mut body = run.clone();
+        body.cmd = None;
+        body.tty = Some(false);
+        body.open_stdin = Some(true);
+        body.stdin_once = Some(true);
+        body.attach_stdin = Some(true);
+        let labels = body.labels.get_or_insert_with(Default::default);
+        // The command label differs per run; everything else must match.
+        labels.remove(labels::COMMAND);
+        // Through `Value`, whose maps are sorted: the body's HashMaps iterate
+        // in a different order in every process.
+        let settings = serde_json::to_value(&body)
+            .and_then(|v| serde_json::to_vec(&v))
+            .unwrap_or_default();
+        let key = format!("{:016x}", crate::hash::fnv1a(&settings));
+        let labels = body.labels.get_or_insert_with(Default::default);
+        labels.insert(labels::COMMAND.into(), "(warm, waiting)".into());
+        labels.insert(labels::WARM.into(), key.clone());
+        body.cmd = Some(waiter(idle, body.env.as_deref().unwrap_or_default()));
+        Warm {
+            name: format!("{NAME_PREFIX}{key}"),
+            body,
+            idle: idle.as_secs(),
+        }
+    }
+}
+
+/// Variables a shell sets for itself and exports; the command must see the
+/// container's own values, as in a cold run.
+const SHELL_SETS: [&str; 3] = ["SHLVL", "PWD", "OLDPWD"];
+
+/// The waiting shell. A watchdog ends it after `idle`; reading the command
+/// stops the watchdog (and its sleep, so nothing stray is left beside the
+/// command). `NL` stands for newlines inside arguments: see `handoff`. `env`
+/// is the container's environment, restored where the shell changed it.
+fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
+    let mut restore = String::new();
+    for name in SHELL_SETS {
+        let prefix = format!("{name}=");
+        match env.iter().find_map(|e| e.strip_prefix(&prefix)) {
+            Some(value) => restore.push_str(&format!(
+                "export {name}='{}'\n",
+                value.replace('\'', r"'\''")
+            )),
+            None => restore.push_str(&format!("unset {name}\n")),
+        }
+    }
+    let script = format!(
+        "( sleep {} & s=$!; trap 'kill $s 2>/dev/null; exit 0' TERM; wait $s; kill -TERM $$ ) &\n\
+         w=$!\n\
+         IFS= read -r line || exit 0\n\
+         kill $w 2>/dev/null\n\
+         NL='\n'\n\
+         eval \"set -- $line\"\n\
+         {restore}\
+         exec \"$@\"\n",
+        idle.as_secs().max(1)
+    );
+    vec!["/bin/sh".into(), "-c".into(), script, "sandbox-warm".into()]
+}
+
+/// The command as the one line the waiter reads: each argument single-quoted,
+/// with a newline inside one written as `"$NL"` so the line stays one line.
+pub fn handoff(argv: &[String]) -> Vec<u8> {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|arg| {
+            arg.split('\n')
+                .map(|part| format!("'{}'", part.replace('\'', r"'\''")))
+                .collect::<Vec<_>>()
+                .join("\"$NL\"")
+        })
+        .collect();
+    let mut line = words.join(" ").into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// Claims the warm container for `warm`, if one is waiting: renames it to a
+/// name of this run's own and checks it is still up. Returns its id.
+pub async fn claim(engine: &Engine, warm: &Warm) -> Result<Option<String>> {
+    let mine = format!(
+        "sandbox-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    if !engine.rename(&warm.name, &mine).await? {
+        return Ok(None);
+    }
+    let fresh = match engine.running_since(&mine).await? {
+        Some(started) => started
+            .elapsed()
+            .is_ok_and(|age| age + MARGIN < Duration::from_secs(warm.idle)),
+        None => false,
+    };
+    if !fresh {
+        // Expired, or about to: not worth the race with its watchdog.
+        engine.remove(&mine).await?;
+        return Ok(None);
+    }
+    Ok(Some(mine))
+}
+
+/// Starts a detached `sandbox warm-prepare` that creates the next warm
+/// container. It outlives this run on purpose, in a process group of its own
+/// so a Ctrl-C at the terminal does not reach it.
+pub fn prepare_in_background(warm: &Warm) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let request = serde_json::to_vec(warm).context("cannot encode the warm container")?;
+    let exe = std::env::current_exe().context("cannot find the sandbox binary")?;
+    let mut child = Command::new(exe)
+        .arg("warm-prepare")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the warm-container preparer")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(&request)
+            .context("cannot hand the request to the preparer")?;
+    }
+    // Not waited for: it is meant to finish after we have gone, and a
+    // dropped `Child` neither waits nor kills.
+    drop(child);
+    Ok(())
+}
+
+/// `sandbox warm-prepare`: the request on stdin becomes a started, waiting
+/// container. Stale warm containers (stopped after their idle time) go first.
+pub async fn prepare(engine: &Engine, request: &[u8]) -> Result<()> {
+    let warm: Warm = serde_json::from_slice(request).context("invalid warm request")?;
+    let now = crate::engine::now();
+    for old in engine.list(false).await? {
+        // Not one another preparer is starting right now.
+        if old.name.starts_with(NAME_PREFIX) && old.is_stopped(now) {
+            engine.remove(&old.id).await?;
+        }
+    }
+    // Another run may have prepared the same one already: the name is taken.
+    let Ok((id, warnings)) = engine.create(warm.body, Some(&warm.name)).await else {
+        return Ok(());
+    };
+    if !warnings.is_empty() {
+        // A run would refuse these settings; a warm container must not differ.
+        engine.remove(&id).await?;
+        return Ok(());
+    }
+    if let Err(e) = engine.start(&id).await {
+        engine.remove(&id).await?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn body(command: &str, env: &str) -> ContainerCreateBody {
+        ContainerCreateBody {
+            image: Some("img:1".into()),
+            cmd: Some(vec![command.into()]),
+            env: Some(vec![env.into()]),
+            labels: Some(HashMap::from([(
+                labels::COMMAND.to_string(),
+                command.to_string(),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_name_follows_the_settings_not_the_command() {
+        let a = Warm::for_run(&body("true", "A=1"), Duration::from_secs(60));
+        let b = Warm::for_run(&body("ls", "A=1"), Duration::from_secs(60));
+        let c = Warm::for_run(&body("true", "A=2"), Duration::from_secs(60));
+        assert_eq!(a.name, b.name);
+        assert_ne!(a.name, c.name);
+        assert!(a.name.starts_with(NAME_PREFIX));
+        let labels = a.body.labels.unwrap();
+        assert_eq!(labels[labels::WARM], &a.name[NAME_PREFIX.len()..]);
+        assert_eq!(a.body.open_stdin, Some(true));
+        assert_eq!(a.body.tty, Some(false));
+        assert_eq!(a.body.cmd.unwrap()[0], "/bin/sh");
+    }
+
+    #[test]
+    fn the_name_does_not_depend_on_map_order() {
+        let mut one = body("true", "A=1");
+        let mut two = body("true", "A=1");
+        for (i, b) in [&mut one, &mut two].into_iter().enumerate() {
+            let labels = b.labels.as_mut().unwrap();
+            let keys = if i == 0 {
+                ["a", "b", "c", "d"]
+            } else {
+                ["d", "c", "b", "a"]
+            };
+            for k in keys {
+                labels.insert(k.into(), k.into());
+            }
+        }
+        let idle = Duration::from_secs(60);
+        assert_eq!(
+            Warm::for_run(&one, idle).name,
+            Warm::for_run(&two, idle).name
+        );
+    }
+
+    #[test]
+    fn the_handoff_is_one_line_whatever_the_arguments() {
+        let argv = ["printf", "%s|", "a b", "it's", "two\nlines", "", "$HOME"].map(String::from);
+        let line = String::from_utf8(handoff(&argv)).unwrap();
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        assert_eq!(
+            line,
+            "'printf' '%s|' 'a b' 'it'\\''s' 'two'\"$NL\"'lines' '' '$HOME'\n"
+        );
+    }
+
+    /// The waiter and the handoff together, through a real shell: what the
+    /// command receives is exactly the argv that was handed over.
+    #[test]
+    fn the_waiter_execs_the_argv_it_reads() {
+        let argv = [
+            "printf",
+            "[%s]",
+            "a b",
+            "it's",
+            "two\nlines",
+            "",
+            "$HOME",
+            "*",
+        ]
+        .map(String::from);
+        let mut script = waiter(Duration::from_secs(30), &[]);
+        let mut child = Command::new("/bin/sh")
+            .args(script.split_off(1))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&handoff(&argv))
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "[a b][it's][two\nlines][][$HOME][*]"
+        );
+    }
+}
