@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::config::CacheConfig;
+use crate::host_dirs;
 
 /// Where the cache appears inside the container.
 pub const TARGET: &str = "/cache";
@@ -34,16 +35,11 @@ pub fn env() -> Vec<(String, String)> {
 
 /// The directory that holds every workspace's cache.
 pub fn root(config: &CacheConfig, env: &BTreeMap<String, String>) -> Result<PathBuf> {
-    if let Some(dir) = &config.dir {
-        return Ok(dir.clone());
+    match &config.dir {
+        Some(dir) => Ok(dir.clone()),
+        None => host_dirs::sandbox_dir(env, "XDG_CACHE_HOME", directories::BaseDirs::cache_dir)
+            .context("no cache directory — set cache.dir in the configuration"),
     }
-    let base = env
-        .get("XDG_CACHE_HOME")
-        .filter(|d| d.starts_with('/'))
-        .map(PathBuf::from)
-        .or_else(|| directories::BaseDirs::new().map(|d| d.cache_dir().to_path_buf()))
-        .context("no cache directory: set cache.dir in the configuration or HOME")?;
-    Ok(base.join("sandbox"))
 }
 
 /// The cache directory of `workspace`: its name, for a person reading the
@@ -72,21 +68,12 @@ pub fn dir_for(root: &Path, workspace: &Path) -> PathBuf {
 /// Creates `dir` for `workspace` if needed, owned by the user the container
 /// runs as, so the command can write to it.
 pub fn ensure(dir: &Path, workspace: &Path, owner: Option<(u32, u32)>) -> Result<()> {
-    let context = || format!("cannot create the cache directory {}", dir.display());
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir).with_context(context)?;
-    std::fs::write(
-        dir.join(OWNER_FILE),
-        workspace.as_os_str().as_encoded_bytes(),
-    )
-    .with_context(context)?;
-    if let Some((uid, gid)) = owner {
-        let me = rustix::process::getuid().as_raw();
-        if me == 0 || me == uid {
-            std::os::unix::fs::chown(dir, Some(uid), Some(gid)).with_context(context)?;
-        }
+    if host_dirs::ensure_owned(dir, owner).context("cannot create the cache directory")? {
+        std::fs::write(
+            dir.join(OWNER_FILE),
+            workspace.as_os_str().as_encoded_bytes(),
+        )
+        .with_context(|| format!("cannot write in the cache directory {}", dir.display()))?;
     }
     Ok(())
 }

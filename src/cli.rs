@@ -53,6 +53,8 @@ pub enum Command {
     /// Show or empty the package caches kept between runs
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Check the engine, the configuration, images and the workspace
+    Doctor,
     /// Print a shell completion script: sandbox completions bash > /etc/bash_completion.d/sandbox
     Completions {
         #[arg(value_enum)]
@@ -141,6 +143,21 @@ pub struct RunArgs {
     /// Pass KEY=VALUE, or KEY with the host's value; passes even if blocked
     #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,
+
+    /// Read variables from FILE: KEY=VALUE lines, or KEY for the host's value;
+    /// they pass even if blocked, as with -e
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+
+    /// Forward your SSH agent ($SSH_AUTH_SOCK): the command can then use every
+    /// key the agent holds, for as long as it runs
+    #[arg(long)]
+    pub ssh_agent: bool,
+
+    /// Where a coding agent's state (login, settings) comes from: sandbox's
+    /// own copy, your home directory, or none
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub agent_state: Option<crate::config::agents::StateSource>,
 
     /// Network: bridge, none, host, or a network name
     #[arg(long, value_name = "MODE")]

@@ -90,6 +90,17 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// What `sandbox doctor` reports about the engine.
+#[derive(Debug, Clone)]
+pub struct About {
+    pub version: String,
+    pub api: String,
+    pub negotiated: String,
+    pub os: String,
+    pub runtimes: Vec<String>,
+    pub default_runtime: String,
+}
+
 /// The image is not present locally.
 #[derive(Debug)]
 pub struct ImageMissing;
@@ -127,6 +138,38 @@ impl Engine {
             docker,
             host: host.to_string(),
         })
+    }
+
+    /// The engine's version, API and runtimes.
+    pub async fn about(&self) -> Result<About> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(plain)
+            .context("the engine did not describe itself")?;
+        let version = self.docker.version().await.map_err(plain)?;
+        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        runtimes.sort();
+        Ok(About {
+            version: info.server_version.unwrap_or_default(),
+            api: version.api_version.unwrap_or_default(),
+            negotiated: self.docker.client_version().to_string(),
+            os: info.operating_system.unwrap_or_default(),
+            runtimes,
+            default_runtime: info.default_runtime.unwrap_or_default(),
+        })
+    }
+
+    /// Whether `image` is present locally.
+    pub async fn has_image(&self, image: &str) -> Result<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(plain(e)).with_context(|| format!("cannot inspect the image {image}")),
+        }
     }
 
     /// Where the engine was reached.

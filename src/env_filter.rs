@@ -60,7 +60,7 @@ impl Filter {
                 Some((name, value)) => (name, Some(value)),
                 None => (entry.as_str(), None),
             };
-            check_name(name)?;
+            check_name(name).context("-e")?;
             // `-e KEY` with KEY unset on the host passes nothing, as docker run does.
             let Some(value) = value.or_else(|| host.get(name).map(String::as_str)) else {
                 continue;
@@ -73,6 +73,24 @@ impl Filter {
             withheld,
         })
     }
+}
+
+/// The entries of an env file, docker's format: `KEY=VALUE` (the value is
+/// everything after the first `=`, unquoted) or `KEY` for the host's value;
+/// blank lines and lines starting with `#` are skipped. Entries read like
+/// `-e` arguments; errors name the line.
+pub fn parse_env_file(text: &str) -> Result<Vec<String>> {
+    let mut entries = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line.split_once('=').map_or(line, |(name, _)| name);
+        check_name(name.trim_end()).with_context(|| format!("line {}", i + 1))?;
+        entries.push(line.to_string());
+    }
+    Ok(entries)
 }
 
 fn compile(globs: &[String]) -> Result<GlobSet> {
@@ -93,7 +111,7 @@ fn check_name(name: &str) -> Result<()> {
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
-        bail!("-e {name:?}: not a variable name — use -e KEY=VALUE or -e KEY");
+        bail!("{name:?} is not a variable name — use KEY=VALUE or KEY");
     }
     Ok(())
 }
@@ -101,6 +119,17 @@ fn check_name(name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_files_read_as_docker_reads_them() {
+        let text = "# comment\n\nA=1\nB= spaced = value \n  C\nD=\n";
+        assert_eq!(
+            parse_env_file(text).unwrap(),
+            ["A=1", "B= spaced = value ", "C", "D="]
+        );
+        let err = parse_env_file("A=1\nnot a name=2\n").unwrap_err();
+        assert_eq!(format!("{err:#}").split(':').next(), Some("line 2"));
+    }
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

@@ -4,6 +4,7 @@
 //! file chooses the exit status; nothing below exits the process, so guards
 //! (terminal modes, container removal) always run.
 
+mod agent;
 mod cache;
 mod cli;
 mod commands;
@@ -12,6 +13,7 @@ mod engine;
 mod env_filter;
 mod exit;
 mod hash;
+mod host_dirs;
 mod image;
 mod labels;
 mod plan;
@@ -23,7 +25,6 @@ mod ui;
 mod warm;
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -73,6 +74,7 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Man => commands::man(),
         Command::WarmPrepare => block_on(commands::warm_prepare(&env)),
         Command::Run(args) => run_command(args, &config::load(&source)?, &env, &cwd()?, ui),
+        Command::Doctor => block_on(commands::doctor::run(&source, &env, &cwd()?)),
         Command::Ls(args) => block_on(commands::containers::ls(args, &env)),
         Command::Prune(args) => block_on(commands::containers::prune(args, &env, ui)),
         Command::Cache(command) => {
@@ -101,14 +103,7 @@ fn run_command(
         }
         setup = manifest.project.setup;
     }
-    let host = plan::Host {
-        env,
-        cwd,
-        uid: rustix::process::getuid().as_raw(),
-        gid: rustix::process::getgid().as_raw(),
-        stdin_is_terminal: std::io::stdin().is_terminal(),
-        stdout_is_terminal: std::io::stdout().is_terminal(),
-    };
+    let host = plan::Host::current(env, cwd);
     let plan = plan::RunPlan::resolve(args, &config, &setup, &host)?;
     if args.dry_run {
         ui::print(&ui::render_plan(&plan))?;

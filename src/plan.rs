@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::agent;
 use crate::cache;
 use crate::cli::{PullPolicy, RunArgs};
 use crate::config::{Config, Size};
@@ -17,6 +18,8 @@ use crate::security::{self, Profile};
 
 /// Where the workspace appears inside the container, and the working directory.
 pub const WORKDIR: &str = "/work";
+/// Where `--ssh-agent` puts the host's agent socket.
+const SSH_AGENT_SOCKET: &str = "/run/sandbox/ssh-agent.sock";
 
 /// Everything a `sandbox run` will do, resolved.
 #[derive(Debug)]
@@ -54,6 +57,11 @@ pub struct RunPlan {
     pub cache: Option<PathBuf>,
     /// Use a warm container and prepare the next; `None` for a cold run.
     pub warm: Option<Duration>,
+    /// The coding agent this run starts, if any.
+    pub agent: Option<String>,
+    /// Host directories to create (owned by the user) before the run: an
+    /// agent's state.
+    pub state_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +82,21 @@ pub struct Host<'a> {
     pub stdout_is_terminal: bool,
 }
 
+impl<'a> Host<'a> {
+    /// This process's view: its user, its terminals.
+    pub fn current(env: &'a BTreeMap<String, String>, cwd: &'a Path) -> Host<'a> {
+        use std::io::IsTerminal;
+        Host {
+            env,
+            cwd,
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            stdin_is_terminal: std::io::stdin().is_terminal(),
+            stdout_is_terminal: std::io::stdout().is_terminal(),
+        }
+    }
+}
+
 impl RunPlan {
     pub fn resolve(
         args: &RunArgs,
@@ -81,10 +104,32 @@ impl RunPlan {
         setup: &[String],
         host: &Host,
     ) -> Result<RunPlan> {
-        let command = args.command.clone();
-        let image = image::resolve(&command[0], &config.images, args.image.as_deref())
-            .context("no image for this command — pass --image or add an `images.default` entry")?
-            .to_string();
+        let home = config.container.home.clone();
+        let agent = match config.agent(&args.command[0]) {
+            Some(profile) => Some((
+                agent::resolve(
+                    &profile,
+                    &args.command[1..],
+                    args.agent_state,
+                    &home,
+                    host.env,
+                )?,
+                profile,
+            )),
+            None => None,
+        };
+        let command = match &agent {
+            Some((run, _)) => run.argv.clone(),
+            None => args.command.clone(),
+        };
+        let image = match (&agent, &args.image) {
+            (Some((_, profile)), None) => profile.image.clone(),
+            _ => image::resolve(&command[0], &config.images, args.image.as_deref())
+                .context(
+                    "no image for this command — pass --image or add an `images.default` entry",
+                )?
+                .to_string(),
+        };
 
         let workspace = resolve_workspace(args.workspace.as_deref(), host.cwd)?;
         let read_only_workspace = args.read_only_workspace || config.security.read_only_workspace;
@@ -115,18 +160,56 @@ impl RunPlan {
             });
         }
 
-        // Later entries win: the cache's variables, then the configured
-        // constants, then what was typed with -e.
+        let mut state_dirs = Vec::new();
+        if let Some((run, _)) = &agent {
+            for (source, target) in &run.state {
+                state_dirs.push(source.clone());
+                mounts.push(BindMount {
+                    source: source.clone(),
+                    target: target.clone(),
+                    read_only: false,
+                });
+            }
+        }
+        if args.ssh_agent {
+            let socket = host
+                .env
+                .get("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .context(
+                    "--ssh-agent: SSH_AUTH_SOCK is not set — start an agent (ssh-agent) first",
+                )?;
+            mounts.push(BindMount {
+                source: PathBuf::from(socket),
+                target: SSH_AGENT_SOCKET.to_string(),
+                read_only: true,
+            });
+        }
+
+        // Later entries win: the cache's variables, the configured constants,
+        // the agent's, env files, then what was typed with -e.
         let cache_env = cache.as_ref().map(|_| cache::env()).unwrap_or_default();
-        let explicit: Vec<String> = cache_env
+        let mut explicit: Vec<String> = cache_env
             .into_iter()
             .chain(config.env.set.clone())
             .map(|(k, v)| format!("{k}={v}"))
-            .chain(args.env.iter().cloned())
             .collect();
+        if let Some((run, _)) = &agent {
+            explicit.extend(run.env.iter().cloned());
+        }
+        for file in &args.env_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--env-file {}: cannot read it", file.display()))?;
+            let entries = env_filter::parse_env_file(&text)
+                .with_context(|| format!("--env-file {}", file.display()))?;
+            explicit.extend(entries);
+        }
+        if args.ssh_agent {
+            explicit.push(format!("SSH_AUTH_SOCK={SSH_AGENT_SOCKET}"));
+        }
+        explicit.extend(args.env.iter().cloned());
         let filter = Filter::new(&config.env.allow, &config.env.block)?;
         let decision = filter.apply(host.env, &explicit)?;
-        let home = config.container.home.clone();
         let mut env = decision.passed;
         if !env.iter().any(|(k, _)| k == "HOME") {
             env.push(("HOME".into(), home.clone()));
@@ -174,10 +257,15 @@ impl RunPlan {
             memory,
             cpus,
             pids_limit,
-            network: args
-                .network
-                .clone()
-                .unwrap_or_else(|| config.container.network.clone()),
+            // An agent needs its API; a configuration or project that turned
+            // the network off still wins.
+            network: match (&args.network, &agent) {
+                (Some(flag), _) => flag.clone(),
+                (None, Some((_, profile))) if config.container.network != "none" => {
+                    profile.network.clone()
+                }
+                _ => config.container.network.clone(),
+            },
             read_only_root: config.container.read_only_root,
             tmpfs_size: config.container.tmpfs_size,
             seccomp,
@@ -194,6 +282,8 @@ impl RunPlan {
             stdin,
             pull: args.pull.unwrap_or(config.container.pull),
             cache,
+            agent: agent.map(|(run, _)| run.name),
+            state_dirs,
             // A terminal session is fixed when its container is created, and a
             // kept container or a pull on every run defeat the point.
             warm: ((args.warm || config.container.warm)
@@ -288,7 +378,7 @@ fn parse_user(text: &str) -> Result<String> {
 
 /// The invoking user's uid:gid, so files written in /work belong to them. Run
 /// through sudo, that is the user who ran sudo, not root.
-fn invoking_user(host: &Host) -> String {
+pub fn invoking_user(host: &Host) -> String {
     if host.uid == 0 {
         let sudo = |key| host.env.get(key).and_then(|v| v.parse::<u32>().ok());
         if let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {

@@ -19,6 +19,7 @@ use crate::cache;
 use crate::cli::PullPolicy;
 use crate::engine::{short_id, Engine, ImageMissing};
 use crate::exit::Outcome;
+use crate::host_dirs;
 use crate::plan::RunPlan;
 use crate::streams::{self, OutputEnd};
 use crate::tty::{self, RawMode};
@@ -45,6 +46,10 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
             plan.drop_cache();
         }
     }
+    for dir in &plan.state_dirs {
+        host_dirs::ensure_owned(dir, plan.numeric_user())
+            .context("cannot create the agent's state directory")?;
+    }
     let body = security::create_body(&plan);
     let warm = plan.warm.map(|idle| Warm::for_run(&body, idle));
 
@@ -61,7 +66,7 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
     }
 
     if plan.pull == PullPolicy::Always {
-        if let Some(stopped) = pull(&engine, &plan.image, &mut signals, ui).await? {
+        if let Some(stopped) = pull(&engine, &plan, &mut signals, ui).await? {
             return Ok(stopped);
         }
     }
@@ -71,12 +76,12 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
         Err(e) if e.is::<ImageMissing>() => {
             if plan.pull == PullPolicy::Never {
                 bail!(
-                    "image {} is not present locally and --pull never forbids pulling — \
-                     pull or build it first, or use --pull missing",
-                    plan.image
+                    "image {} is not present locally and --pull never forbids pulling — {}",
+                    plan.image,
+                    missing_image_advice(&plan, "or use --pull missing")
                 );
             }
-            if let Some(stopped) = pull(&engine, &plan.image, &mut signals, ui).await? {
+            if let Some(stopped) = pull(&engine, &plan, &mut signals, ui).await? {
                 return Ok(stopped);
             }
             engine.create(body, None).await?
@@ -133,14 +138,14 @@ fn prepare_next(warm: &Warm, ui: Ui) {
     }
 }
 
-/// Pulls `image`; a stop signal abandons the pull and says how to exit.
+/// Pulls the plan's image; a stop signal abandons the pull and says how to exit.
 async fn pull(
     engine: &Engine,
-    image: &str,
+    plan: &RunPlan,
     signals: &mut Signals,
     ui: Ui,
 ) -> Result<Option<Outcome>> {
-    let reference = image::pull_reference(image);
+    let reference = image::pull_reference(&plan.image);
     let mut progress = ui.pull_progress(&reference);
     let pulled = tokio::select! {
         pulled = engine.pull(&reference, |event| progress.update(event)) => pulled.map(|()| None),
@@ -149,9 +154,21 @@ async fn pull(
     progress.finish();
     pulled.with_context(|| {
         format!(
-            "the image {image} is neither local nor pullable — check the name, or build it locally"
+            "the image {} is neither local nor pullable — {}",
+            plan.image,
+            missing_image_advice(plan, "or check its name")
         )
     })
+}
+
+/// What to do about a missing image: agents' images are built locally.
+fn missing_image_advice(plan: &RunPlan, otherwise: &str) -> String {
+    match &plan.agent {
+        Some(agent) => {
+            format!("build it with `make images AGENTS={agent}`, or set agents.{agent}.image")
+        }
+        None => format!("pull or build it first, {otherwise}"),
+    }
 }
 
 /// A limit the engine could not enforce is a promise broken: refuse to run

@@ -184,6 +184,9 @@ pub fn render_plan(plan: &RunPlan) -> String {
     let mut out = String::new();
     let on_off = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
     let _ = writeln!(out, "image:       {} (pull: {:?})", plan.image, plan.pull);
+    if let Some(agent) = &plan.agent {
+        let _ = writeln!(out, "agent:       {agent}");
+    }
     let _ = writeln!(out, "command:     {}", shell_words(&plan.command));
     for (i, step) in plan.setup.iter().enumerate() {
         let _ = writeln!(out, "setup {}:     {}", i + 1, sanitize(step));

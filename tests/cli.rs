@@ -343,3 +343,19 @@ fn a_project_file_with_a_typo_is_125_before_any_engine() {
     assert_eq!(out.status, 0, "{out:?}");
     assert!(out.stdout.contains("setup 1:     make deps"), "{out:?}");
 }
+
+#[test]
+fn doctor_without_an_engine_still_reports_the_rest() {
+    let home = tempdir();
+    let out = sandbox_in(home.path(), &["doctor"]);
+    assert_eq!(out.status, 125, "{out:?}");
+    assert!(out.stdout.contains("config "), "{out:?}");
+    assert!(out.stdout.contains("workspace "), "{out:?}");
+    let engine = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("engine"))
+        .unwrap_or_default();
+    assert!(engine.contains("cannot reach the Docker engine"), "{out:?}");
+    assert!(out.stderr.contains("1 problem found"), "{out:?}");
+}

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod config;
 pub mod containers;
+pub mod doctor;
 
 use anyhow::Result;
 use clap::CommandFactory;

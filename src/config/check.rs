@@ -8,6 +8,7 @@
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
+use super::agents::AgentConfig;
 use super::{CacheConfig, ContainerConfig, EnvConfig, SecurityConfig};
 
 /// One thing wrong with a file.
@@ -54,12 +55,13 @@ pub fn problems(text: &str) -> Vec<Problem> {
             "container" => check_section::<ContainerConfig>,
             "security" => check_section::<SecurityConfig>,
             "cache" => check_section::<CacheConfig>,
+            "agents" => check_agents,
             _ => {
                 found.push(Problem {
                     line: locate(text, &[section]),
                     message: format!(
-                        "unknown section `{section}`: expected images, env, container, security \
-                         or cache"
+                        "unknown section `{section}`: expected images, env, container, security, \
+                         cache or agents"
                     ),
                 });
                 continue;
@@ -100,6 +102,18 @@ fn check_images(text: &str, section: &str, value: &Value) -> Vec<Problem> {
         .collect()
 }
 
+fn check_agents(text: &str, section: &str, value: &Value) -> Vec<Problem> {
+    let Value::Mapping(map) = value else {
+        return vec![not_a_mapping(text, section)];
+    };
+    map.iter()
+        .flat_map(|(name, profile)| {
+            let name = name.as_str().unwrap_or("?");
+            check_section::<AgentConfig>(text, &format!("{section}.{name}"), profile)
+        })
+        .collect()
+}
+
 /// Checks each key of a struct section alone, so every bad key is reported.
 fn check_section<T: DeserializeOwned>(text: &str, section: &str, value: &Value) -> Vec<Problem> {
     let Value::Mapping(map) = value else {
@@ -114,7 +128,7 @@ fn check_section<T: DeserializeOwned>(text: &str, section: &str, value: &Value) 
             let alone = Mapping::from_iter([(key.clone(), value.clone())]);
             let error = serde_yaml::from_value::<T>(Value::Mapping(alone)).err()?;
             Some(Problem {
-                line: locate(text, &[section, name]),
+                line: locate(text, &key_path(section, name)),
                 message: format!("{section}.{name}: {}", strip_position(&error.to_string())),
             })
         })
@@ -123,9 +137,18 @@ fn check_section<T: DeserializeOwned>(text: &str, section: &str, value: &Value) 
 
 fn not_a_mapping(text: &str, section: &str) -> Problem {
     Problem {
-        line: locate(text, &[section]),
+        line: locate(text, &key_path(section, "")),
         message: format!("{section}: must be a mapping of keys to values"),
     }
+}
+
+/// `agents.claude` and `image` as the keys to look for, one per level.
+fn key_path<'a>(section: &'a str, key: &'a str) -> Vec<&'a str> {
+    section
+        .split('.')
+        .chain([key])
+        .filter(|k| !k.is_empty())
+        .collect()
 }
 
 /// The line of a block-style key path such as `container` → `memory`: each

@@ -19,6 +19,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cli::PullPolicy;
 
+pub mod agents;
 pub mod check;
 pub mod project;
 
@@ -33,6 +34,8 @@ pub struct Config {
     pub container: ContainerConfig,
     pub security: SecurityConfig,
     pub cache: CacheConfig,
+    /// Coding agents by command name; each key changes only itself.
+    pub agents: BTreeMap<String, agents::AgentConfig>,
 }
 
 /// Which host environment variables reach the container.
@@ -147,6 +150,7 @@ impl Default for Config {
             container: ContainerConfig::default(),
             security: SecurityConfig::default(),
             cache: CacheConfig::default(),
+            agents: agents::defaults(),
         }
     }
 }
@@ -308,6 +312,13 @@ impl Config {
         for (command, image) in defaults.images {
             self.images.entry(command).or_insert(image);
         }
+        for (name, profile) in defaults.agents {
+            let merged = match self.agents.remove(&name) {
+                Some(mine) => mine.over(&profile),
+                None => profile,
+            };
+            self.agents.insert(name, merged);
+        }
         extend_unique(&mut self.env.allow, defaults.env.allow);
         extend_unique(&mut self.env.block, defaults.env.block);
         extend_unique(
@@ -326,6 +337,20 @@ impl Config {
         {
             bail!("images.{command}: the image name is empty");
         }
+        if let Some((name, _)) = self
+            .agents
+            .iter()
+            .find(|(name, a)| a.resolve(name).is_none_or(|a| a.image.trim().is_empty()))
+        {
+            bail!("agents.{name}.image: an agent needs an image");
+        }
+        if let Some(name) = self.env.set.keys().find(|k| {
+            k.is_empty()
+                || k.starts_with(|c: char| c.is_ascii_digit())
+                || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }) {
+            bail!("env.set.{name}: not a variable name");
+        }
         if self.container.pids_limit < 1 {
             bail!("container.pids_limit: must be at least 1");
         }
@@ -343,6 +368,11 @@ impl Config {
             bail!("container.network: must not be empty");
         }
         Ok(())
+    }
+
+    /// The agent profile for `command`, when it names one.
+    pub fn agent(&self, command: &str) -> Option<agents::Agent> {
+        self.agents.get(command)?.resolve(command)
     }
 
     /// The configuration as YAML, as `config show` and `--dry-run` print it.

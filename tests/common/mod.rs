@@ -88,6 +88,38 @@ pub fn test_image() -> &'static str {
     TEST_IMAGE
 }
 
+/// A stand-in coding agent, `sandbox-test/agent:1`: busybox plus a script
+/// installed as `claude` and `codex` that prints its arguments, uid and
+/// environment, and counts its runs in its state directory.
+pub const AGENT_IMAGE: &str = "sandbox-test/agent:1";
+
+pub fn agent_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let base = test_image();
+        let context = tempdir();
+        let script = "#!/bin/sh\n\
+            echo \"args: $*\"\n\
+            echo \"uid: $(id -u):$(id -g)\"\n\
+            env | sort | sed 's/^/env: /'\n\
+            state=\"${CLAUDE_CONFIG_DIR:-${CODEX_HOME:-$HOME/.none}}\"\n\
+            echo run >> \"$state/runs\" && echo \"runs: $(wc -l < \"$state/runs\")\"\n";
+        std::fs::write(context.path().join("agent"), script).expect("write agent script");
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            format!(
+                "FROM {base}\nCOPY agent /usr/local/bin/claude\nCOPY agent /usr/local/bin/codex\n\
+                 RUN [\"/bin/chmod\", \"755\", \"/usr/local/bin/claude\", \"/usr/local/bin/codex\"]\n\
+                 ENV PATH=/usr/local/bin:/bin\n"
+            ),
+        )
+        .expect("write Dockerfile");
+        let out = docker(&["build", "-q", "-t", AGENT_IMAGE, context.path().to_str().expect("utf-8 path")]);
+        assert_eq!(out.status, 0, "building {AGENT_IMAGE} failed: {}", out.stderr);
+    });
+    AGENT_IMAGE
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("sandbox-test-")
@@ -130,6 +162,11 @@ impl Workspace {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The HOME (and config and data home) sandbox runs with.
+    pub fn home(&self) -> &Path {
+        self.home.path()
     }
 
     /// `sandbox` in this workspace, hermetic, with no arguments yet.
@@ -369,4 +406,17 @@ pub fn signal(child: &Child, name: &str) {
 
 pub fn finish(child: Child) -> Output {
     child.wait_with_output().unwrap().into()
+}
+
+/// The gid of the group that may use the engine's socket, for tests that
+/// run sandbox as an unprivileged user.
+pub fn docker_group() -> u32 {
+    let groups = std::fs::read_to_string("/etc/group").expect("read /etc/group");
+    groups
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<_> = line.split(':').collect();
+            (fields[0] == "docker").then(|| fields[2].parse().expect("a numeric gid"))
+        })
+        .expect("a docker group owns the engine's socket")
 }

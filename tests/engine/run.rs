@@ -4,7 +4,7 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 
-use crate::common::{docker, hermetic, tempdir, test_image, Workspace};
+use crate::common::{docker, docker_group, hermetic, tempdir, test_image, Workspace};
 
 #[test]
 fn output_and_status_pass_through_apart() {
@@ -121,17 +121,6 @@ fn user_flag_overrides_the_invoking_user() {
     let ws = Workspace::new();
     let out = ws.run(&["--user", "1234:5678", "sh", "-c", "id -u; id -g"]);
     assert_eq!(out.stdout, "1234\n5678\n", "{out:?}");
-}
-
-fn docker_group() -> u32 {
-    let groups = std::fs::read_to_string("/etc/group").unwrap();
-    groups
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<_> = line.split(':').collect();
-            (fields[0] == "docker").then(|| fields[2].parse().unwrap())
-        })
-        .expect("a docker group owns the engine's socket")
 }
 
 #[test]

@@ -1,0 +1,251 @@
+//! Coding agents, wired to a stand-in agent image: each agent gets its own
+//! keys and nothing else, keeps its state between runs, and a missing image
+//! says how to build it.
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::common::{agent_image, docker_group, image_only_in_registry, Output, Workspace};
+
+/// A configuration pointing claude and codex at the stand-in image.
+fn agents_config(ws: &Workspace) -> String {
+    let file = ws.home().join("agents.yaml");
+    let image = agent_image();
+    std::fs::write(
+        &file,
+        format!("agents:\n  claude:\n    image: {image}\n  codex:\n    image: {image}\n"),
+    )
+    .unwrap();
+    file.to_str().unwrap().to_string()
+}
+
+/// `sandbox --config <agents> run --pull never ARGS` with `env` on the host.
+fn agent_command(ws: &Workspace, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let config = agents_config(ws);
+    let mut cmd = ws.command();
+    cmd.args(["--config", &config, "run", "--pull", "never"])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("run sandbox").into()
+}
+
+/// The environment the stand-in agent printed, as `NAME=value` lines.
+fn env_of(out: &Output) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("env: "))
+        .collect()
+}
+
+const HOST_SECRETS: [(&str, &str); 4] = [
+    ("ANTHROPIC_API_KEY", "sk-ant-test"),
+    ("OPENAI_API_KEY", "sk-openai-test"),
+    ("AWS_SECRET_ACCESS_KEY", "aws-test"),
+    ("GITHUB_TOKEN", "ghp-test"),
+];
+
+#[test]
+fn the_agent_runs_with_the_arguments_typed() {
+    let ws = Workspace::new();
+    let out = run(agent_command(&ws, &[], &["claude", "--version", "a b"]));
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stdout.starts_with("args: --version a b\n"), "{out:?}");
+}
+
+#[test]
+fn each_agent_gets_its_own_keys_and_nothing_else() {
+    let ws = Workspace::new();
+    let claude = run(agent_command(&ws, &HOST_SECRETS, &["claude"]));
+    let env = env_of(&claude);
+    assert!(env.contains(&"ANTHROPIC_API_KEY=sk-ant-test"), "{claude:?}");
+    for leaked in ["OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN"] {
+        assert!(
+            !env.iter().any(|e| e.starts_with(leaked)),
+            "{leaked}: {claude:?}"
+        );
+    }
+
+    let codex = run(agent_command(&ws, &HOST_SECRETS, &["codex"]));
+    let env = env_of(&codex);
+    assert!(env.contains(&"OPENAI_API_KEY=sk-openai-test"), "{codex:?}");
+    assert!(!env.iter().any(|e| e.starts_with("ANTHROPIC")), "{codex:?}");
+
+    // A plain run, even of the same image, gets no agent's keys.
+    let plain = run(agent_command(
+        &ws,
+        &HOST_SECRETS,
+        &["--image", agent_image(), "env"],
+    ));
+    assert_eq!(plain.status, 0, "{plain:?}");
+    for (name, value) in HOST_SECRETS {
+        assert!(
+            !plain.stdout.contains(value),
+            "{name} reached a plain run: {plain:?}"
+        );
+    }
+
+    // Not set on the host: not set in the agent either, not even empty.
+    let unset = run(agent_command(&ws, &[], &["claude"]));
+    assert!(
+        !env_of(&unset)
+            .iter()
+            .any(|e| e.starts_with("ANTHROPIC_API_KEY")),
+        "{unset:?}"
+    );
+}
+
+#[test]
+fn state_persists_between_runs_and_belongs_to_the_user() {
+    let ws = Workspace::new();
+    let uid = 4242;
+    let gid = docker_group();
+    for dir in [ws.path(), ws.home()] {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).unwrap();
+    }
+    let as_user = || {
+        let mut cmd = agent_command(&ws, &[], &["claude"]);
+        cmd.uid(uid).gid(gid);
+        run(cmd)
+    };
+    let first = as_user();
+    assert_eq!(first.status, 0, "{first:?}");
+    assert!(
+        first.stdout.contains(&format!("uid: {uid}:{gid}")),
+        "{first:?}"
+    );
+    assert!(first.stdout.contains("runs: 1"), "{first:?}");
+    let second = as_user();
+    assert!(
+        second.stdout.contains("runs: 2"),
+        "kept between runs: {second:?}"
+    );
+
+    let state = ws.home().join(".local/share/sandbox/agents/claude/.claude");
+    let meta = std::fs::metadata(&state).expect("sandbox's own copy, not ~/.claude");
+    assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+    assert!(
+        !ws.home().join(".claude").exists(),
+        "the real ~/.claude is untouched"
+    );
+
+    let fresh = run({
+        let mut cmd = agent_command(&ws, &[], &["--agent-state", "none", "claude"]);
+        cmd.uid(uid).gid(gid);
+        cmd
+    });
+    assert!(
+        !fresh.stdout.contains("runs: 3"),
+        "--agent-state none keeps nothing: {fresh:?}"
+    );
+}
+
+#[test]
+fn env_files_and_the_ssh_agent_are_opt_in() {
+    let ws = Workspace::new();
+    let file = ws.home().join("creds.env");
+    std::fs::write(&file, "# test\nFROM_FILE=file value\nGITHUB_TOKEN\n").unwrap();
+    let socket_dir = crate::common::tempdir();
+    let socket = socket_dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let socket = socket.to_str().unwrap();
+    let host = [("GITHUB_TOKEN", "ghp-test"), ("SSH_AUTH_SOCK", socket)];
+
+    let image = agent_image();
+    let probe = [
+        "sh",
+        "-c",
+        "env | sort; test -S \"$SSH_AUTH_SOCK\" && echo socket-ok",
+    ];
+    let mut args = vec![
+        "--image",
+        image,
+        "--env-file",
+        file.to_str().unwrap(),
+        "--ssh-agent",
+    ];
+    args.extend(probe);
+    let out = run(agent_command(&ws, &host, &args));
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stdout.contains("FROM_FILE=file value\n"), "{out:?}");
+    assert!(
+        out.stdout.contains("GITHUB_TOKEN=ghp-test\n"),
+        "named in the file: {out:?}"
+    );
+    assert!(out.stdout.contains("socket-ok"), "{out:?}");
+
+    let mut args = vec!["--image", image];
+    args.extend(probe);
+    let out = run(agent_command(&ws, &host, &args));
+    assert!(!out.stdout.contains("ghp-test"), "{out:?}");
+    assert!(
+        !out.stdout.contains("SSH_AUTH_SOCK"),
+        "not forwarded by default: {out:?}"
+    );
+}
+
+#[test]
+fn a_missing_agent_image_says_how_to_build_it() {
+    let ws = Workspace::new();
+    // In the loopback registry's namespace, but never pushed: the pull fails.
+    let absent = image_only_in_registry("agent-present").replace("agent-present", "agent-absent");
+    let config = ws.home().join("absent.yaml");
+    std::fs::write(
+        &config,
+        format!("agents:\n  gemini:\n    image: {absent}\n"),
+    )
+    .unwrap();
+    let out: Output = ws
+        .command()
+        .args(["--config", config.to_str().unwrap(), "run", "gemini"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.status, 125, "{out:?}");
+    // The pull's own status line, then the one line that says it all.
+    let error = out.stderr.lines().last().unwrap_or_default();
+    for part in [
+        absent.as_str(),
+        "make images AGENTS=gemini",
+        "agents.gemini.image",
+    ] {
+        assert!(error.contains(part), "{part}: {out:?}");
+    }
+}
+
+#[test]
+fn doctor_reports_the_engine_images_and_workspace() {
+    let ws = Workspace::new();
+    let config = agents_config(&ws);
+    let out: Output = ws
+        .command()
+        .args(["--config", &config, "doctor"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.status, 0, "{out:?}");
+    let line = |label: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line: {out:?}"))
+            .to_string()
+    };
+    assert!(line("engine").contains("API 1."), "{out:?}");
+    assert!(line("runtimes").contains("runc"), "{out:?}");
+    assert!(line("config").contains(&config), "{out:?}");
+    assert!(line("workspace").ends_with("writable"), "{out:?}");
+    let image = format!("image       {}: present", agent_image());
+    assert!(out.stdout.lines().any(|l| l == image), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("sandbox-agents/gemini:1: missing (build it: make images AGENTS=gemini)"),
+        "{out:?}"
+    );
+}
