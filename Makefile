@@ -31,13 +31,21 @@ lint:
 # The one place that gets a machine from nothing to a running engine: CI
 # calls it, and so can a user on Debian or Ubuntu (as root). The tests build
 # their image from busybox-static and pull only from a docker-registry they
-# run on loopback: nothing comes from outside.
-ENGINE_PACKAGES = docker.io busybox-static docker-registry
+# run on loopback: nothing comes from outside. runsc (gVisor) is registered as
+# a runtime, in /etc/docker/daemon.json when that file does not exist yet.
+ENGINE_PACKAGES = docker.io busybox-static docker-registry runsc iproute2 podman catatonit openssh-server openssh-client
+DAEMON_JSON = /etc/docker/daemon.json
 
 engine:
-	@if ! command -v dockerd >/dev/null || ! dpkg -s busybox-static docker-registry >/dev/null 2>&1; then \
+	@if ! command -v dockerd >/dev/null || ! dpkg -s $(ENGINE_PACKAGES) >/dev/null 2>&1; then \
 		echo "installing $(ENGINE_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(ENGINE_PACKAGES) >/dev/null; \
+	fi
+	@if [ ! -e $(DAEMON_JSON) ]; then \
+		mkdir -p $$(dirname $(DAEMON_JSON)); \
+		printf '{\n  "runtimes": {\n    "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}\n  }\n}\n' > $(DAEMON_JSON); \
+		echo "registered runsc in $(DAEMON_JSON)"; \
+		if pidof dockerd >/dev/null; then kill -HUP $$(pidof dockerd); sleep 1; fi; \
 	fi
 	@if ! docker info >/dev/null 2>&1; then \
 		echo "starting dockerd (log: /var/log/dockerd.log)"; \

@@ -29,6 +29,11 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
+    /// Engine to use: unix:///path, tcp://host:port, ssh://user@host
+    /// [default: $DOCKER_HOST, else engine.host, else the local socket]
+    #[arg(short = 'H', long, global = true, value_name = "URL")]
+    pub host: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -179,6 +184,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "UID:GID")]
     pub user: Option<String>,
 
+    /// OCI runtime registered with the engine, e.g. runsc (gVisor)
+    #[arg(long, value_name = "NAME")]
+    pub runtime: Option<String>,
+
     /// Seccomp profile: default, strict, debug, or a path to a JSON profile
     #[arg(long, value_name = "NAME|PATH")]
     pub seccomp: Option<String>,
@@ -202,6 +211,15 @@ pub struct RunArgs {
     /// Hand the command to a container started ahead of time, and start the next
     #[arg(long)]
     pub warm: bool,
+
+    /// Copy the workspace into the container and the changes back, as for a
+    /// remote engine, instead of mounting it
+    #[arg(long)]
+    pub copy_workspace: bool,
+
+    /// With a copied workspace, bring nothing back: the host stays untouched
+    #[arg(long)]
+    pub no_sync_back: bool,
 
     /// Leave the package cache (/cache) out of this run
     #[arg(long)]

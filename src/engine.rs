@@ -11,13 +11,15 @@ use bollard::errors::Error as BollardError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    RenameContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder, WaitContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
+    ResizeContainerTTYOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
 
 use crate::exit::CannotRun;
 use crate::labels;
@@ -47,6 +49,28 @@ pub struct PullEvent {
     pub status: String,
     pub current: Option<u64>,
     pub total: Option<u64>,
+}
+
+/// The engine to use: `--host`, else `DOCKER_HOST`, else `engine.host` in
+/// the configuration, else the local socket. The environment wins over the
+/// file as it does for the docker CLI: it is the more specific choice.
+pub fn choose_host(
+    flag: Option<&str>,
+    env: &BTreeMap<String, String>,
+    configured: Option<&str>,
+) -> String {
+    let from_env = env.get("DOCKER_HOST").map(String::as_str);
+    [flag, from_env, configured]
+        .into_iter()
+        .flatten()
+        .find(|h| !h.trim().is_empty())
+        .unwrap_or(DEFAULT_HOST)
+        .to_string()
+}
+
+/// Whether `host` is this machine's engine, which sees this machine's files.
+pub fn is_local(host: &str) -> bool {
+    host.starts_with("unix://") || host.starts_with("npipe://")
 }
 
 /// One of sandbox's containers, as `ls` and `prune` see it.
@@ -101,6 +125,19 @@ pub struct About {
     pub default_runtime: String,
 }
 
+/// The engine reads `seccomp=` as a file path rather than the profile itself:
+/// Podman's Docker-compatible API does.
+#[derive(Debug)]
+pub struct SeccompNeedsPath;
+
+impl std::fmt::Display for SeccompNeedsPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the engine takes seccomp profiles as file paths")
+    }
+}
+
+impl std::error::Error for SeccompNeedsPath {}
+
 /// The image is not present locally.
 #[derive(Debug)]
 pub struct ImageMissing;
@@ -114,30 +151,34 @@ impl std::fmt::Display for ImageMissing {
 impl std::error::Error for ImageMissing {}
 
 impl Engine {
-    /// Connects to `DOCKER_HOST` (from `env`), else the local socket, and agrees
-    /// on an API version with the daemon.
-    pub async fn connect(env: &BTreeMap<String, String>) -> Result<Engine> {
-        let host = env
-            .get("DOCKER_HOST")
-            .filter(|h| !h.is_empty())
-            .map_or(DEFAULT_HOST, String::as_str);
+    /// Connects to `host` (see [`choose_host`]) and agrees on an API version
+    /// with the daemon.
+    pub async fn connect(host: &str) -> Result<Engine> {
         let unreachable = || {
             format!(
                 "cannot reach the Docker engine at {host} — is the daemon running? \
-                 Start it (`sudo systemctl start docker`, or `make engine` as root) or set DOCKER_HOST"
+                 Start it (`sudo systemctl start docker`, or `make engine` as root), or choose \
+                 another with --host, DOCKER_HOST or engine.host"
             )
         };
-        let docker = Docker::connect_with_host(host).with_context(unreachable)?;
+        let docker = Docker::connect_with_host(host)
+            .map_err(plain)
+            .with_context(unreachable)?;
         let docker = docker
             .negotiate_version()
             .await
             .map_err(plain)
             .with_context(unreachable)?;
-        tracing::debug!(host, version = ?docker.client_version(), "connected");
+        tracing::info!(host, version = %docker.client_version(), "connected");
         Ok(Engine {
             docker,
             host: host.to_string(),
         })
+    }
+
+    /// Where the engine was reached.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The engine's version, API and runtimes.
@@ -170,11 +211,6 @@ impl Engine {
             }) => Ok(false),
             Err(e) => Err(plain(e)).with_context(|| format!("cannot inspect the image {image}")),
         }
-    }
-
-    /// Where the engine was reached.
-    pub fn host(&self) -> &str {
-        &self.host
     }
 
     /// Pulls `reference`, reporting progress to `report`.
@@ -217,6 +253,20 @@ impl Engine {
                 status_code: 404,
                 message,
             }) if message.contains("No such image") => Err(anyhow!(ImageMissing)),
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.contains("opening seccomp profile failed") =>
+            {
+                Err(anyhow!(SeccompNeedsPath))
+            }
+            Err(BollardError::DockerResponseServerError { message, .. })
+                if message.to_lowercase().contains("unknown runtime")
+                    || message.contains("unknown or invalid runtime") =>
+            {
+                Err(anyhow!("{}", message.trim())).context(
+                    "the engine does not know this runtime — `sandbox doctor` lists the ones it \
+                     has; register others in the daemon's daemon.json (\"runtimes\")",
+                )
+            }
             Err(e) => Err(plain(e)).context("the engine refused to create the container"),
         }
     }
@@ -406,6 +456,50 @@ impl Engine {
         Ok(listed)
     }
 
+    /// Unpacks the tar stream from `chunks` into `path` in the container,
+    /// which may be created and not yet started.
+    pub async fn upload(
+        &self,
+        id: &str,
+        path: &str,
+        mut chunks: mpsc::Receiver<Bytes>,
+    ) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::new().path(path).build();
+        let stream = futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx));
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_stream(stream))
+            .await
+            .map_err(plain)
+            .with_context(|| format!("cannot copy into {path} in the container"))
+    }
+
+    /// `path` in the container (stopped or not) as a tar stream.
+    pub fn download(&self, id: &str, path: &str) -> impl Stream<Item = Result<Bytes>> + '_ {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let path = path.to_string();
+        self.docker
+            .download_from_container(id, Some(options))
+            .map(move |chunk| {
+                chunk
+                    .map_err(plain)
+                    .with_context(|| format!("cannot copy {path} out of the container"))
+            })
+    }
+
+    /// Removes a named volume; one already gone is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+        match self.docker.remove_volume(name, Some(options)).await {
+            Ok(())
+            | Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(plain(e)).with_context(|| format!("cannot remove the volume {name}")),
+        }
+    }
+
     /// Removes the container, running or not, with its anonymous volumes.
     pub async fn remove(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default()
@@ -468,5 +562,28 @@ mod tests {
             "may be starting"
         );
         assert!(listed("created", now - 600).is_stopped(now), "abandoned");
+    }
+
+    #[test]
+    fn the_flag_then_the_environment_then_the_file_choose_the_engine() {
+        let env: BTreeMap<_, _> =
+            [("DOCKER_HOST".to_string(), "tcp://env:2375".to_string())].into();
+        let none = BTreeMap::new();
+        assert_eq!(
+            choose_host(Some("ssh://flag"), &env, Some("tcp://file:1")),
+            "ssh://flag"
+        );
+        assert_eq!(
+            choose_host(None, &env, Some("tcp://file:1")),
+            "tcp://env:2375"
+        );
+        assert_eq!(
+            choose_host(None, &none, Some("tcp://file:1")),
+            "tcp://file:1"
+        );
+        assert_eq!(choose_host(None, &none, None), DEFAULT_HOST);
+        assert!(is_local(DEFAULT_HOST));
+        assert!(!is_local("tcp://127.0.0.1:2375"));
+        assert!(!is_local("ssh://me@box"));
     }
 }

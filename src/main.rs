@@ -20,6 +20,7 @@ mod plan;
 mod run;
 mod security;
 mod streams;
+mod sync;
 mod tty;
 mod ui;
 mod warm;
@@ -72,15 +73,34 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Config(command) => commands::config::run(command, &source, &env),
         Command::Completions { shell } => commands::completions(*shell),
         Command::Man => commands::man(),
-        Command::WarmPrepare => block_on(commands::warm_prepare(&env)),
-        Command::Run(args) => run_command(args, &config::load(&source)?, &env, &cwd()?, ui),
-        Command::Doctor => block_on(commands::doctor::run(&source, &env, &cwd()?)),
-        Command::Ls(args) => block_on(commands::containers::ls(args, &env)),
-        Command::Prune(args) => block_on(commands::containers::prune(args, &env, ui)),
+        Command::WarmPrepare => block_on(commands::warm_prepare()),
+        Command::Doctor => block_on(commands::doctor::run(
+            &source,
+            &env,
+            &cwd()?,
+            cli.host.as_deref(),
+        )),
+        Command::Run(args) => {
+            let mut config = config::load(&source)?;
+            config.engine.host = Some(host(&cli, &env, &config));
+            run_command(args, &config, &env, &cwd()?, ui)
+        }
+        Command::Ls(args) => {
+            let host = host(&cli, &env, &config::load(&source)?);
+            block_on(commands::containers::ls(args, &host))
+        }
+        Command::Prune(args) => {
+            let host = host(&cli, &env, &config::load(&source)?);
+            block_on(commands::containers::prune(args, &host, ui))
+        }
         Command::Cache(command) => {
             commands::cache::run(command, &config::load(&source)?, &env, &cwd()?)
         }
     }
+}
+
+fn host(cli: &Cli, env: &BTreeMap<String, String>, config: &config::Config) -> String {
+    engine::choose_host(cli.host.as_deref(), env, config.engine.host.as_deref())
 }
 
 fn run_command(
@@ -109,7 +129,7 @@ fn run_command(
         ui::print(&ui::render_plan(&plan))?;
         return Ok(Outcome::Exited(0));
     }
-    block_on(run::run(plan, env, ui))
+    block_on(run::run(plan, ui))
 }
 
 fn block_on(work: impl std::future::Future<Output = Result<Outcome>>) -> Result<Outcome> {

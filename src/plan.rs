@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use crate::agent;
 use crate::cache;
 use crate::cli::{PullPolicy, RunArgs};
-use crate::config::{Config, Size};
+use crate::config::{Config, Size, WorkspaceTransfer};
 use crate::env_filter::{self, Filter};
 use crate::image;
 use crate::security::{self, Profile};
@@ -57,11 +57,32 @@ pub struct RunPlan {
     pub cache: Option<PathBuf>,
     /// Use a warm container and prepare the next; `None` for a cold run.
     pub warm: Option<Duration>,
+    /// Paths in the workspace a command may not change.
+    pub protected_paths: Vec<String>,
+    /// The engine to run on.
+    pub host: String,
+    /// How the workspace reaches /work.
+    pub transfer: Transfer,
+    /// OCI runtime; the engine's default when `None`.
+    pub runtime: Option<String>,
     /// The coding agent this run starts, if any.
     pub agent: Option<String>,
     /// Host directories to create (owned by the user) before the run: an
     /// agent's state.
     pub state_dirs: Vec<PathBuf>,
+}
+
+/// How the workspace reaches /work.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transfer {
+    /// A bind mount: the engine sees this machine's files.
+    Mount,
+    /// Copied into a volume before the command, changes copied back after.
+    Copy {
+        sync_back: bool,
+        /// A named volume (needed to mount it read-only); anonymous if `None`.
+        volume: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,14 +159,27 @@ impl RunPlan {
             target: WORKDIR.to_string(),
             read_only: read_only_workspace,
         }];
-        if !read_only_workspace {
+        let engine_host = config
+            .engine
+            .host
+            .clone()
+            .unwrap_or_else(|| crate::engine::choose_host(None, host.env, None));
+        let copy = args.copy_workspace
+            || match config.engine.workspace {
+                WorkspaceTransfer::Mount => false,
+                WorkspaceTransfer::Copy => true,
+                WorkspaceTransfer::Auto => !crate::engine::is_local(&engine_host),
+            };
+        // A copy has no host paths to mount over: protected paths are kept
+        // from coming back instead, and host-side caches and state stay out.
+        if !read_only_workspace && !copy {
             mounts.extend(protected_mounts(
                 &workspace,
                 &config.security.protected_paths,
             ));
         }
 
-        let cache = match config.cache.enabled && !args.no_cache {
+        let cache = match config.cache.enabled && !args.no_cache && !copy {
             true => Some(cache::dir_for(
                 &cache::root(&config.cache, host.env)?,
                 &workspace,
@@ -161,7 +195,7 @@ impl RunPlan {
         }
 
         let mut state_dirs = Vec::new();
-        if let Some((run, _)) = &agent {
+        if let (Some((run, _)), false) = (&agent, copy) {
             for (source, target) in &run.state {
                 state_dirs.push(source.clone());
                 mounts.push(BindMount {
@@ -170,6 +204,9 @@ impl RunPlan {
                     read_only: false,
                 });
             }
+        }
+        if args.ssh_agent && copy {
+            bail!("--ssh-agent needs a local engine: a socket cannot be copied to another host");
         }
         if args.ssh_agent {
             let socket = host
@@ -283,10 +320,21 @@ impl RunPlan {
             pull: args.pull.unwrap_or(config.container.pull),
             cache,
             agent: agent.map(|(run, _)| run.name),
+            protected_paths: config.security.protected_paths.clone(),
+            host: engine_host,
+            transfer: match copy {
+                true => Transfer::Copy {
+                    sync_back: !args.no_sync_back && !read_only_workspace,
+                    volume: None,
+                },
+                false => Transfer::Mount,
+            },
+            runtime: args.runtime.clone().or(config.security.runtime.clone()),
             state_dirs,
             // A terminal session is fixed when its container is created, and a
             // kept container or a pull on every run defeat the point.
             warm: ((args.warm || config.container.warm)
+                && !copy
                 && !tty
                 && !args.keep
                 && args.pull.unwrap_or(config.container.pull) != PullPolicy::Always)

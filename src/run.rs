@@ -5,25 +5,28 @@
 //! start → resize → supervise → restore the terminal → remove. The same order
 //! as docker/cli's `run.go`.
 
-use std::collections::BTreeMap;
 use std::pin::pin;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use bollard::models::ContainerCreateBody;
 use futures_util::FutureExt;
+use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::cache;
 use crate::cli::PullPolicy;
-use crate::engine::{short_id, Engine, ImageMissing};
+use crate::engine::{short_id, Engine, ImageMissing, SeccompNeedsPath};
 use crate::exit::Outcome;
 use crate::host_dirs;
-use crate::plan::RunPlan;
+use crate::plan::{RunPlan, Transfer, WORKDIR};
 use crate::streams::{self, OutputEnd};
+use crate::sync;
 use crate::tty::{self, RawMode};
-use crate::ui::Ui;
+use crate::ui::{self, Ui};
 use crate::warm::{self, Warm};
 use crate::{image, security};
 
@@ -31,11 +34,11 @@ use crate::{image, security};
 /// limit) before it is killed.
 const GRACE: Duration = Duration::from_secs(5);
 
-pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> Result<Outcome> {
+pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
     // Handlers go in first: from here a Ctrl-C is ours to handle, so it can
     // never strike between create and the removal that must follow it.
     let mut signals = Signals::new()?;
-    let engine = Engine::connect(env).await?;
+    let engine = Engine::connect(&plan.host).await?;
     tracing::info!(host = engine.host(), image = %plan.image, "running");
     // The cache only saves downloads: a run goes on without it.
     if let Some(dir) = &plan.cache {
@@ -50,8 +53,15 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
         host_dirs::ensure_owned(dir, plan.numeric_user())
             .context("cannot create the agent's state directory")?;
     }
+    // A read-only copy needs a named volume, filled before the run. The
+    // engine creates it, with the mount's labels, along with the container.
+    if let Transfer::Copy { volume, .. } = &mut plan.transfer {
+        if plan.mounts[0].read_only {
+            *volume = Some(unique_name("sandbox-work"));
+        }
+    }
     let body = security::create_body(&plan);
-    let warm = plan.warm.map(|idle| Warm::for_run(&body, idle));
+    let warm = plan.warm.map(|idle| Warm::for_run(&body, idle, &plan.host));
 
     if let Some(warm) = &warm {
         if let Some(id) = warm::claim(&engine, warm).await? {
@@ -72,7 +82,7 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
     }
     // Creating first and pulling only on "no such image" saves an inspect
     // round trip on every run with a local image.
-    let (id, warnings) = match engine.create(body.clone(), None).await {
+    let (id, warnings) = match create(&engine, &body, &plan).await {
         Err(e) if e.is::<ImageMissing>() => {
             if plan.pull == PullPolicy::Never {
                 bail!(
@@ -84,7 +94,7 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
             if let Some(stopped) = pull(&engine, &plan, &mut signals, ui).await? {
                 return Ok(stopped);
             }
-            engine.create(body, None).await?
+            create(&engine, &body, &plan).await?
         }
         created => created?,
     };
@@ -101,10 +111,168 @@ pub async fn run(mut plan: RunPlan, env: &BTreeMap<String, String>, ui: Ui) -> R
             if let Some(warm) = &warm {
                 prepare_next(warm, ui);
             }
-            attach_and_supervise(&engine, &id, &plan, signals, ui).await
+            match &plan.transfer {
+                Transfer::Mount => attach_and_supervise(&engine, &id, &plan, signals, ui).await,
+                Transfer::Copy { .. } => run_copied(&engine, &id, &plan, signals, ui).await,
+            }
         }
     };
     finish(&engine, &id, &plan, result, ui).await
+}
+
+/// A run whose workspace is copied: in before the start, the changes back
+/// after the command, whatever its status.
+async fn run_copied(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    signals: Signals,
+    ui: Ui,
+) -> Result<Outcome> {
+    let Transfer::Copy { sync_back, volume } = &plan.transfer else {
+        unreachable!("only copied runs come here")
+    };
+    let excludes = sync::Excludes::load(plan.workspace())?;
+    let sent = match volume {
+        // A read-only volume cannot be written through the run's container:
+        // fill it through a container of its own that never starts.
+        Some(volume) => {
+            let mut body = security::create_body(plan);
+            body.cmd = Some(vec!["true".into()]);
+            if let Some(mounts) = body.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
+                for m in mounts
+                    .iter_mut()
+                    .filter(|m| m.source.as_ref() == Some(volume))
+                {
+                    m.read_only = Some(false);
+                }
+            }
+            let (filler, _) = engine.create(body, None).await?;
+            let sent = copy_in(engine, &filler, plan, &excludes, ui).await;
+            engine.remove(&filler).await?;
+            sent?
+        }
+        None => copy_in(engine, id, plan, &excludes, ui).await?,
+    };
+    let outcome = attach_and_supervise(engine, id, plan, signals, ui).await?;
+    if *sync_back {
+        copy_back(engine, id, plan, &sent, &excludes, ui).await?;
+    }
+    Ok(outcome)
+}
+
+/// Streams the workspace into /work of container `id`.
+async fn copy_in(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    excludes: &sync::Excludes,
+    ui: Ui,
+) -> Result<sync::Manifest> {
+    let progress = ui.transfer("copying in");
+    let (tx, rx) = mpsc::channel(8);
+    let walker = {
+        let (workspace, excludes, count) = (
+            plan.workspace().to_path_buf(),
+            excludes.clone(),
+            progress.counter(),
+        );
+        std::thread::spawn(move || sync::send(&workspace, &excludes, tx, count))
+    };
+    let uploaded = engine.upload(id, WORKDIR, rx).await;
+    let sent = walker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the workspace reader failed"))?;
+    progress.finish();
+    // The walk's own error says more than the upload it cut short.
+    let sent = sent.context("cannot copy the workspace in")?;
+    uploaded?;
+    Ok(sent)
+}
+
+/// Brings back what the command changed in /work, and says what it was.
+async fn copy_back(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    sent: &sync::Manifest,
+    excludes: &sync::Excludes,
+    ui: Ui,
+) -> Result<()> {
+    let progress = ui.transfer("copying back");
+    let mut count = progress.counter();
+    let (tx, rx) = mpsc::channel(8);
+    let writer = {
+        let (workspace, sent, excludes, protected) = (
+            plan.workspace().to_path_buf(),
+            sent.clone(),
+            excludes.clone(),
+            plan.protected_paths.clone(),
+        );
+        std::thread::spawn(move || sync::receive(&workspace, &sent, &excludes, &protected, rx))
+    };
+    let mut archive = pin!(engine.download(id, WORKDIR));
+    let mut streamed = Ok(());
+    while let Some(chunk) = archive.next().await {
+        match chunk {
+            Ok(chunk) => {
+                count(chunk.len() as u64);
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                streamed = Err(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let changes = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the workspace writer failed"))?;
+    progress.finish();
+    streamed?;
+    let changes = changes.context("cannot copy the command's changes back")?;
+    if !changes.is_empty() {
+        ui.notice(&ui::describe_changes(&changes));
+    }
+    Ok(())
+}
+
+/// A name no other run uses at the same moment.
+fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Creates the run's container. Podman is recognised by its refusal of an
+/// inline seccomp profile, so Docker users pay nothing for it; it then gets
+/// the request in its own dialect, with the profile written to a file on this
+/// machine (only a local engine can read it).
+async fn create(
+    engine: &Engine,
+    body: &ContainerCreateBody,
+    plan: &RunPlan,
+) -> Result<(String, Vec<String>)> {
+    match engine.create(body.clone(), None).await {
+        Err(e) if e.is::<SeccompNeedsPath>() => {
+            if !crate::engine::is_local(&plan.host) {
+                bail!(
+                    "the engine at {} reads seccomp profiles from its own disk — run sandbox on \
+                     that machine, or use a Docker engine",
+                    plan.host
+                );
+            }
+            let path = security::profile_file(&plan.seccomp)?;
+            let mut body = body.clone();
+            security::for_podman(&mut body, &path);
+            engine.create(body, None).await
+        }
+        created => created,
+    }
 }
 
 /// Every run ends here: the container is removed (unless kept) whatever the
@@ -127,6 +295,20 @@ async fn finish(
             "{e:#} — remove it with `docker rm -f {}` or `sandbox prune`",
             short_id(id)
         ));
+    }
+    if let (
+        Transfer::Copy {
+            volume: Some(volume),
+            ..
+        },
+        false,
+    ) = (&plan.transfer, plan.keep)
+    {
+        if let Err(e) = engine.remove_volume(volume).await {
+            ui.warn(&format!(
+                "{e:#} — remove it with `docker volume rm {volume}`"
+            ));
+        }
     }
     result
 }

@@ -8,10 +8,10 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVolumeOptions};
 
 use crate::labels;
-use crate::plan::{RunPlan, WORKDIR};
+use crate::plan::{RunPlan, Transfer, WORKDIR};
 
 /// The built-in profiles, by name.
 const PROFILES: [(&str, &str); 3] = [
@@ -74,6 +74,59 @@ fn compact(text: &str) -> Result<String> {
     Ok(serde_json::to_string(&value)?)
 }
 
+/// `profile` as a file for engines that read it from disk: written once per
+/// content (the name is its hash) in a directory only this user can write.
+pub fn profile_file(profile: &Profile) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = rustix::process::getuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("sandbox-{uid}"));
+    crate::host_dirs::ensure_owned(&dir, None)?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    // Anyone can create a directory in /tmp first: one that is not our own
+    // could hold a profile that allows everything.
+    let meta = std::fs::symlink_metadata(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid {
+        bail!(
+            "{} is not a directory of this user's — remove it",
+            dir.display()
+        );
+    }
+    let hash = crate::hash::fnv1a(profile.json.as_bytes());
+    let path = dir.join(format!("seccomp-{hash:016x}.json"));
+    if !path.is_file() {
+        let partial = path.with_extension(format!("{}.tmp", std::process::id()));
+        std::fs::write(&partial, &profile.json)
+            .and_then(|()| std::fs::rename(&partial, &path))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// The request as Podman's Docker-compatible API takes it: the seccomp
+/// profile as a file `path`, and tmpfs ownership as its `U` option (chown to
+/// the container's user) rather than `uid=`/`gid=`, which it rejects.
+pub fn for_podman(body: &mut ContainerCreateBody, path: &std::path::Path) {
+    let Some(host) = body.host_config.as_mut() else {
+        return;
+    };
+    for option in host.security_opt.iter_mut().flatten() {
+        if option.starts_with("seccomp=") {
+            *option = format!("seccomp={}", path.display());
+        }
+    }
+    for options in host.tmpfs.iter_mut().flat_map(|t| t.values_mut()) {
+        let kept: Vec<&str> = options
+            .split(',')
+            .filter(|o| !o.starts_with("uid=") && !o.starts_with("gid="))
+            .collect();
+        if kept.len() != options.split(',').count() {
+            *options = format!("{},U", kept.join(","));
+        }
+    }
+}
+
 /// The engine's create request for `plan`.
 pub fn create_body(plan: &RunPlan) -> ContainerCreateBody {
     let attach_stdin = plan.stdin;
@@ -99,12 +152,34 @@ pub fn create_body(plan: &RunPlan) -> ContainerCreateBody {
     let mounts = plan
         .mounts
         .iter()
-        .map(|m| Mount {
-            target: Some(m.target.clone()),
-            source: Some(m.source.to_string_lossy().into_owned()),
-            typ: Some(MountType::BIND),
-            read_only: Some(m.read_only),
-            ..Default::default()
+        .map(|m| match (&plan.transfer, m.target == WORKDIR) {
+            // The engine cannot see the workspace: /work is a volume the
+            // workspace is copied into. Only a named one can be read-only.
+            (Transfer::Copy { volume, .. }, true) => Mount {
+                target: Some(m.target.clone()),
+                source: volume.clone(),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(m.read_only && volume.is_some()),
+                // Labelled like the container, so its volume is findable too.
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(HashMap::from([
+                        (labels::MANAGED.to_string(), "true".to_string()),
+                        (
+                            labels::WORKSPACE.to_string(),
+                            plan.workspace().to_string_lossy().into_owned(),
+                        ),
+                    ])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            _ => Mount {
+                target: Some(m.target.clone()),
+                source: Some(m.source.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            },
         })
         .collect();
     let memory = i64::try_from(plan.memory.bytes()).unwrap_or(i64::MAX);
@@ -119,6 +194,7 @@ pub fn create_body(plan: &RunPlan) -> ContainerCreateBody {
         cap_drop: plan.drop_all_capabilities.then(|| vec!["ALL".to_string()]),
         security_opt: Some(security_opt),
         init: Some(plan.init),
+        runtime: plan.runtime.clone(),
         mounts: Some(mounts),
         tmpfs: Some(tmpfs),
         // MaskedPaths and ReadonlyPaths stay unset: the daemon applies its

@@ -94,6 +94,19 @@ impl Ui {
         eprintln!("sandbox: {}", sanitize(message));
     }
 
+    /// A progress display for copying the workspace (`what`: "copying in").
+    pub fn transfer(self, what: &str) -> Transfer {
+        let fancy = !self.quiet && std::io::stderr().is_terminal();
+        let bar = fancy.then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(style("{spinner} {msg} {bytes} ({bytes_per_sec})"));
+            bar.set_message(format!("sandbox: {what} the workspace"));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        Transfer { bar }
+    }
+
     /// A progress display for pulling `image`: a bar per layer on a terminal,
     /// plain status lines otherwise, nothing with `--quiet`.
     pub fn pull_progress(self, image: &str) -> PullProgress {
@@ -108,6 +121,30 @@ impl Ui {
             image: image.to_string(),
             statuses: HashMap::new(),
             bars: HashMap::new(),
+        }
+    }
+}
+
+/// A byte counter for copying the workspace in or out: a spinner with bytes
+/// and rate on a terminal, nothing otherwise.
+pub struct Transfer {
+    bar: Option<ProgressBar>,
+}
+
+impl Transfer {
+    /// Counts `n` more bytes; callable from any thread.
+    pub fn counter(&self) -> impl FnMut(u64) + Send + 'static {
+        let bar = self.bar.clone();
+        move |n| {
+            if let Some(bar) = &bar {
+                bar.inc(n);
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
         }
     }
 }
@@ -173,6 +210,27 @@ impl PullProgress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// "copied back 2 changed, 1 new, 1 deleted (12 KiB); not copied back:
+/// .git/hooks/pre-commit (protected)".
+pub fn describe_changes(changes: &crate::sync::Changes) -> String {
+    let mut line = format!(
+        "copied back {} changed, {} new, {} deleted ({})",
+        changes.changed,
+        changes.created,
+        changes.deleted,
+        indicatif::HumanBytes(changes.bytes)
+    );
+    if !changes.refused.is_empty() {
+        let refused: Vec<String> = changes
+            .refused
+            .iter()
+            .map(|(path, why)| format!("{} ({why})", path.display()))
+            .collect();
+        let _ = write!(line, "; not copied back: {}", refused.join(", "));
+    }
+    line
 }
 
 fn style(template: &str) -> ProgressStyle {

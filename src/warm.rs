@@ -32,6 +32,8 @@ const MARGIN: Duration = Duration::from_secs(5);
 /// A warm container's request, and the name that identifies its settings.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Warm {
+    /// The engine it runs on.
+    pub host: String,
     pub name: String,
     pub body: ContainerCreateBody,
     /// How long it waits unused, in seconds.
@@ -41,7 +43,7 @@ pub struct Warm {
 impl Warm {
     /// The warm twin of a run's create request: the same container, with the
     /// waiter in place of the command and stdin open to hand the command over.
-    pub fn for_run(run: &ContainerCreateBody, idle: Duration) -> Warm {
+    pub fn for_run(run: &ContainerCreateBody, idle: Duration, host: &str) -> Warm {
         let mut body = run.clone();
         body.cmd = None;
         body.tty = Some(false);
@@ -62,6 +64,7 @@ impl Warm {
         labels.insert(labels::WARM.into(), key.clone());
         body.cmd = Some(waiter(idle, body.env.as_deref().unwrap_or_default()));
         Warm {
+            host: host.to_string(),
             name: format!("{NAME_PREFIX}{key}"),
             body,
             idle: idle.as_secs(),
@@ -175,8 +178,9 @@ pub fn prepare_in_background(warm: &Warm) -> Result<()> {
 
 /// `sandbox warm-prepare`: the request on stdin becomes a started, waiting
 /// container. Stale warm containers (stopped after their idle time) go first.
-pub async fn prepare(engine: &Engine, request: &[u8]) -> Result<()> {
+pub async fn prepare(request: &[u8]) -> Result<()> {
     let warm: Warm = serde_json::from_slice(request).context("invalid warm request")?;
+    let engine = &Engine::connect(&warm.host).await?;
     let now = crate::engine::now();
     for old in engine.list(false).await? {
         // Not one another preparer is starting right now.
@@ -220,9 +224,9 @@ mod tests {
 
     #[test]
     fn the_name_follows_the_settings_not_the_command() {
-        let a = Warm::for_run(&body("true", "A=1"), Duration::from_secs(60));
-        let b = Warm::for_run(&body("ls", "A=1"), Duration::from_secs(60));
-        let c = Warm::for_run(&body("true", "A=2"), Duration::from_secs(60));
+        let a = Warm::for_run(&body("true", "A=1"), Duration::from_secs(60), "unix:///x");
+        let b = Warm::for_run(&body("ls", "A=1"), Duration::from_secs(60), "unix:///x");
+        let c = Warm::for_run(&body("true", "A=2"), Duration::from_secs(60), "unix:///x");
         assert_eq!(a.name, b.name);
         assert_ne!(a.name, c.name);
         assert!(a.name.starts_with(NAME_PREFIX));
@@ -250,8 +254,8 @@ mod tests {
         }
         let idle = Duration::from_secs(60);
         assert_eq!(
-            Warm::for_run(&one, idle).name,
-            Warm::for_run(&two, idle).name
+            Warm::for_run(&one, idle, "unix:///x").name,
+            Warm::for_run(&two, idle, "unix:///x").name
         );
     }
 

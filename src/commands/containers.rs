@@ -1,7 +1,6 @@
 //! `sandbox ls` and `sandbox prune`: the containers sandbox left around, found
 //! by its label, so nobody else's are ever listed or touched.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -14,8 +13,8 @@ use crate::exit::Outcome;
 use crate::ui::{self, Ui};
 use crate::warm;
 
-pub async fn ls(args: &LsArgs, env: &BTreeMap<String, String>) -> Result<Outcome> {
-    let engine = Engine::connect(env).await?;
+pub async fn ls(args: &LsArgs, host: &str) -> Result<Outcome> {
+    let engine = Engine::connect(host).await?;
     let listed = engine.list(false).await?;
     let now = now();
     let text = if args.json {
@@ -27,8 +26,8 @@ pub async fn ls(args: &LsArgs, env: &BTreeMap<String, String>) -> Result<Outcome
     Ok(Outcome::Exited(0))
 }
 
-pub async fn prune(args: &PruneArgs, env: &BTreeMap<String, String>, ui: Ui) -> Result<Outcome> {
-    let engine = Engine::connect(env).await?;
+pub async fn prune(args: &PruneArgs, host: &str, ui: Ui) -> Result<Outcome> {
+    let engine = Engine::connect(host).await?;
     // Sizes only when someone will read them: measuring is slow.
     let listed = engine.list(!ui.quiet).await?;
     let now = now();

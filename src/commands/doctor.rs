@@ -9,12 +9,17 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::config::{self, project, Source};
-use crate::engine::Engine;
+use crate::engine::{self, Engine};
 use crate::exit::Outcome;
 use crate::plan::{self, Host};
 use crate::ui;
 
-pub async fn run(source: &Source, env: &BTreeMap<String, String>, cwd: &Path) -> Result<Outcome> {
+pub async fn run(
+    source: &Source,
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    host_flag: Option<&str>,
+) -> Result<Outcome> {
     let mut out = String::new();
     let mut problems = 0;
     let mut line = |label: &str, text: &str| {
@@ -85,7 +90,8 @@ pub async fn run(source: &Source, env: &BTreeMap<String, String>, cwd: &Path) ->
         &format!("{} as {user}: {verdict}", workspace.display()),
     );
 
-    match Engine::connect(env).await {
+    let host = engine::choose_host(host_flag, env, config.engine.host.as_deref());
+    match Engine::connect(&host).await {
         Err(e) => {
             problems += 1;
             line("engine", &format!("{e:#}"));

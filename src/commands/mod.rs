@@ -30,14 +30,13 @@ pub fn man() -> Result<Outcome> {
 }
 
 /// `sandbox warm-prepare`, started by a warm run: reads its request on stdin.
-pub async fn warm_prepare(env: &std::collections::BTreeMap<String, String>) -> Result<Outcome> {
+pub async fn warm_prepare() -> Result<Outcome> {
     use anyhow::Context;
     use std::io::Read;
     let mut request = Vec::new();
     std::io::stdin()
         .read_to_end(&mut request)
         .context("cannot read the warm request")?;
-    let engine = crate::engine::Engine::connect(env).await?;
-    crate::warm::prepare(&engine, &request).await?;
+    crate::warm::prepare(&request).await?;
     Ok(Outcome::Exited(0))
 }

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::agents::AgentConfig;
-use super::{CacheConfig, ContainerConfig, EnvConfig, SecurityConfig};
+use super::{CacheConfig, ContainerConfig, EngineConfig, EnvConfig, SecurityConfig};
 
 /// One thing wrong with a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,13 +55,14 @@ pub fn problems(text: &str) -> Vec<Problem> {
             "container" => check_section::<ContainerConfig>,
             "security" => check_section::<SecurityConfig>,
             "cache" => check_section::<CacheConfig>,
+            "engine" => check_section::<EngineConfig>,
             "agents" => check_agents,
             _ => {
                 found.push(Problem {
                     line: locate(text, &[section]),
                     message: format!(
                         "unknown section `{section}`: expected images, env, container, security, \
-                         cache or agents"
+                         cache, engine or agents"
                     ),
                 });
                 continue;

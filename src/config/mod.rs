@@ -34,6 +34,7 @@ pub struct Config {
     pub container: ContainerConfig,
     pub security: SecurityConfig,
     pub cache: CacheConfig,
+    pub engine: EngineConfig,
     /// Coding agents by command name; each key changes only itself.
     pub agents: BTreeMap<String, agents::AgentConfig>,
 }
@@ -99,6 +100,31 @@ pub struct SecurityConfig {
     pub protected_paths: Vec<String>,
     /// Mount the whole workspace read-only.
     pub read_only_workspace: bool,
+    /// OCI runtime registered with the engine (runc, runsc for gVisor, ...);
+    /// the engine's default when absent.
+    pub runtime: Option<String>,
+}
+
+/// Which engine to talk to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// unix:///path, tcp://host:port (TLS with DOCKER_TLS_VERIFY and
+    /// DOCKER_CERT_PATH), ssh://user@host; DOCKER_HOST and --host win.
+    pub host: Option<String>,
+    /// How /work gets the workspace: mount it (the engine must see this
+    /// machine's files), copy it in and the changes back, or auto (mount
+    /// for a local engine, copy for any other).
+    pub workspace: WorkspaceTransfer,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceTransfer {
+    #[default]
+    Auto,
+    Mount,
+    Copy,
 }
 
 /// Package-manager caches kept between runs, one directory per workspace.
@@ -150,6 +176,7 @@ impl Default for Config {
             container: ContainerConfig::default(),
             security: SecurityConfig::default(),
             cache: CacheConfig::default(),
+            engine: EngineConfig::default(),
             agents: agents::defaults(),
         }
     }
@@ -243,6 +270,7 @@ impl Default for SecurityConfig {
                 project::FILE.into(),
             ],
             read_only_workspace: false,
+            runtime: None,
         }
     }
 }

@@ -420,3 +420,165 @@ pub fn docker_group() -> u32 {
         })
         .expect("a docker group owns the engine's socket")
 }
+
+/// A second Docker engine on a loopback TCP port, standing in for a remote
+/// host: it shares no files with the tests (sandbox must copy the workspace),
+/// and it has the test image. Started once per test binary; it stops when
+/// the tests end, like the registry.
+pub fn remote_engine() -> &'static str {
+    static REMOTE: OnceLock<(String, std::process::Child)> = OnceLock::new();
+    let (host, _) = REMOTE.get_or_init(|| {
+        let image = test_image();
+        // Its own bridge: with `--bridge none` dockerd deletes docker0, the
+        // first engine's.
+        let bridge = Command::new("sh")
+            .args([
+                "-c",
+                "ip link show sandbox-br0 >/dev/null 2>&1 || { ip link add sandbox-br0 type bridge \
+                 && ip addr add 10.213.0.1/24 dev sandbox-br0 && ip link set sandbox-br0 up; }",
+            ])
+            .status()
+            .expect("run ip (iproute2)");
+        assert!(bridge.success(), "cannot create the bridge sandbox-br0 (needs root and iproute2)");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let host = format!("tcp://127.0.0.1:{port}");
+        let dir = tempfile::Builder::new().prefix("sandbox-remote-").tempdir().expect("temp dir").keep();
+        let d = dir.display();
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "dockerd --host {host} --data-root {d}/data --exec-root {d}/exec --pidfile {d}/pid \
+                     --bridge sandbox-br0 --iptables=false --ip-masq=false >{d}/log 2>&1 & pid=$!; \
+                     read _; kill $pid; wait $pid"
+                ),
+            ])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start a second dockerd");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while docker(&["-H", &host, "info"]).status != 0 {
+            assert!(std::time::Instant::now() < deadline, "the second engine did not come up: see {d}/log");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let load = Command::new("sh")
+            .args(["-c", &format!("docker save {image} | docker -H {host} load -q")])
+            .status()
+            .expect("copy the test image");
+        assert!(load.success(), "cannot load {image} into the second engine");
+        (host, child)
+    });
+    host
+}
+
+/// Podman's Docker-compatible API (`podman system service`) on a socket of
+/// its own, with the test image. Its containers.conf caps the rlimits it
+/// would otherwise set above what this machine allows.
+pub fn podman_engine() -> &'static str {
+    static PODMAN: OnceLock<(String, std::process::Child)> = OnceLock::new();
+    let (host, _) = PODMAN.get_or_init(|| {
+        let image = test_image();
+        assert!(
+            Command::new("podman").arg("--version").output().is_ok_and(|o| o.status.success()),
+            "podman is missing: apt-get install podman catatonit (`make engine` does)"
+        );
+        let dir = tempfile::Builder::new().prefix("sandbox-podman-").tempdir().expect("temp dir").keep();
+        let conf = dir.join("containers.conf");
+        std::fs::write(&conf, "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n")
+            .expect("write containers.conf");
+        let socket = dir.join("podman.sock");
+        let host = format!("unix://{}", socket.display());
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "podman system service --time=0 {host} >{d}/log 2>&1 & pid=$!; read _; kill $pid; wait $pid",
+                    d = dir.display()
+                ),
+            ])
+            .env("CONTAINERS_CONF", &conf)
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start podman system service");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(std::time::Instant::now() < deadline, "podman's socket did not appear");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // Podman names a loaded image localhost/...; the Docker API resolves
+        // a short name to docker.io/..., so it gets that name too.
+        let load = Command::new("sh")
+            .args([
+                "-c",
+                &format!("docker save {image} | podman load -q && podman tag localhost/{image} docker.io/{image}"),
+            ])
+            .status()
+            .expect("copy the test image into podman");
+        assert!(load.success(), "cannot load {image} into podman");
+        (host, child)
+    });
+    host
+}
+
+/// An sshd on a loopback port with throwaway keys, in front of this machine's
+/// engine, for `ssh://` engines. Returns the host URL and a directory to put
+/// first on PATH: its `ssh` adds the test's client configuration (port, key,
+/// known hosts), which ssh would otherwise read only from the user's home.
+pub fn ssh_engine() -> &'static (String, PathBuf) {
+    static SSH: OnceLock<(String, PathBuf, std::process::Child)> = OnceLock::new();
+    let (host, bin, _) = SSH.get_or_init(|| {
+        require_engine();
+        let sshd = "/usr/sbin/sshd";
+        assert!(Path::new(sshd).is_file(), "{sshd} is missing: apt-get install openssh-server (`make engine` does)");
+        let dir = tempfile::Builder::new().prefix("sandbox-ssh-").tempdir().expect("temp dir").keep();
+        let d = dir.display();
+        for key in ["host_key", "client_key"] {
+            let made = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(dir.join(key))
+                .status()
+                .expect("run ssh-keygen");
+            assert!(made.success(), "ssh-keygen failed");
+        }
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).expect("authorize the key");
+        std::fs::create_dir_all("/run/sshd").expect("sshd's privilege separation directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "ListenAddress 127.0.0.1\nPort {port}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n\
+                 PidFile {d}/sshd.pid\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n\
+                 StrictModes no\nUsePAM no\n"
+            ),
+        )
+        .expect("write sshd_config");
+        std::fs::write(
+            dir.join("ssh_config"),
+            format!(
+                "Host *\n  Port {port}\n  IdentityFile {d}/client_key\n  UserKnownHostsFile {d}/known_hosts\n\
+                 \x20 StrictHostKeyChecking accept-new\n  BatchMode yes\n  LogLevel ERROR\n"
+            ),
+        )
+        .expect("write ssh_config");
+        let bin = dir.join("bin");
+        std::fs::create_dir(&bin).expect("create bin");
+        std::fs::write(bin.join("ssh"), format!("#!/bin/sh\nexec /usr/bin/ssh -F {d}/ssh_config \"$@\"\n"))
+            .expect("write the ssh wrapper");
+        std::fs::set_permissions(bin.join("ssh"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod the ssh wrapper");
+        let child = Command::new("sh")
+            .args(["-c", &format!("{sshd} -D -f {d}/sshd_config -E {d}/sshd.log & pid=$!; read _; kill $pid; wait $pid")])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start sshd");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "sshd did not come up: see {d}/sshd.log");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ("ssh://root@127.0.0.1".to_string(), bin, child)
+    });
+    // A tuple of the first two, kept alongside the child in the static.
+    static VIEW: OnceLock<(String, PathBuf)> = OnceLock::new();
+    VIEW.get_or_init(|| (host.clone(), bin.clone()))
+}

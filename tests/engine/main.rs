@@ -7,7 +7,10 @@ mod common;
 
 mod agents;
 mod project;
+mod podman;
 mod pull;
+mod remote;
 mod run;
+mod runtime;
 mod signals;
 mod warm;

@@ -1,0 +1,522 @@
+//! The workspace for an engine that cannot see this machine's files (a
+//! remote host): sent into the container as a tar stream before the command,
+//! and what the command changed brought back after it.
+//!
+//! Both directions stream: a thread walks the tree into `tar` and the chunks
+//! flow to the engine as they are made; the archive that comes back is read
+//! entry by entry. Nothing holds the tree in memory.
+//!
+//! What was sent is remembered (size, mtime, mode or link target of every
+//! entry), so coming back only what differs is written and only what the
+//! command deleted is deleted. Excluded paths are never sent and never
+//! touched; protected paths (`.git/hooks`, ...) are never written back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use tokio::sync::mpsc;
+
+/// The exclude file at the workspace root, in gitignore's syntax.
+pub const IGNORE_FILE: &str = ".sandboxignore";
+const CHUNK: usize = 256 * 1024;
+
+/// Paths never sent: `.sandboxignore` lines (`*.log`, `build/`, `/dist`).
+#[derive(Debug, Clone)]
+pub struct Excludes {
+    set: GlobSet,
+}
+
+impl Excludes {
+    /// Reads `.sandboxignore` from `workspace`, if there is one.
+    pub fn load(workspace: &Path) -> Result<Excludes> {
+        let path = workspace.join(IGNORE_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Excludes::parse(&text).with_context(|| format!("in {}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Excludes::parse(""),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// gitignore's rules without negation: a pattern with no `/` but a
+    /// trailing one matches at any depth; a leading `/` anchors it to the
+    /// root; a trailing `/` matches directories (and so all below them).
+    pub fn parse(text: &str) -> Result<Excludes> {
+        let mut set = GlobSetBuilder::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_end();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('!') {
+                bail!("line {}: negation (!) is not supported", i + 1);
+            }
+            let pattern = line.trim_end_matches('/');
+            let anchored = pattern.starts_with('/') || pattern.contains('/');
+            let pattern = pattern.trim_start_matches('/');
+            let base = if anchored {
+                pattern.to_string()
+            } else {
+                format!("**/{pattern}")
+            };
+            for glob in [base.clone(), format!("{base}/**")] {
+                let glob =
+                    Glob::new(&glob).with_context(|| format!("line {}: bad pattern", i + 1))?;
+                set.add(glob);
+            }
+        }
+        Ok(Excludes {
+            set: set.build().context("cannot compile the exclude patterns")?,
+        })
+    }
+
+    /// Whether `relative` (to the workspace root) is excluded.
+    pub fn excludes(&self, relative: &Path) -> bool {
+        self.set.is_match(relative)
+    }
+}
+
+/// What one entry looked like when it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Dir { mode: u32 },
+    File { size: u64, mtime: i64, mode: u32 },
+    Link { target: PathBuf },
+}
+
+/// Every entry sent, by path relative to the workspace.
+pub type Manifest = BTreeMap<PathBuf, Entry>;
+
+/// What came back, for the summary line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    pub created: usize,
+    pub changed: usize,
+    pub deleted: usize,
+    /// Paths the command changed that were not written back, and why.
+    pub refused: Vec<(PathBuf, &'static str)>,
+    pub bytes: u64,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.created + self.changed + self.deleted == 0 && self.refused.is_empty()
+    }
+}
+
+/// Writes the workspace as a tar stream into `tx` (run it on a thread of its
+/// own) and returns what it sent. Special files (sockets, devices) are left
+/// out; symbolic links are sent as links, never followed.
+pub fn send(
+    workspace: &Path,
+    excludes: &Excludes,
+    tx: mpsc::Sender<Bytes>,
+    progress: impl FnMut(u64),
+) -> Result<Manifest> {
+    let mut manifest = Manifest::new();
+    let writer = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(CHUNK),
+        progress,
+    };
+    let mut tar = tar::Builder::new(writer);
+    tar.follow_symlinks(false);
+    walk(workspace, Path::new(""), excludes, &mut tar, &mut manifest)?;
+    let mut writer = tar
+        .into_inner()
+        .context("cannot finish the workspace archive")?;
+    writer.flush().context("cannot send the workspace")?;
+    Ok(manifest)
+}
+
+fn walk<W: Write>(
+    root: &Path,
+    relative: &Path,
+    excludes: &Excludes,
+    tar: &mut tar::Builder<W>,
+    manifest: &mut Manifest,
+) -> Result<()> {
+    let dir = root.join(relative);
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    names.sort();
+    for name in names {
+        let rel = relative.join(&name);
+        if excludes.excludes(&rel) {
+            continue;
+        }
+        let path = root.join(&rel);
+        let meta = fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let kind = meta.file_type();
+        let entry = if kind.is_dir() {
+            Entry::Dir {
+                mode: meta.mode() & 0o7777,
+            }
+        } else if kind.is_file() {
+            Entry::File {
+                size: meta.len(),
+                mtime: meta.mtime(),
+                mode: meta.mode() & 0o7777,
+            }
+        } else if kind.is_symlink() {
+            Entry::Link {
+                target: fs::read_link(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            }
+        } else {
+            continue;
+        };
+        tar.append_path_with_name(&path, &rel)
+            .with_context(|| format!("cannot send {}", path.display()))?;
+        manifest.insert(rel.clone(), entry.clone());
+        if matches!(entry, Entry::Dir { .. }) {
+            walk(root, &rel, excludes, tar, manifest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the archive of /work that the engine sends back (its entries under
+/// `work/`) and applies to `workspace` what differs from `sent`. Run it on a
+/// thread of its own: `rx` delivers the archive's chunks.
+pub fn receive(
+    workspace: &Path,
+    sent: &Manifest,
+    excludes: &Excludes,
+    protected: &[String],
+    rx: mpsc::Receiver<Bytes>,
+) -> Result<Changes> {
+    let mut changes = Changes::default();
+    let mut seen = BTreeSet::new();
+    let mut archive = tar::Archive::new(ChannelReader {
+        rx,
+        chunk: Bytes::new(),
+    });
+    let is_protected = |rel: &Path| {
+        protected
+            .iter()
+            .any(|p| rel.starts_with(p.trim_matches('/')))
+    };
+    for entry in archive
+        .entries()
+        .context("cannot read the workspace archive")?
+    {
+        let mut entry = entry.context("cannot read the workspace archive")?;
+        let Some(rel) = relative(&entry.path().context("a bad path in the archive")?) else {
+            continue;
+        };
+        if rel.as_os_str().is_empty() || excludes.excludes(&rel) {
+            continue;
+        }
+        seen.insert(rel.clone());
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let now = match header.entry_type() {
+            tar::EntryType::Directory => Entry::Dir { mode },
+            tar::EntryType::Regular | tar::EntryType::Continuous => Entry::File {
+                size: header.size().unwrap_or(0),
+                mtime: header.mtime().map_or(0, |m| m as i64),
+                mode,
+            },
+            tar::EntryType::Symlink => Entry::Link {
+                target: entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default(),
+            },
+            _ => continue,
+        };
+        let before = sent.get(&rel);
+        if before == Some(&now) {
+            continue;
+        }
+        if is_protected(&rel) {
+            changes.refused.push((rel, "protected"));
+            continue;
+        }
+        let target = workspace.join(&rel);
+        apply(&mut entry, &target, &now)?;
+        if let Entry::File { size, .. } = now {
+            changes.bytes += size;
+        }
+        match before {
+            Some(_) => changes.changed += 1,
+            None => changes.created += 1,
+        }
+    }
+    // Deepest first, so a directory is empty by the time it goes.
+    for (rel, entry) in sent.iter().rev() {
+        if seen.contains(rel) {
+            continue;
+        }
+        if is_protected(rel) {
+            changes.refused.push((rel.clone(), "protected"));
+            continue;
+        }
+        let target = workspace.join(rel);
+        let removed = match entry {
+            Entry::Dir { .. } => fs::remove_dir(&target),
+            _ => fs::remove_file(&target),
+        };
+        match removed {
+            Ok(()) => changes.deleted += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", target.display())),
+        }
+    }
+    Ok(changes)
+}
+
+/// Writes one entry that came back over what is on the host.
+fn apply<R: Read>(entry: &mut tar::Entry<R>, target: &Path, now: &Entry) -> Result<()> {
+    let context = || format!("cannot write {}", target.display());
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).with_context(context)?;
+    }
+    // A path that changed kind (file → directory, ...) is replaced.
+    if let Ok(meta) = fs::symlink_metadata(target) {
+        let same_kind = match now {
+            Entry::Dir { .. } => meta.is_dir(),
+            Entry::File { .. } => meta.is_file(),
+            Entry::Link { .. } => meta.file_type().is_symlink(),
+        };
+        if !same_kind || matches!(now, Entry::Link { .. }) {
+            if meta.is_dir() {
+                fs::remove_dir_all(target).with_context(context)?;
+            } else {
+                fs::remove_file(target).with_context(context)?;
+            }
+        }
+    }
+    match now {
+        Entry::Dir { mode } => {
+            fs::create_dir_all(target).with_context(context)?;
+            fs::set_permissions(target, fs::Permissions::from_mode(*mode)).with_context(context)?;
+        }
+        Entry::Link { target: link } => {
+            std::os::unix::fs::symlink(link, target).with_context(context)?;
+        }
+        Entry::File { mtime, mode, .. } => {
+            let mut file = fs::File::create(target).with_context(context)?;
+            io::copy(entry, &mut file).with_context(context)?;
+            file.set_permissions(fs::Permissions::from_mode(*mode))
+                .with_context(context)?;
+            let modified = UNIX_EPOCH + Duration::from_secs((*mtime).max(0) as u64);
+            file.set_modified(modified).with_context(context)?;
+        }
+    }
+    Ok(())
+}
+
+/// `work/a/b` → `a/b`; `None` for anything that would leave the workspace.
+fn relative(path: &Path) -> Option<PathBuf> {
+    let mut parts = path.components();
+    match parts.next() {
+        Some(Component::Normal(first)) if first == "work" => {}
+        _ => return None,
+    }
+    let mut rel = PathBuf::new();
+    for part in parts {
+        match part {
+            Component::Normal(p) => rel.push(p),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    Some(rel)
+}
+
+/// A `Write` that sends what it is given as chunks down a channel.
+struct ChannelWriter<F: FnMut(u64)> {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+    progress: F,
+}
+
+impl<F: FnMut(u64)> Write for ChannelWriter<F> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        (self.progress)(chunk.len() as u64);
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
+    }
+}
+
+/// A `Read` over the chunks that arrive down a channel.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.chunk.len());
+        out[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn excluded(patterns: &str, path: &str) -> bool {
+        Excludes::parse(patterns).unwrap().excludes(Path::new(path))
+    }
+
+    #[test]
+    fn excludes_read_like_gitignore() {
+        assert!(excluded("*.log\n", "a.log"));
+        assert!(excluded("*.log\n", "deep/down/a.log"));
+        assert!(excluded("node_modules/\n", "web/node_modules/x/y.js"));
+        assert!(excluded("/build\n", "build/out.o"));
+        assert!(
+            !excluded("/build\n", "src/build/out.o"),
+            "anchored to the root"
+        );
+        assert!(excluded("docs/tmp\n", "docs/tmp/a"));
+        assert!(!excluded("# *.rs\n\n", "main.rs"));
+        assert!(Excludes::parse("!keep.log\n").is_err());
+    }
+
+    #[test]
+    fn paths_that_leave_the_workspace_are_refused() {
+        assert_eq!(relative(Path::new("work/a/b")), Some(PathBuf::from("a/b")));
+        assert_eq!(relative(Path::new("work")), Some(PathBuf::new()));
+        assert_eq!(relative(Path::new("work/../etc/passwd")), None);
+        assert_eq!(relative(Path::new("/etc/passwd")), None);
+        assert_eq!(relative(Path::new("other/a")), None);
+    }
+
+    /// The whole round trip without an engine: send a tree, change the
+    /// archive as a command would, receive it back.
+    #[test]
+    fn only_what_changed_comes_back() {
+        let base = std::env::temp_dir().join(format!("sandbox-sync-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let host = base.join("host");
+        fs::create_dir_all(host.join("src")).unwrap();
+        fs::create_dir_all(host.join(".git/hooks")).unwrap();
+        fs::write(host.join("src/keep.txt"), "same").unwrap();
+        fs::write(host.join("src/edit.txt"), "old").unwrap();
+        fs::write(host.join("gone.txt"), "bye").unwrap();
+        fs::write(host.join("big.log"), "excluded").unwrap();
+        let excludes = Excludes::parse("*.log\n").unwrap();
+
+        let (tx, mut rx) = mpsc::channel(4);
+        let sender = {
+            let host = host.clone();
+            let excludes = excludes.clone();
+            std::thread::spawn(move || send(&host, &excludes, tx, |_| {}))
+        };
+        let mut sent_bytes = Vec::new();
+        while let Some(chunk) = rx.blocking_recv() {
+            sent_bytes.extend_from_slice(&chunk);
+        }
+        let manifest = sender.join().unwrap().unwrap();
+        assert!(manifest.contains_key(Path::new("src/keep.txt")));
+        assert!(!manifest.contains_key(Path::new("big.log")), "never sent");
+
+        // What the engine would send back: the tree under work/, changed.
+        let mut back = tar::Builder::new(Vec::new());
+        let mut archive = tar::Archive::new(&sent_bytes[..]);
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().into_owned();
+            if path == Path::new("gone.txt") {
+                continue;
+            }
+            let mut header = entry.header().clone();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            if path == Path::new("src/edit.txt") {
+                data = b"new contents".to_vec();
+                header.set_size(data.len() as u64);
+                header.set_mtime(header.mtime().unwrap() + 10);
+            }
+            back.append_data(&mut header, Path::new("work").join(&path), &data[..])
+                .unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(4);
+        header.set_mode(0o755);
+        header.set_mtime(1_700_000_000);
+        back.append_data(&mut header, "work/src/new.sh", &b"#!/x"[..])
+            .unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(4);
+        header.set_mode(0o755);
+        back.append_data(&mut header, "work/.git/hooks/pre-commit", &b"evil"[..])
+            .unwrap();
+        let back = back.into_inner().unwrap();
+
+        let (tx, rx) = mpsc::channel(4);
+        let feeder = std::thread::spawn(move || {
+            for chunk in back.chunks(1000) {
+                tx.blocking_send(Bytes::copy_from_slice(chunk)).unwrap();
+            }
+        });
+        let protected = vec![".git/hooks".to_string()];
+        let changes = receive(&host, &manifest, &excludes, &protected, rx).unwrap();
+        feeder.join().unwrap();
+
+        assert_eq!(
+            (changes.created, changes.changed, changes.deleted),
+            (1, 1, 1),
+            "{changes:?}"
+        );
+        assert_eq!(
+            changes.refused,
+            [(PathBuf::from(".git/hooks/pre-commit"), "protected")]
+        );
+        assert_eq!(
+            fs::read_to_string(host.join("src/edit.txt")).unwrap(),
+            "new contents"
+        );
+        assert_eq!(
+            fs::read_to_string(host.join("src/keep.txt")).unwrap(),
+            "same"
+        );
+        assert!(!host.join("gone.txt").exists());
+        assert_eq!(
+            fs::read_to_string(host.join("big.log")).unwrap(),
+            "excluded",
+            "untouched"
+        );
+        assert!(!host.join(".git/hooks/pre-commit").exists());
+        let new = fs::metadata(host.join("src/new.sh")).unwrap();
+        assert_eq!(new.mode() & 0o777, 0o755);
+        assert_eq!(new.mtime(), 1_700_000_000);
+        fs::remove_dir_all(&base).unwrap();
+    }
+}
