@@ -6,8 +6,8 @@
 mod common;
 
 mod agents;
-mod project;
 mod podman;
+mod project;
 mod pull;
 mod remote;
 mod run;
