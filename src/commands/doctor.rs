@@ -102,12 +102,11 @@ pub async fn run(
                     line(
                         "engine",
                         &format!(
-                            "{}: Docker {} on {}, API {} (using {})",
+                            "{}: Docker {} on {}, API {}",
                             engine.host(),
                             about.version,
                             about.os,
-                            about.api,
-                            about.negotiated
+                            about.api
                         ),
                     );
                     let runtimes: Vec<String> = about
