@@ -491,6 +491,30 @@ impl Engine {
             })
     }
 
+    /// sandbox's volumes (a copied workspace's) that no container uses any
+    /// more: left behind only when a run was killed outright.
+    pub async fn unused_volumes(&self) -> Result<Vec<String>> {
+        let filters = std::collections::HashMap::from([
+            ("label", vec![format!("{}=true", labels::MANAGED)]),
+            ("dangling", vec!["true".to_string()]),
+        ]);
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(plain)
+            .context("cannot list volumes")?;
+        Ok(listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect())
+    }
+
     /// Removes a named volume; one already gone is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
         let options = RemoveVolumeOptionsBuilder::new().force(true).build();

@@ -86,6 +86,32 @@ fn prune_takes_sandboxs_stopped_containers_and_nothing_else() {
     assert!(foreign.exists(), "a container sandbox did not make stays");
     assert_eq!(busy.containers().len(), 1, "a running sandbox stays");
 
+    // A copied workspace's volume left by a run killed outright goes too;
+    // anyone else's volume stays.
+    let ours = format!("sandbox-work-test-{}", std::process::id());
+    let theirs = format!("not-sandbox-{}", std::process::id());
+    let made = docker(&[
+        "volume",
+        "create",
+        "--label",
+        "dev.sandbox.managed=true",
+        &ours,
+    ]);
+    assert_eq!(made.status, 0, "{made:?}");
+    assert_eq!(docker(&["volume", "create", &theirs]).status, 0);
+    let out = stopped.command().arg("prune").output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        summary.contains(&format!("removed volume {ours}")),
+        "{summary}"
+    );
+    assert_ne!(docker(&["volume", "inspect", &ours]).status, 0, "{summary}");
+    assert_eq!(
+        docker(&["volume", "rm", &theirs]).status,
+        0,
+        "theirs stayed"
+    );
+
     let out = busy.command().args(["prune", "--all"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(busy.containers().is_empty(), "--all takes running ones too");

@@ -65,6 +65,15 @@ pub async fn prune(args: &PruneArgs, host: &str, ui: Ui) -> Result<Outcome> {
             doomed.len()
         );
     }
+    // After the containers: their volumes are unused only once they are gone.
+    for volume in engine.unused_volumes().await? {
+        if !args.dry_run {
+            engine.remove_volume(&volume).await?;
+        }
+        if !ui.quiet {
+            ui::print(&format!("{verb} volume {volume}\n"))?;
+        }
+    }
     if !ui.quiet {
         let summary = match doomed.len() {
             0 => "nothing to remove\n".to_string(),
