@@ -6,6 +6,7 @@
 mod common;
 
 mod agents;
+mod hardening;
 mod podman;
 mod project;
 mod pull;
