@@ -89,8 +89,8 @@ pub fn test_image() -> &'static str {
 }
 
 /// A stand-in coding agent, `sandbox-test/agent:1`: busybox plus a script
-/// installed as `claude` and `codex` that prints its arguments, uid and
-/// environment, and counts its runs in its state directory.
+/// installed as `claude` and `codex` that prints its arguments, uid, terminal
+/// and environment, and counts its runs in its state directory.
 pub const AGENT_IMAGE: &str = "sandbox-test/agent:1";
 
 pub fn agent_image() -> &'static str {
@@ -101,6 +101,7 @@ pub fn agent_image() -> &'static str {
         let script = "#!/bin/sh\n\
             echo \"args: $*\"\n\
             echo \"uid: $(id -u):$(id -g)\"\n\
+            echo \"tty: $(tty)\"\n\
             env | sort | sed 's/^/env: /'\n\
             state=\"${CLAUDE_CONFIG_DIR:-${CODEX_HOME:-$HOME/.none}}\"\n\
             echo run >> \"$state/runs\" && echo \"runs: $(wc -l < \"$state/runs\")\"\n";

@@ -60,6 +60,20 @@ fn the_agent_runs_with_the_arguments_typed() {
 }
 
 #[test]
+fn an_agent_gets_a_terminal_and_its_colours() {
+    let ws = Workspace::new();
+    let mut cmd = agent_command(&ws, &[("COLORTERM", "truecolor")], &["claude", "chat"]);
+    cmd.env("COLORTERM", "truecolor");
+    let pty = crate::terminal::Pty::spawn(&cmd, 30, 90);
+    let text = pty.expect("runs: ");
+    assert!(text.contains("args: chat"), "{text}");
+    assert!(text.contains("tty: /dev/pts/"), "{text}");
+    assert!(text.contains("env: TERM=xterm"), "{text}");
+    assert!(text.contains("env: COLORTERM=truecolor"), "{text}");
+    assert_eq!(pty.wait(), 0);
+}
+
+#[test]
 fn each_agent_gets_its_own_keys_and_nothing_else() {
     let ws = Workspace::new();
     let claude = run(agent_command(&ws, &HOST_SECRETS, &["claude"]));

@@ -14,4 +14,5 @@ mod remote;
 mod run;
 mod runtime;
 mod signals;
+mod terminal;
 mod warm;
