@@ -12,6 +12,7 @@ help:
 	@echo "make engine   Debian/Ubuntu, as root: install docker.io (and test tools), start dockerd"
 	@echo "make install  cargo install into $(PREFIX)/bin"
 	@echo "make man      the manual page, into target/man/sandbox.1"
+	@echo "make bench    sandbox against docker run; writes bench/results.md and .svg"
 
 build:
 	$(CARGO) build --locked --release
@@ -61,3 +62,7 @@ install:
 man:
 	$(CARGO) run --locked --quiet -- man > target/man.tmp
 	mkdir -p target/man && mv target/man.tmp target/man/sandbox.1
+
+# Needs a running engine (make engine). BENCH_ARGS=--quick for a short run.
+bench:
+	python3 bench/bench.py $(BENCH_ARGS)

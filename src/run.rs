@@ -66,7 +66,7 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
     if let Some(warm) = &warm {
         if let Some(id) = warm::claim(&engine, warm).await? {
             tracing::debug!(id = short_id(&id), "claimed a warm container");
-            prepare_next(warm, ui);
+            let _next = prepare_next(warm, ui);
             let result = match signals.stops.pending() {
                 Some(signal) => Ok(Outcome::Exited(128 + signal.number())),
                 None => hand_over_and_supervise(&engine, &id, &plan, signals, ui).await,
@@ -100,6 +100,7 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
     };
     tracing::debug!(id = short_id(&id), "created");
 
+    let mut _next = None;
     let result = match (
         check_warnings(&plan, &warnings, ui),
         signals.stops.pending(),
@@ -109,7 +110,7 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
         (Ok(()), Some(signal)) => Ok(Outcome::Exited(128 + signal.number())),
         (Ok(()), None) => {
             if let Some(warm) = &warm {
-                prepare_next(warm, ui);
+                _next = prepare_next(warm, ui);
             }
             match &plan.transfer {
                 Transfer::Mount => attach_and_supervise(&engine, &id, &plan, signals, ui).await,
@@ -313,11 +314,13 @@ async fn finish(
     result
 }
 
-/// Has the next warm container prepared while this run goes on.
-fn prepare_next(warm: &Warm, ui: Ui) {
-    if let Err(e) = warm::prepare_in_background(warm) {
-        ui.warn(&format!("the next run will not be warm: {e:#}"));
-    }
+/// Has the next warm container prepared. Hold the handle for as long as
+/// this run goes on: the preparer holds back until it is dropped (or a
+/// second has passed).
+fn prepare_next(warm: &Warm, ui: Ui) -> Option<std::process::ChildStdin> {
+    warm::prepare_in_background(warm)
+        .map_err(|e| ui.warn(&format!("the next run will not be warm: {e:#}")))
+        .ok()
 }
 
 /// Pulls the plan's image; a stop signal abandons the pull and says how to exit.

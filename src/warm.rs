@@ -15,7 +15,7 @@
 //! that asked for it does not wait.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -150,12 +150,22 @@ pub async fn claim(engine: &Engine, warm: &Warm) -> Result<Option<String>> {
     Ok(Some(mine))
 }
 
+/// How long the preparer holds back while the run that started it goes on.
+pub const HOLD_BACK: Duration = Duration::from_secs(1);
+
 /// Starts a detached `sandbox warm-prepare` that creates the next warm
 /// container. It outlives this run on purpose, in a process group of its own
 /// so a Ctrl-C at the terminal does not reach it.
-pub fn prepare_in_background(warm: &Warm) -> Result<()> {
+///
+/// The request goes down its stdin as one line; the pipe then stays open
+/// until the returned handle is dropped (at the latest when this process
+/// exits). The preparer waits for that, up to [`HOLD_BACK`]: on two cores,
+/// starting the next container while the engine tears this one down slows
+/// this run, and a short run is over by then anyway.
+pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
     use std::os::unix::process::CommandExt;
-    let request = serde_json::to_vec(warm).context("cannot encode the warm container")?;
+    let mut request = serde_json::to_vec(warm).context("cannot encode the warm container")?;
+    request.push(b'\n');
     let exe = std::env::current_exe().context("cannot find the sandbox binary")?;
     let mut child = Command::new(exe)
         .arg("warm-prepare")
@@ -165,15 +175,14 @@ pub fn prepare_in_background(warm: &Warm) -> Result<()> {
         .process_group(0)
         .spawn()
         .context("cannot start the warm-container preparer")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(&request)
-            .context("cannot hand the request to the preparer")?;
-    }
+    let mut stdin = child.stdin.take().context("the preparer has no stdin")?;
+    stdin
+        .write_all(&request)
+        .context("cannot hand the request to the preparer")?;
     // Not waited for: it is meant to finish after we have gone, and a
     // dropped `Child` neither waits nor kills.
     drop(child);
-    Ok(())
+    Ok(stdin)
 }
 
 /// `sandbox warm-prepare`: the request on stdin becomes a started, waiting

@@ -29,14 +29,28 @@ pub fn man() -> Result<Outcome> {
     Ok(Outcome::Exited(0))
 }
 
-/// `sandbox warm-prepare`, started by a warm run: reads its request on stdin.
+/// `sandbox warm-prepare`, started by a warm run: its request is the first
+/// line on stdin; it starts once the run has ended (stdin closes) or after
+/// [`warm::HOLD_BACK`](crate::warm::HOLD_BACK), whichever comes first.
 pub async fn warm_prepare() -> Result<Outcome> {
     use anyhow::Context;
-    use std::io::Read;
-    let mut request = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut request)
+    use std::io::{BufRead, Read};
+    let (request_tx, request_rx) = tokio::sync::oneshot::channel();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut request = Vec::new();
+        let read = stdin.read_until(b'\n', &mut request);
+        let _ = request_tx.send(read.map(|_| request));
+        let _ = stdin.read_to_end(&mut Vec::new());
+        let _ = ended_tx.send(());
+    });
+    let request = request_rx
+        .await
+        .context("the warm request never came")?
         .context("cannot read the warm request")?;
+    // Either way is fine: the run ended, or it is long enough to share with.
+    let _ = tokio::time::timeout(crate::warm::HOLD_BACK, ended_rx).await;
     crate::warm::prepare(&request).await?;
     Ok(Outcome::Exited(0))
 }
