@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.cargo
 
-.PHONY: help build test lint engine install man bench
+.PHONY: help build test lint engine install man bench images
 
 help:
 	@echo "make build    release build into target/release/sandbox"
@@ -13,6 +13,7 @@ help:
 	@echo "make install  cargo install into $(PREFIX)/bin"
 	@echo "make man      the manual page, into target/man/sandbox.1"
 	@echo "make bench    sandbox against docker run; writes bench/results.md and .svg"
+	@echo "make images   the coding agents' images (AGENTS=claude for one)"
 
 build:
 	$(CARGO) build --locked --release
@@ -66,3 +67,12 @@ man:
 # Needs a running engine (make engine). BENCH_ARGS=--quick for a short run.
 bench:
 	python3 bench/bench.py $(BENCH_ARGS)
+
+# The coding agents' images, sandbox-agents/<agent>:1, from images/agents/.
+AGENTS ?= claude codex gemini opencode kilocode aider
+
+images:
+	@for a in $(AGENTS); do \
+		echo "building sandbox-agents/$$a:1"; \
+		docker build -q -t sandbox-agents/$$a:1 images/agents/$$a || exit 1; \
+	done
