@@ -100,11 +100,13 @@ def pairs(n, a, b):
     return ra, rb
 
 
-def wait_warm(timeout=30):
+def wait_warm(workspace, timeout=30):
+    """Until this workspace's next warm container is up."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         out = subprocess.run(
             ["docker", "ps", "-q", "--filter", "label=dev.sandbox.warm",
+             "--filter", f"label=dev.sandbox.workspace={workspace}",
              "--filter", "status=running", "--filter", "name=sandbox-warm-"],
             capture_output=True, text=True).stdout
         if out.strip():
@@ -259,7 +261,7 @@ def main():
     timed(sandbox_cmd("true", warm=True), cwd=workspace)
     warm = []
     for _ in range(args.runs):
-        wait_warm()
+        wait_warm(workspace)
         warm.append(timed(sandbox_cmd("true", warm=True), cwd=workspace)[0])
     cold_docker = [x[0] for x in b]
     row("`true`, warm (--warm)", warm, cold_docker)

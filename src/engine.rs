@@ -92,6 +92,24 @@ pub struct Listed {
     pub size: Option<u64>,
 }
 
+#[cfg(test)]
+impl Listed {
+    /// A container of sandbox's for tests, in `state` since `created`.
+    pub fn example(state: &str, created: i64) -> Listed {
+        Listed {
+            id: "0123456789abcdef".into(),
+            name: "sandbox-1".into(),
+            image: "img:1".into(),
+            command: "python app.py".into(),
+            workspace: "/home/me/app".into(),
+            state: state.into(),
+            status: "Exited (0) 1 minute ago".into(),
+            created,
+            size: Some(10),
+        }
+    }
+}
+
 /// A container still in "created" this long after its birth was abandoned;
 /// a younger one may belong to a run, or a warm preparer, starting right now.
 const CREATED_GRACE: i64 = 60;
@@ -563,32 +581,21 @@ fn plain(error: BollardError) -> anyhow::Error {
 mod tests {
     use super::*;
 
-    fn listed(state: &str, created: i64) -> Listed {
-        Listed {
-            id: "0123456789abcdef".into(),
-            name: "sandbox-1".into(),
-            image: "img:1".into(),
-            command: "true".into(),
-            workspace: "/w".into(),
-            state: state.into(),
-            status: String::new(),
-            created,
-            size: None,
-        }
-    }
-
     #[test]
     fn only_containers_that_stopped_for_good_count_as_stopped() {
         let now = 1_000_000;
-        assert!(listed("exited", now - 5).is_stopped(now));
-        assert!(listed("dead", now).is_stopped(now));
-        assert!(!listed("running", now - 5000).is_stopped(now));
-        assert!(!listed("paused", now - 5000).is_stopped(now));
+        assert!(Listed::example("exited", now - 5).is_stopped(now));
+        assert!(Listed::example("dead", now).is_stopped(now));
+        assert!(!Listed::example("running", now - 5000).is_stopped(now));
+        assert!(!Listed::example("paused", now - 5000).is_stopped(now));
         assert!(
-            !listed("created", now - 5).is_stopped(now),
+            !Listed::example("created", now - 5).is_stopped(now),
             "may be starting"
         );
-        assert!(listed("created", now - 600).is_stopped(now), "abandoned");
+        assert!(
+            Listed::example("created", now - 600).is_stopped(now),
+            "abandoned"
+        );
     }
 
     #[test]

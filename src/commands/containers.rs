@@ -168,20 +168,6 @@ fn shorten(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn listed(state: &str, created: i64) -> Listed {
-        Listed {
-            id: "0123456789abcdef".into(),
-            name: "sandbox-1".into(),
-            image: "img:1".into(),
-            command: "python app.py".into(),
-            workspace: "/home/me/app".into(),
-            state: state.into(),
-            status: "Exited (0) 1 minute ago".into(),
-            created,
-            size: Some(10),
-        }
-    }
-
     #[test]
     fn ages_round_down_to_the_largest_unit() {
         assert_eq!(age(59), "59s");
@@ -193,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_table_lines_up_and_json_has_every_field() {
-        let rows = [listed("exited", 100)];
+        let rows = [Listed::example("exited", 100)];
         let text = table(&rows, 160);
         let lines: Vec<_> = text.lines().collect();
         assert_eq!(lines.len(), 2);

@@ -194,22 +194,25 @@ impl Workspace {
 
     /// Like `run`, with `input` on stdin.
     pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .run_command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sandbox");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            // The command may exit before reading everything.
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("wait for sandbox");
-        feeder.join().expect("stdin feeder");
-        out.into()
+        with_stdin(self.run_command(args), input)
+    }
+
+    /// `sandbox run` on the engine at `host` (which has the test image),
+    /// without a network, with `input` on stdin.
+    pub fn run_on(&self, host: &str, args: &[&str], input: &[u8]) -> Output {
+        let mut cmd = self.command();
+        cmd.env("DOCKER_HOST", host)
+            .args([
+                "run",
+                "--image",
+                test_image(),
+                "--pull",
+                "never",
+                "--network",
+                "none",
+            ])
+            .args(args);
+        with_stdin(cmd, input)
     }
 
     /// Ids of the containers sandbox labelled with this workspace.
@@ -278,6 +281,25 @@ pub fn containers_of(workspace: &Path) -> Vec<String> {
 
 fn is_warm(name: &str) -> bool {
     name.starts_with("sandbox-warm-")
+}
+
+/// Runs `cmd` with `input` on its stdin, fed from a thread of its own.
+fn with_stdin(mut cmd: Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sandbox");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        // The command may exit before reading everything.
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for sandbox");
+    feeder.join().expect("stdin feeder");
+    out.into()
 }
 
 /// Whether this test binary runs with `--warm` on every `Workspace::run`

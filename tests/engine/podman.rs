@@ -1,23 +1,9 @@
 //! Podman, through its Docker-compatible API: the same promises hold.
 
-use crate::common::{podman_engine, test_image, Workspace};
+use crate::common::{podman_engine, Workspace};
 
 fn podman(ws: &Workspace, args: &[&str]) -> crate::common::Output {
-    ws.command()
-        .env("DOCKER_HOST", podman_engine())
-        .args([
-            "run",
-            "--image",
-            test_image(),
-            "--pull",
-            "never",
-            "--network",
-            "none",
-        ])
-        .args(args)
-        .output()
-        .expect("run sandbox")
-        .into()
+    ws.run_on(podman_engine(), args, b"")
 }
 
 fn podman_containers(ws: &Workspace) -> String {

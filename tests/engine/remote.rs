@@ -9,31 +9,7 @@ use crate::common::{docker, remote_engine, test_image, Output, Workspace};
 
 /// `sandbox run` against the remote engine, in `ws`.
 fn remote(ws: &Workspace, args: &[&str], stdin: &[u8]) -> Output {
-    let host = remote_engine();
-    let mut cmd = ws.command();
-    cmd.env("DOCKER_HOST", host)
-        .args([
-            "run",
-            "--image",
-            test_image(),
-            "--pull",
-            "never",
-            "--network",
-            "none",
-        ])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn sandbox");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = std::io::Write::write_all(&mut input, &data);
-    });
-    let out = child.wait_with_output().expect("wait for sandbox");
-    feeder.join().unwrap();
-    out.into()
+    ws.run_on(remote_engine(), args, stdin)
 }
 
 /// Nothing of this workspace is left on the remote engine.

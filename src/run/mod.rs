@@ -3,18 +3,16 @@
 //! connect → create (pull on a missing image) → from here every path removes
 //! the container → attach (before start, so no output is lost) → raw mode →
 //! start → resize → supervise → restore the terminal → remove. The same order
-//! as docker/cli's `run.go`.
+//! as docker/cli's `run.go`. A copied workspace (`copy.rs`) goes in before
+//! the start and comes back before the removal; `signals.rs` holds what the
+//! supervise loop listens to.
 
 use std::pin::pin;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bollard::models::ContainerCreateBody;
-use futures_util::FutureExt;
-use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
-use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::cache;
@@ -22,13 +20,18 @@ use crate::cli::PullPolicy;
 use crate::engine::{short_id, Engine, ImageMissing, SeccompNeedsPath};
 use crate::exit::Outcome;
 use crate::host_dirs;
-use crate::plan::{RunPlan, Transfer, WORKDIR};
+use crate::plan::{RunPlan, Transfer};
 use crate::streams::{self, OutputEnd};
-use crate::sync;
 use crate::tty::{self, RawMode};
-use crate::ui::{self, Ui};
+use crate::ui::Ui;
 use crate::warm::{self, Warm};
 use crate::{image, security};
+
+mod copy;
+mod signals;
+
+use copy::{run_copied, unique_name, Copy};
+use signals::{Signals, Stop};
 
 /// How long a command may take to exit after a forwarded signal (or the time
 /// limit) before it is killed.
@@ -114,139 +117,17 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
             }
             match &plan.transfer {
                 Transfer::Mount => attach_and_supervise(&engine, &id, &plan, signals, ui).await,
-                Transfer::Copy { .. } => run_copied(&engine, &id, &plan, signals, ui).await,
+                Transfer::Copy { sync_back, volume } => {
+                    let copy = Copy {
+                        sync_back: *sync_back,
+                        volume: volume.as_deref(),
+                    };
+                    run_copied(&engine, &id, &plan, copy, signals, ui).await
+                }
             }
         }
     };
     finish(&engine, &id, &plan, result, ui).await
-}
-
-/// A run whose workspace is copied: in before the start, the changes back
-/// after the command, whatever its status.
-async fn run_copied(
-    engine: &Engine,
-    id: &str,
-    plan: &RunPlan,
-    signals: Signals,
-    ui: Ui,
-) -> Result<Outcome> {
-    let Transfer::Copy { sync_back, volume } = &plan.transfer else {
-        unreachable!("only copied runs come here")
-    };
-    let excludes = sync::Excludes::load(plan.workspace())?;
-    let sent = match volume {
-        // A read-only volume cannot be written through the run's container:
-        // fill it through a container of its own that never starts.
-        Some(volume) => {
-            let mut body = security::create_body(plan);
-            body.cmd = Some(vec!["true".into()]);
-            if let Some(mounts) = body.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
-                for m in mounts
-                    .iter_mut()
-                    .filter(|m| m.source.as_ref() == Some(volume))
-                {
-                    m.read_only = Some(false);
-                }
-            }
-            let (filler, _) = engine.create(body, None).await?;
-            let sent = copy_in(engine, &filler, plan, &excludes, ui).await;
-            engine.remove(&filler).await?;
-            sent?
-        }
-        None => copy_in(engine, id, plan, &excludes, ui).await?,
-    };
-    let outcome = attach_and_supervise(engine, id, plan, signals, ui).await?;
-    if *sync_back {
-        copy_back(engine, id, plan, &sent, &excludes, ui).await?;
-    }
-    Ok(outcome)
-}
-
-/// Streams the workspace into /work of container `id`.
-async fn copy_in(
-    engine: &Engine,
-    id: &str,
-    plan: &RunPlan,
-    excludes: &sync::Excludes,
-    ui: Ui,
-) -> Result<sync::Manifest> {
-    let progress = ui.transfer("copying in");
-    let (tx, rx) = mpsc::channel(8);
-    let walker = {
-        let (workspace, excludes, count) = (
-            plan.workspace().to_path_buf(),
-            excludes.clone(),
-            progress.counter(),
-        );
-        std::thread::spawn(move || sync::send(&workspace, &excludes, tx, count))
-    };
-    let uploaded = engine.upload(id, WORKDIR, rx).await;
-    let sent = walker
-        .join()
-        .map_err(|_| anyhow::anyhow!("the workspace reader failed"))?;
-    progress.finish();
-    // The walk's own error says more than the upload it cut short.
-    let sent = sent.context("cannot copy the workspace in")?;
-    uploaded?;
-    Ok(sent)
-}
-
-/// Brings back what the command changed in /work, and says what it was.
-async fn copy_back(
-    engine: &Engine,
-    id: &str,
-    plan: &RunPlan,
-    sent: &sync::Manifest,
-    excludes: &sync::Excludes,
-    ui: Ui,
-) -> Result<()> {
-    let progress = ui.transfer("copying back");
-    let mut count = progress.counter();
-    let (tx, rx) = mpsc::channel(8);
-    let writer = {
-        let (workspace, sent, excludes, protected) = (
-            plan.workspace().to_path_buf(),
-            sent.clone(),
-            excludes.clone(),
-            plan.protected_paths.clone(),
-        );
-        std::thread::spawn(move || sync::receive(&workspace, &sent, &excludes, &protected, rx))
-    };
-    let mut archive = pin!(engine.download(id, WORKDIR));
-    let mut streamed = Ok(());
-    while let Some(chunk) = archive.next().await {
-        match chunk {
-            Ok(chunk) => {
-                count(chunk.len() as u64);
-                if tx.send(chunk).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                streamed = Err(e);
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let changes = writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("the workspace writer failed"))?;
-    progress.finish();
-    streamed?;
-    let changes = changes.context("cannot copy the command's changes back")?;
-    if !changes.is_empty() {
-        ui.notice(&ui::describe_changes(&changes));
-    }
-    Ok(())
-}
-
-/// A name no other run uses at the same moment.
-fn unique_name(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// Creates the run's container. Podman is recognised by its refusal of an
@@ -424,78 +305,6 @@ async fn hand_over_and_supervise(
         let _ = input.shutdown().await;
     }
     supervise(engine, id, plan, output, signals, ui).await
-}
-
-/// The signals sandbox forwards or acts on.
-struct Signals {
-    stops: Stops,
-    window: Signal,
-}
-
-/// The signals that ask a run to stop.
-struct Stops {
-    interrupt: Signal,
-    terminate: Signal,
-    hangup: Signal,
-}
-
-/// A signal that asks the run to stop; forwarded to the command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
-    Interrupt,
-    Terminate,
-    Hangup,
-    Kill,
-}
-
-impl Stop {
-    fn name(self) -> &'static str {
-        match self {
-            Stop::Interrupt => "SIGINT",
-            Stop::Terminate => "SIGTERM",
-            Stop::Hangup => "SIGHUP",
-            Stop::Kill => "SIGKILL",
-        }
-    }
-
-    fn number(self) -> i64 {
-        match self {
-            Stop::Interrupt => 2,
-            Stop::Terminate => 15,
-            Stop::Hangup => 1,
-            Stop::Kill => 9,
-        }
-    }
-}
-
-impl Signals {
-    fn new() -> Result<Signals> {
-        let on = |kind| signal(kind).context("cannot install signal handlers");
-        Ok(Signals {
-            stops: Stops {
-                interrupt: on(SignalKind::interrupt())?,
-                terminate: on(SignalKind::terminate())?,
-                hangup: on(SignalKind::hangup())?,
-            },
-            window: on(SignalKind::window_change())?,
-        })
-    }
-}
-
-impl Stops {
-    /// The next stop signal.
-    async fn stop(&mut self) -> Stop {
-        tokio::select! {
-            _ = self.interrupt.recv() => Stop::Interrupt,
-            _ = self.terminate.recv() => Stop::Terminate,
-            _ = self.hangup.recv() => Stop::Hangup,
-        }
-    }
-
-    /// A stop signal that has already arrived, if any.
-    fn pending(&mut self) -> Option<Stop> {
-        self.stop().now_or_never()
-    }
 }
 
 async fn supervise(

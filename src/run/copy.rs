@@ -1,0 +1,151 @@
+//! A run whose workspace is copied rather than mounted (an engine on
+//! another machine): the workspace goes in before the command starts, and
+//! what the command changed comes back after it, whatever its status.
+
+use std::pin::pin;
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::attach_and_supervise;
+use super::signals::Signals;
+use crate::engine::Engine;
+use crate::exit::Outcome;
+use crate::plan::{RunPlan, WORKDIR};
+use crate::security;
+use crate::sync;
+use crate::ui::{self, Ui};
+
+/// How a copied run moves the workspace.
+pub struct Copy<'a> {
+    pub sync_back: bool,
+    /// The named volume a read-only copy is filled into.
+    pub volume: Option<&'a str>,
+}
+
+/// A run whose workspace is copied: in before the start, the changes back
+/// after the command, whatever its status.
+pub async fn run_copied(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    Copy { sync_back, volume }: Copy<'_>,
+    signals: Signals,
+    ui: Ui,
+) -> Result<Outcome> {
+    let excludes = sync::Excludes::load(plan.workspace())?;
+    let sent = match volume {
+        // A read-only volume cannot be written through the run's container:
+        // fill it through a container of its own that never starts.
+        Some(volume) => {
+            let mut body = security::create_body(plan);
+            body.cmd = Some(vec!["true".into()]);
+            if let Some(mounts) = body.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
+                for m in mounts
+                    .iter_mut()
+                    .filter(|m| m.source.as_deref() == Some(volume))
+                {
+                    m.read_only = Some(false);
+                }
+            }
+            let (filler, _) = engine.create(body, None).await?;
+            let sent = copy_in(engine, &filler, plan, &excludes, ui).await;
+            engine.remove(&filler).await?;
+            sent?
+        }
+        None => copy_in(engine, id, plan, &excludes, ui).await?,
+    };
+    let outcome = attach_and_supervise(engine, id, plan, signals, ui).await?;
+    if sync_back {
+        copy_back(engine, id, plan, &sent, &excludes, ui).await?;
+    }
+    Ok(outcome)
+}
+
+/// Streams the workspace into /work of container `id`.
+async fn copy_in(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    excludes: &sync::Excludes,
+    ui: Ui,
+) -> Result<sync::Manifest> {
+    let progress = ui.transfer("copying in");
+    let (tx, rx) = mpsc::channel(8);
+    let walker = {
+        let (workspace, excludes, count) = (
+            plan.workspace().to_path_buf(),
+            excludes.clone(),
+            progress.counter(),
+        );
+        std::thread::spawn(move || sync::send(&workspace, &excludes, tx, count))
+    };
+    let uploaded = engine.upload(id, WORKDIR, rx).await;
+    let sent = walker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the workspace reader failed"))?;
+    progress.finish();
+    // The walk's own error says more than the upload it cut short.
+    let sent = sent.context("cannot copy the workspace in")?;
+    uploaded?;
+    Ok(sent)
+}
+
+/// Brings back what the command changed in /work, and says what it was.
+async fn copy_back(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    sent: &sync::Manifest,
+    excludes: &sync::Excludes,
+    ui: Ui,
+) -> Result<()> {
+    let progress = ui.transfer("copying back");
+    let mut count = progress.counter();
+    let (tx, rx) = mpsc::channel(8);
+    let writer = {
+        let (workspace, sent, excludes, protected) = (
+            plan.workspace().to_path_buf(),
+            sent.clone(),
+            excludes.clone(),
+            plan.protected_paths.clone(),
+        );
+        std::thread::spawn(move || sync::receive(&workspace, &sent, &excludes, &protected, rx))
+    };
+    let mut archive = pin!(engine.download(id, WORKDIR));
+    let mut streamed = Ok(());
+    while let Some(chunk) = archive.next().await {
+        match chunk {
+            Ok(chunk) => {
+                count(chunk.len() as u64);
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                streamed = Err(e);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let changes = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the workspace writer failed"))?;
+    progress.finish();
+    streamed?;
+    let changes = changes.context("cannot copy the command's changes back")?;
+    if !changes.is_empty() {
+        ui.notice(&ui::describe_changes(&changes));
+    }
+    Ok(())
+}
+
+/// A name no other run uses at the same moment.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
