@@ -258,7 +258,7 @@ async fn attach_and_supervise(
     signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    let (output, input) = engine.attach(id, plan.stdin).await?;
+    let (output, input) = engine.attach(id, plan.stdin, plan.tty).await?;
     let raw = if plan.tty { RawMode::enter()? } else { None };
     let result = async {
         engine.start(id).await?;
@@ -289,7 +289,7 @@ async fn hand_over_and_supervise(
     signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    let (output, mut input) = engine.attach(id, true).await?;
+    let (output, mut input) = engine.attach(id, true, false).await?;
     input
         .write_all(&warm::handoff(&plan.argv()))
         .await

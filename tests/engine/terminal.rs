@@ -269,3 +269,23 @@ fn output_shows_as_soon_as_it_is_written() {
     pty.expect("second");
     assert_eq!(pty.wait(), 0);
 }
+
+#[test]
+fn control_bytes_in_a_terminals_output_arrive_intact() {
+    let ws = Workspace::new();
+    // Bytes 0, 1 and 2 at the start of a chunk look like the engine's frame
+    // headers to a decoder that expects frames; a terminal's stream has none.
+    let pty = Pty::spawn(
+        &ws.run_command(&[
+            "sh",
+            "-c",
+            "sleep 0.3; printf '\\001after-ctrl-a\\n'; sleep 0.3; printf '\\000\\002x\\n'; echo done",
+        ]),
+        24,
+        80,
+    );
+    let text = pty.expect("done");
+    assert!(text.contains("\u{1}after-ctrl-a\r\n"), "{text:?}");
+    assert!(text.contains("\u{0}\u{2}x\r\n"), "{text:?}");
+    assert_eq!(pty.wait(), 0);
+}
