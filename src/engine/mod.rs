@@ -1,4 +1,4 @@
-//! The only file that talks to the container engine (through bollard): connect,
+//! The only module that talks to the container engine (through bollard): connect,
 //! pull, create, attach, start, wait, signal, resize, remove, and turning the
 //! daemon's errors into sentences a person can act on.
 
@@ -11,9 +11,9 @@ use bollard::errors::Error as BollardError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
-    ResizeContainerTTYOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
+    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -22,7 +22,11 @@ use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 
 use crate::exit::CannotRun;
-use crate::labels;
+
+mod inventory;
+mod raw;
+
+pub use inventory::{now, Listed};
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -71,75 +75,6 @@ pub fn choose_host(
 /// Whether `host` is this machine's engine, which sees this machine's files.
 pub fn is_local(host: &str) -> bool {
     host.starts_with("unix://") || host.starts_with("npipe://")
-}
-
-/// One of sandbox's containers, as `ls` and `prune` see it.
-#[derive(Debug, Clone)]
-pub struct Listed {
-    pub id: String,
-    /// Without docker's leading slash.
-    pub name: String,
-    pub image: String,
-    pub command: String,
-    pub workspace: String,
-    /// created, running, paused, restarting, removing, exited or dead.
-    pub state: String,
-    /// The engine's own summary, such as "Exited (0) 5 minutes ago".
-    pub status: String,
-    /// Seconds since the epoch.
-    pub created: i64,
-    /// Bytes written to its own layer, when asked for.
-    pub size: Option<u64>,
-}
-
-#[cfg(test)]
-impl Listed {
-    /// A container of sandbox's for tests, in `state` since `created`.
-    pub fn example(state: &str, created: i64) -> Listed {
-        Listed {
-            id: "0123456789abcdef".into(),
-            name: "sandbox-1".into(),
-            image: "img:1".into(),
-            command: "python app.py".into(),
-            workspace: "/home/me/app".into(),
-            state: state.into(),
-            status: "Exited (0) 1 minute ago".into(),
-            created,
-            size: Some(10),
-        }
-    }
-}
-
-/// A container still in "created" this long after its birth was abandoned;
-/// a younger one may belong to a run, or a warm preparer, starting right now.
-const CREATED_GRACE: i64 = 60;
-
-impl Listed {
-    /// Whether it has stopped for good: exited, dead, or created and abandoned.
-    pub fn is_stopped(&self, now: i64) -> bool {
-        match self.state.as_str() {
-            "exited" | "dead" => true,
-            "created" => now - self.created >= CREATED_GRACE,
-            _ => false,
-        }
-    }
-}
-
-/// Seconds since the epoch, as the engine dates containers.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// What `sandbox doctor` reports about the engine.
-#[derive(Debug, Clone)]
-pub struct About {
-    pub version: String,
-    pub api: String,
-    pub os: String,
-    pub runtimes: Vec<String>,
-    pub default_runtime: String,
 }
 
 /// The engine reads `seccomp=` as a file path rather than the profile itself:
@@ -201,37 +136,6 @@ impl Engine {
     /// Where the engine was reached.
     pub fn host(&self) -> &str {
         &self.host
-    }
-
-    /// The engine's version, API and runtimes.
-    pub async fn about(&self) -> Result<About> {
-        let info = self
-            .docker
-            .info()
-            .await
-            .map_err(plain)
-            .context("the engine did not describe itself")?;
-        let version = self.docker.version().await.map_err(plain)?;
-        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-        runtimes.sort();
-        Ok(About {
-            version: info.server_version.unwrap_or_default(),
-            api: version.api_version.unwrap_or_default(),
-            os: info.operating_system.unwrap_or_default(),
-            runtimes,
-            default_runtime: info.default_runtime.unwrap_or_default(),
-        })
-    }
-
-    /// Whether `image` is present locally.
-    pub async fn has_image(&self, image: &str) -> Result<bool> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
-            Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(false),
-            Err(e) => Err(plain(e)).with_context(|| format!("cannot inspect the image {image}")),
-        }
     }
 
     /// Pulls `reference`, reporting progress to `report`.
@@ -328,7 +232,7 @@ impl Engine {
     /// header, which a terminal's output is not, and would eat the bytes.
     pub async fn attach(&self, id: &str, stdin: bool, tty: bool) -> Result<(OutputStream, Input)> {
         if let (true, Some(socket)) = (tty, self.host.strip_prefix("unix://")) {
-            return attach_raw(socket, id, stdin)
+            return raw::attach_raw(socket, id, stdin)
                 .await
                 .context("cannot attach to the container");
         }
@@ -438,53 +342,6 @@ impl Engine {
             .unwrap_or(false)
     }
 
-    /// sandbox's containers, running or not, oldest first; never anyone else's.
-    /// `size` asks the engine to measure each one's layer, which is slow.
-    pub async fn list(&self, size: bool) -> Result<Vec<Listed>> {
-        let filters =
-            std::collections::HashMap::from([("label", vec![format!("{}=true", labels::MANAGED)])]);
-        let options = ListContainersOptionsBuilder::new()
-            .all(true)
-            .size(size)
-            .filters(&filters)
-            .build();
-        let found = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(plain)
-            .context("cannot list containers")?;
-        let mut listed: Vec<Listed> = found
-            .into_iter()
-            .map(|c| {
-                let label = |key: &str| {
-                    c.labels
-                        .as_ref()
-                        .and_then(|l| l.get(key).cloned())
-                        .unwrap_or_default()
-                };
-                Listed {
-                    id: c.id.clone().unwrap_or_default(),
-                    name: c
-                        .names
-                        .as_ref()
-                        .and_then(|n| n.first())
-                        .map(|n| n.trim_start_matches('/').to_string())
-                        .unwrap_or_default(),
-                    image: c.image.clone().unwrap_or_default(),
-                    command: label(labels::COMMAND),
-                    workspace: label(labels::WORKSPACE),
-                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                    status: c.status.clone().unwrap_or_default(),
-                    created: c.created.unwrap_or_default(),
-                    size: c.size_rw.and_then(|s| u64::try_from(s).ok()),
-                }
-            })
-            .collect();
-        listed.sort_by_key(|c| c.created);
-        Ok(listed)
-    }
-
     /// Unpacks the tar stream from `chunks` into `path` in the container,
     /// which may be created and not yet started.
     pub async fn upload(
@@ -517,42 +374,6 @@ impl Engine {
             })
     }
 
-    /// sandbox's volumes (a copied workspace's) that no container uses any
-    /// more: left behind only when a run was killed outright.
-    pub async fn unused_volumes(&self) -> Result<Vec<String>> {
-        let filters = std::collections::HashMap::from([
-            ("label", vec![format!("{}=true", labels::MANAGED)]),
-            ("dangling", vec!["true".to_string()]),
-        ]);
-        let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
-            .filters(&filters)
-            .build();
-        let listed = self
-            .docker
-            .list_volumes(Some(options))
-            .await
-            .map_err(plain)
-            .context("cannot list volumes")?;
-        Ok(listed
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect())
-    }
-
-    /// Removes a named volume; one already gone is fine.
-    pub async fn remove_volume(&self, name: &str) -> Result<()> {
-        let options = RemoveVolumeOptionsBuilder::new().force(true).build();
-        match self.docker.remove_volume(name, Some(options)).await {
-            Ok(())
-            | Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(plain(e)).with_context(|| format!("cannot remove the volume {name}")),
-        }
-    }
-
     /// Removes the container, running or not, with its anonymous volumes.
     pub async fn remove(&self, id: &str) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default()
@@ -569,53 +390,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// The attach endpoint by hand, over the engine's unix socket: the HTTP
-/// request, the engine's switch to a raw stream (101, or 200 from older
-/// engines), then the terminal's bytes as they come, unframed.
-async fn attach_raw(socket: &str, id: &str, stdin: bool) -> Result<(OutputStream, Input)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("cannot connect to {socket}"))?;
-    let request = format!(
-        "POST /containers/{id}/attach?stream=1&stdin={}&stdout=1&stderr=1 HTTP/1.1\r\n\
-         Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
-        u8::from(stdin)
-    );
-    stream.write_all(request.as_bytes()).await?;
-    // Byte by byte, so not one byte of the stream after the headers is taken.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 64 * 1024 {
-            return Err(anyhow!("the engine's answer has no end of headers"));
-        }
-        stream.read_exact(&mut byte).await?;
-        head.push(byte[0]);
-    }
-    let status = String::from_utf8_lossy(&head);
-    let status = status.lines().next().unwrap_or_default().to_string();
-    if !(status.contains(" 101 ") || status.contains(" 200 ")) {
-        return Err(anyhow!("the engine answered {}", status.trim()));
-    }
-    let (read, write) = stream.into_split();
-    // One chunk per read, as the terminal produced it; the stream ends at EOF
-    // or after the first error.
-    let output = futures_util::stream::unfold(Some(read), |read| async move {
-        let mut read = read?;
-        let mut buffer = bytes::BytesMut::with_capacity(64 * 1024);
-        match read.read_buf(&mut buffer).await {
-            Ok(0) => None,
-            Ok(_) => Some((Ok(Output::Stdout(buffer.freeze())), Some(read))),
-            Err(e) => Some((
-                Err(anyhow::Error::new(e).context("the container's output stream broke")),
-                None,
-            )),
-        }
-    });
-    Ok((Box::pin(output), Box::pin(write)))
 }
 
 /// The first 12 characters of an id, as docker prints them.
@@ -635,23 +409,6 @@ fn plain(error: BollardError) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_containers_that_stopped_for_good_count_as_stopped() {
-        let now = 1_000_000;
-        assert!(Listed::example("exited", now - 5).is_stopped(now));
-        assert!(Listed::example("dead", now).is_stopped(now));
-        assert!(!Listed::example("running", now - 5000).is_stopped(now));
-        assert!(!Listed::example("paused", now - 5000).is_stopped(now));
-        assert!(
-            !Listed::example("created", now - 5).is_stopped(now),
-            "may be starting"
-        );
-        assert!(
-            Listed::example("created", now - 600).is_stopped(now),
-            "abandoned"
-        );
-    }
 
     #[test]
     fn the_flag_then_the_environment_then_the_file_choose_the_engine() {
