@@ -267,7 +267,15 @@ fn kernel_interfaces_stay_read_only_and_the_engine_out_of_reach() {
         "/proc/sysrq-trigger",
         "/sys/fs/cgroup/pids/pids.max",
     ] {
-        assert!(got[path].starts_with("denied"), "{path}: {out:?}");
+        // Some kernels have no sysrq-trigger at all: then, and only then,
+        // "no such file" is the answer, not a refusal.
+        let absent = path == "/proc/sysrq-trigger" && !Path::new(path).exists();
+        let expected: &[&str] = if !absent {
+            &["denied EACCES", "denied EROFS", "denied EPERM"]
+        } else {
+            &["denied ENOENT"]
+        };
+        assert!(expected.contains(&got[path].as_str()), "{path}: {out:?}");
     }
     assert_eq!(
         got["/tmp/writable"], "allowed",

@@ -13,6 +13,7 @@ mod pull;
 mod remote;
 mod run;
 mod runtime;
+mod security;
 mod signals;
 mod terminal;
 mod warm;
