@@ -74,5 +74,5 @@ AGENTS ?= claude codex gemini opencode kilocode aider
 images:
 	@for a in $(AGENTS); do \
 		echo "building sandbox-agents/$$a:1"; \
-		docker build -q -t sandbox-agents/$$a:1 images/agents/$$a || exit 1; \
+		docker build -t sandbox-agents/$$a:1 images/agents/$$a || exit 1; \
 	done

@@ -158,7 +158,8 @@ pub fn defaults() -> BTreeMap<String, AgentConfig> {
                 "OPENROUTER_API_KEY",
             ],
             &[],
-            &[".kilocode"],
+            // Kilo Code 7 is built on OpenCode and keeps its state where it does.
+            &[".config/kilo", ".local/share/kilo"],
         ),
         agent(
             "aider",
