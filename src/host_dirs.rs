@@ -39,3 +39,30 @@ pub fn ensure_owned(dir: &Path, owner: Option<(u32, u32)>) -> Result<bool> {
     }
     Ok(true)
 }
+
+/// A directory only this user can write, for files the engine mounts from
+/// this machine: `$XDG_RUNTIME_DIR/sandbox`, else `/tmp/sandbox-<uid>`.
+pub fn private_runtime_dir(env: &BTreeMap<String, String>) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = rustix::process::getuid().as_raw();
+    let dir = match env.get("XDG_RUNTIME_DIR").filter(|d| d.starts_with('/')) {
+        Some(base) => Path::new(base).join("sandbox"),
+        None => std::env::temp_dir().join(format!("sandbox-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("cannot create {}", dir.display()))
+        }
+        _ => {}
+    }
+    // Anyone can make a directory in /tmp first, or a link there.
+    let meta = std::fs::symlink_metadata(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is not a private directory of this user's — remove it",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}

@@ -14,6 +14,7 @@ use crate::cli::{PullPolicy, RunArgs};
 use crate::config::{Config, Size, WorkspaceTransfer};
 use crate::env_filter::{self, Filter};
 use crate::image;
+use crate::protect::{self, Protections};
 use crate::security::{self, Profile};
 
 /// Where the workspace appears inside the container, and the working directory.
@@ -57,8 +58,14 @@ pub struct RunPlan {
     pub cache: Option<PathBuf>,
     /// Use a warm container and prepare the next; `None` for a cold run.
     pub warm: Option<Duration>,
-    /// Paths in the workspace a command may not change.
+    /// Names at the workspace root a command may not change.
     pub protected_paths: Vec<String>,
+    /// How they are kept from it in a mounted workspace (their mounts are
+    /// in `mounts`).
+    pub protections: Protections,
+    /// A directory of sandbox's that no container can write: the sources of
+    /// the protections' mounts.
+    pub private_dir: PathBuf,
     /// The engine to run on.
     pub host: String,
     /// How the workspace reaches /work.
@@ -172,12 +179,18 @@ impl RunPlan {
             };
         // A copy has no host paths to mount over: protected paths are kept
         // from coming back instead, and host-side caches and state stay out.
-        if !read_only_workspace && !copy {
-            mounts.extend(protected_mounts(
+        let private_dir = crate::host_dirs::private_runtime_dir(host.env)?;
+        let protections = match !read_only_workspace && !copy {
+            true => protect::resolve(
                 &workspace,
                 &config.security.protected_paths,
-            ));
-        }
+                &private_dir,
+                &run_name(),
+            )?,
+            false => Protections::default(),
+        };
+        mounts.extend(protections.mounts.iter().cloned());
+        let has_git_dir = protections.git.is_some();
 
         let cache = match config.cache.enabled && !args.no_cache && !copy {
             true => Some(cache::dir_for(
@@ -322,6 +335,7 @@ impl RunPlan {
             agent: agent.map(|(run, _)| run.name),
             protected_paths: config.security.protected_paths.clone(),
             host: engine_host,
+            private_dir,
             transfer: match copy {
                 true => Transfer::Copy {
                     sync_back: !args.no_sync_back && !read_only_workspace,
@@ -331,10 +345,14 @@ impl RunPlan {
             },
             runtime: args.runtime.clone().or(config.security.runtime.clone()),
             state_dirs,
+            protections,
             // A terminal session is fixed when its container is created, and a
-            // kept container or a pull on every run defeat the point.
+            // kept container or a pull on every run defeat the point. A git
+            // directory is made for each run, with HEAD and the index as they
+            // are when it starts: one made ahead of time would be stale.
             warm: ((args.warm || config.container.warm)
                 && !copy
+                && !has_git_dir
                 && !tty
                 && !args.keep
                 && args.pull.unwrap_or(config.container.pull) != PullPolicy::Always)
@@ -387,28 +405,12 @@ pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Read-only mounts over the protected paths that exist in the workspace.
-/// Symbolic links are skipped: a link's target is resolved on the host, so a
-/// hostile repository could otherwise have us mount `~/.ssh` into /work.
-fn protected_mounts(workspace: &Path, paths: &[String]) -> Vec<BindMount> {
-    paths
-        .iter()
-        .filter_map(|rel| {
-            let rel = rel.trim_matches('/');
-            if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-                return None;
-            }
-            let source = workspace.join(rel);
-            let meta = std::fs::symlink_metadata(&source).ok()?;
-            let real = source.canonicalize().ok()?;
-            let inside = real == source && real.starts_with(workspace);
-            (inside && !meta.file_type().is_symlink()).then(|| BindMount {
-                source,
-                target: format!("{WORKDIR}/{rel}"),
-                read_only: true,
-            })
-        })
-        .collect()
+/// A name for this run's own files, unique on this machine.
+fn run_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("run-{}-{nanos}", std::process::id())
 }
 
 fn parse_user(text: &str) -> Result<String> {
@@ -520,13 +522,16 @@ mod tests {
         assert_eq!(plan.image, Config::default().images["python"]);
         assert_eq!(plan.command, ["python", "app.py"]);
         assert_eq!(
-            plan.mounts,
-            [BindMount {
+            plan.mounts[0],
+            BindMount {
                 source: dir.clone(),
                 target: "/work".into(),
                 read_only: false
-            }]
+            }
         );
+        // Every protected name is covered, read-only.
+        assert_eq!(plan.mounts.len(), 1 + crate::protect::DEFAULT.len());
+        assert!(plan.mounts[1..].iter().all(|m| m.read_only));
         assert_eq!(plan.user, "1000:1000");
         assert_eq!(
             plan.env,
@@ -620,25 +625,35 @@ mod tests {
         assert_eq!(plan.user, "1001:1002");
     }
 
+    /// A git directory as `git init` lays it out, without needing git.
+    fn fake_repository(dir: &Path) {
+        for part in ["objects", "refs/heads", "hooks"] {
+            std::fs::create_dir_all(dir.join(".git").join(part)).unwrap();
+        }
+        std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(dir.join(".git/config"), "").unwrap();
+    }
+
     #[test]
     fn protected_paths_are_mounted_read_only() {
         let dir = temp_dir("protected");
-        std::fs::create_dir_all(dir.join(".git/hooks")).unwrap();
-        std::fs::write(dir.join(".git/config"), "").unwrap();
+        fake_repository(&dir);
+        std::fs::create_dir(dir.join(".vscode")).unwrap();
         let plan = resolve(&["true"], &BTreeMap::new(), &dir).unwrap();
-        let targets: Vec<_> = plan
-            .mounts
-            .iter()
-            .map(|m| (m.target.as_str(), m.read_only))
-            .collect();
+        let target = |t: &str| plan.mounts.iter().find(|m| m.target == t).cloned();
+        let git = target("/work/.git").unwrap();
+        assert!(!git.read_only && git.source.starts_with(&plan.private_dir));
+        assert!(target("/work/.git/hooks").unwrap().read_only);
+        assert!(target("/work/.git/config").unwrap().read_only);
+        assert!(!target("/work/.git/objects").unwrap().read_only);
+        let vscode = target("/work/.vscode").unwrap();
         assert_eq!(
-            targets,
-            [
-                ("/work", false),
-                ("/work/.git/hooks", true),
-                ("/work/.git/config", true)
-            ]
+            (vscode.source, vscode.read_only),
+            (dir.join(".vscode"), true)
         );
+        let envrc = target("/work/.envrc").unwrap();
+        assert!(envrc.read_only && envrc.source.starts_with(&plan.private_dir));
+        assert!(plan.protections.git.is_some());
 
         let plan = resolve(&["--read-only-workspace", "true"], &BTreeMap::new(), &dir).unwrap();
         assert_eq!(
@@ -653,11 +668,16 @@ mod tests {
     fn protected_symlinks_are_never_followed() {
         let dir = temp_dir("symlink");
         let outside = temp_dir("symlink-target");
-        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        fake_repository(&dir);
+        std::fs::remove_dir(dir.join(".git/hooks")).unwrap();
         std::os::unix::fs::symlink(&outside, dir.join(".git/hooks")).unwrap();
         let plan = resolve(&["true"], &BTreeMap::new(), &dir).unwrap();
         assert!(plan.mounts.iter().all(|m| !m.source.starts_with(&outside)));
-        assert_eq!(plan.mounts.len(), 1);
+        assert!(plan.mounts.iter().all(|m| m.target != "/work/.git/hooks"));
+
+        std::os::unix::fs::symlink(&outside, dir.join(".claude")).unwrap();
+        let err = resolve(&["true"], &BTreeMap::new(), &dir).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
     }
 
     #[test]

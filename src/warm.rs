@@ -38,6 +38,13 @@ pub struct Warm {
     pub body: ContainerCreateBody,
     /// How long it waits unused, in seconds.
     pub idle: u64,
+    /// The stand-ins its mounts cover (`protect.rs`), made before it starts.
+    #[serde(default)]
+    pub stand_ins: Vec<crate::protect::Placeholder>,
+    #[serde(default)]
+    pub workspace: std::path::PathBuf,
+    #[serde(default)]
+    pub private_dir: std::path::PathBuf,
 }
 
 impl Warm {
@@ -68,7 +75,19 @@ impl Warm {
             name: format!("{NAME_PREFIX}{key}"),
             body,
             idle: idle.as_secs(),
+            stand_ins: Vec::new(),
+            workspace: Default::default(),
+            private_dir: Default::default(),
         }
+    }
+
+    /// The same, with what the preparer must make before it starts the
+    /// container: the run's stand-ins may be gone by then.
+    pub fn with_stand_ins(mut self, plan: &crate::plan::RunPlan) -> Warm {
+        self.stand_ins = plan.protections.placeholders.clone();
+        self.workspace = plan.workspace().to_path_buf();
+        self.private_dir = plan.private_dir.clone();
+        self
     }
 }
 
@@ -196,6 +215,18 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
         if old.name.starts_with(NAME_PREFIX) && old.is_stopped(now) {
             engine.remove(&old.id).await?;
         }
+    }
+    // Held until the container has started, so no run removes a stand-in
+    // between its making and the mount over it.
+    let _hold = match warm.stand_ins.is_empty() {
+        true => None,
+        false => Some(crate::protect::Hold::shared(
+            &warm.private_dir,
+            &warm.workspace,
+        )?),
+    };
+    for stand_in in &warm.stand_ins {
+        stand_in.stand_in(&warm.workspace)?;
     }
     // Another run may have prepared the same one already: the name is taken.
     let Ok((id, warnings)) = engine.create(warm.body, Some(&warm.name)).await else {

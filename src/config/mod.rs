@@ -95,7 +95,8 @@ pub struct SecurityConfig {
     pub init: bool,
     /// Accept a container whose limits the engine said it could not enforce.
     pub allow_engine_warnings: bool,
-    /// Paths inside the workspace kept read-only even when /work is writable.
+    /// Names at the workspace root a command may not write, create, rename
+    /// or remove, even when /work is writable (`protect.rs`).
     #[serde(default)]
     pub protected_paths: Vec<String>,
     /// Mount the whole workspace read-only.
@@ -264,11 +265,7 @@ impl Default for SecurityConfig {
             no_new_privileges: true,
             init: true,
             allow_engine_warnings: false,
-            protected_paths: vec![
-                ".git/hooks".into(),
-                ".git/config".into(),
-                project::FILE.into(),
-            ],
+            protected_paths: crate::protect::DEFAULT.map(String::from).to_vec(),
             read_only_workspace: false,
             runtime: None,
         }
@@ -378,6 +375,9 @@ impl Config {
                 || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         }) {
             bail!("env.set.{name}: not a variable name");
+        }
+        for name in &self.security.protected_paths {
+            crate::protect::check_name(name).context("security.protected_paths")?;
         }
         if self.container.pids_limit < 1 {
             bail!("container.pids_limit: must be at least 1");

@@ -25,7 +25,7 @@ use crate::streams::{self, OutputEnd};
 use crate::tty::{self, RawMode};
 use crate::ui::Ui;
 use crate::warm::{self, Warm};
-use crate::{image, security};
+use crate::{image, protect, security};
 
 mod copy;
 mod signals;
@@ -40,7 +40,7 @@ const GRACE: Duration = Duration::from_secs(5);
 pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
     // Handlers go in first: from here a Ctrl-C is ours to handle, so it can
     // never strike between create and the removal that must follow it.
-    let mut signals = Signals::new()?;
+    let signals = Signals::new()?;
     let engine = Engine::connect(&plan.host).await?;
     tracing::info!(host = engine.host(), image = %plan.image, "running");
     // The cache only saves downloads: a run goes on without it.
@@ -56,6 +56,40 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
         host_dirs::ensure_owned(dir, plan.numeric_user())
             .context("cannot create the agent's state directory")?;
     }
+    let protections = plan.protections.clone();
+    let (workspace, private) = (plan.workspace().to_path_buf(), plan.private_dir.clone());
+    let hold = match protections.is_empty() {
+        true => None,
+        false => Some(protect::Hold::shared(&private, &workspace)?),
+    };
+    let snapshot = protections.prepare(&workspace, &private, plan.numeric_user())?;
+    let result = run_protected(&engine, plan, signals, ui).await;
+    // The container is gone: what the command did to git comes back, and
+    // the stand-ins go when nothing else of the workspace's needs them.
+    for note in protections.finish(snapshot.as_ref()) {
+        ui.warn(&note);
+    }
+    drop(hold);
+    let label = workspace.to_string_lossy().into_owned();
+    let others = async {
+        engine
+            .list(false)
+            .await
+            .map_or(true, |all| all.iter().any(|c| c.workspace == label))
+    };
+    protections
+        .remove_stand_ins(&workspace, &private, others)
+        .await;
+    result
+}
+
+/// The run once the workspace's protections are in place.
+async fn run_protected(
+    engine: &Engine,
+    mut plan: RunPlan,
+    mut signals: Signals,
+    ui: Ui,
+) -> Result<Outcome> {
     // A read-only copy needs a named volume, filled before the run. The
     // engine creates it, with the mount's labels, along with the container.
     if let Transfer::Copy { volume, .. } = &mut plan.transfer {
@@ -64,28 +98,30 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
         }
     }
     let body = security::create_body(&plan);
-    let warm = plan.warm.map(|idle| Warm::for_run(&body, idle, &plan.host));
+    let warm = plan
+        .warm
+        .map(|idle| Warm::for_run(&body, idle, &plan.host).with_stand_ins(&plan));
 
     if let Some(warm) = &warm {
-        if let Some(id) = warm::claim(&engine, warm).await? {
+        if let Some(id) = warm::claim(engine, warm).await? {
             tracing::debug!(id = short_id(&id), "claimed a warm container");
             let _next = prepare_next(warm, ui);
             let result = match signals.stops.pending() {
                 Some(signal) => Ok(Outcome::Exited(128 + signal.number())),
-                None => hand_over_and_supervise(&engine, &id, &plan, signals, ui).await,
+                None => hand_over_and_supervise(engine, &id, &plan, signals, ui).await,
             };
-            return finish(&engine, &id, &plan, result, ui).await;
+            return finish(engine, &id, &plan, result, ui).await;
         }
     }
 
     if plan.pull == PullPolicy::Always {
-        if let Some(stopped) = pull(&engine, &plan, &mut signals, ui).await? {
+        if let Some(stopped) = pull(engine, &plan, &mut signals, ui).await? {
             return Ok(stopped);
         }
     }
     // Creating first and pulling only on "no such image" saves an inspect
     // round trip on every run with a local image.
-    let (id, warnings) = match create(&engine, &body, &plan).await {
+    let (id, warnings) = match create(engine, &body, &plan).await {
         Err(e) if e.is::<ImageMissing>() => {
             if plan.pull == PullPolicy::Never {
                 bail!(
@@ -94,10 +130,10 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
                     missing_image_advice(&plan, "or use --pull missing")
                 );
             }
-            if let Some(stopped) = pull(&engine, &plan, &mut signals, ui).await? {
+            if let Some(stopped) = pull(engine, &plan, &mut signals, ui).await? {
                 return Ok(stopped);
             }
-            create(&engine, &body, &plan).await?
+            create(engine, &body, &plan).await?
         }
         created => created?,
     };
@@ -116,18 +152,18 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
                 _next = prepare_next(warm, ui);
             }
             match &plan.transfer {
-                Transfer::Mount => attach_and_supervise(&engine, &id, &plan, signals, ui).await,
+                Transfer::Mount => attach_and_supervise(engine, &id, &plan, signals, ui).await,
                 Transfer::Copy { sync_back, volume } => {
                     let copy = Copy {
                         sync_back: *sync_back,
                         volume: volume.as_deref(),
                     };
-                    run_copied(&engine, &id, &plan, copy, signals, ui).await
+                    run_copied(engine, &id, &plan, copy, signals, ui).await
                 }
             }
         }
     };
-    finish(&engine, &id, &plan, result, ui).await
+    finish(engine, &id, &plan, result, ui).await
 }
 
 /// Creates the run's container. Podman is recognised by its refusal of an

@@ -605,3 +605,51 @@ pub fn ssh_engine() -> &'static (String, PathBuf) {
     static VIEW: OnceLock<(String, PathBuf)> = OnceLock::new();
     VIEW.get_or_init(|| (host.clone(), bin.clone()))
 }
+
+/// The test image plus the host's git (the binary and the libraries it
+/// links), for tests of what a command may do to a repository. Built once.
+pub const GIT_IMAGE: &str = "sandbox-test/git:1";
+
+pub fn git_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let base = test_image();
+        let context = tempdir();
+        let root = context.path().join("root");
+        let git = Path::new("/usr/bin/git");
+        assert!(
+            git.is_file(),
+            "{} is missing: apt-get install git",
+            git.display()
+        );
+        let ldd = Command::new("ldd").arg(git).output().expect("ldd runs");
+        let mut files = vec![git.to_path_buf()];
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "/lib64/ld-linux... (0x...)"
+            let path = line.split("=>").last().unwrap_or("").trim();
+            let path = path.split(" (").next().unwrap_or("").trim();
+            if path.starts_with('/') {
+                files.push(PathBuf::from(path));
+            }
+        }
+        for file in &files {
+            let copy = root.join(file.strip_prefix("/").unwrap());
+            std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+            std::fs::copy(file, &copy).expect("copy git and its libraries");
+        }
+        std::fs::write(
+            context.path().join("Dockerfile"),
+            format!("FROM {base}\nCOPY root/ /\nENV PATH=/usr/bin:/bin\n"),
+        )
+        .expect("write Dockerfile");
+        let out = docker(&[
+            "build",
+            "-q",
+            "-t",
+            GIT_IMAGE,
+            context.path().to_str().expect("utf-8 path"),
+        ]);
+        assert_eq!(out.status, 0, "building {GIT_IMAGE} failed: {}", out.stderr);
+    });
+    GIT_IMAGE
+}

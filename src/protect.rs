@@ -1,0 +1,440 @@
+//! What a command may never change in a mounted workspace: the names at its
+//! root that tools on the host execute or trust (`.git`, `.envrc`, `.vscode`,
+//! `.sandbox.yml`, ...), whether they exist or not.
+//!
+//! Each protected name is a mount point in every container of the workspace,
+//! so no command can write, rename, remove or create it, and so nothing a
+//! running command does can change what the next container mounts:
+//! - an existing one is mounted read-only over itself;
+//! - a missing one is covered by an empty read-only placeholder of sandbox's
+//!   own, mounted over a mode-000 stand-in sandbox makes at that name for the
+//!   run (removed afterwards when no other container of the workspace is
+//!   left to need it);
+//! - `.git` is presented through a directory made for the run (`gitdir.rs`).
+//!
+//! Only names at the root can be protected: a command can rename any
+//! directory it can write, and a mount point inside it moves along.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::gitdir::{GitDir, Snapshot};
+use crate::hash::fnv1a;
+use crate::plan::{BindMount, WORKDIR};
+
+/// Protected by default: what git, direnv, editors, coding agents and
+/// sandbox itself read from a checkout and act on.
+pub const DEFAULT: [&str; 8] = [
+    ".git",
+    ".gitmodules",
+    ".sandbox.yml",
+    ".envrc",
+    ".vscode",
+    ".idea",
+    ".claude",
+    ".mcp.json",
+];
+
+/// Names that are directories when present; a missing one is covered by an
+/// empty directory. Others (and user names without a trailing `/`) by an
+/// empty file.
+const DIRECTORIES: [&str; 4] = [".git", ".vscode", ".idea", ".claude"];
+
+/// Whether `name` can be protected: one entry at the workspace root.
+pub fn check_name(name: &str) -> Result<()> {
+    let bare = name.strip_suffix('/').unwrap_or(name);
+    if bare.is_empty() || bare == "." || bare == ".." || bare.contains('/') || bare.contains('\0') {
+        bail!(
+            "{name:?}: only a name at the workspace root can be protected (a command can rename \
+             the directory above anything deeper) — protect the top-level directory instead"
+        );
+    }
+    Ok(())
+}
+
+/// A missing protected name, covered for the run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Placeholder {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// The protections of one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Protections {
+    /// Mounts over the workspace's protected names, outermost first.
+    pub mounts: Vec<BindMount>,
+    pub placeholders: Vec<Placeholder>,
+    pub git: Option<GitDir>,
+}
+
+/// sandbox's own files for the run, in a directory only this user can write.
+struct Own {
+    empty_dir: PathBuf,
+    empty_file: PathBuf,
+}
+
+impl Own {
+    fn in_dir(private: &Path) -> Own {
+        Own {
+            empty_dir: private.join("empty.d"),
+            empty_file: private.join("empty"),
+        }
+    }
+}
+
+/// The protections for `names` in `workspace`. `private` is a directory no
+/// container can write; `run` names this run's files in it.
+pub fn resolve(
+    workspace: &Path,
+    names: &[String],
+    private: &Path,
+    run: &str,
+) -> Result<Protections> {
+    let own = Own::in_dir(private);
+    let mut protections = Protections::default();
+    for name in names {
+        check_name(name)?;
+        let wants_dir = name.ends_with('/') || DIRECTORIES.contains(&name.as_str());
+        let name = name.trim_end_matches('/');
+        let path = workspace.join(name);
+        let target = format!("{WORKDIR}/{name}");
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) if !is_placeholder(&meta) => Some(meta),
+            Ok(_) => None,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
+        };
+        let Some(meta) = meta else {
+            protections.placeholders.push(Placeholder {
+                name: name.to_string(),
+                is_dir: wants_dir,
+            });
+            protections.mounts.push(BindMount {
+                source: match wants_dir {
+                    true => own.empty_dir.clone(),
+                    false => own.empty_file.clone(),
+                },
+                target,
+                read_only: true,
+            });
+            continue;
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            bail!(
+                "{} is a symbolic link: sandbox cannot keep a command from changing what it \
+                 points to — replace it with what it points to, or remove it",
+                path.display()
+            );
+        }
+        if !kind.is_dir() && !kind.is_file() {
+            bail!(
+                "{} is neither a file nor a directory — remove it",
+                path.display()
+            );
+        }
+        if name == ".git" {
+            let scratch = private.join("git").join(run);
+            if let Some(git) = GitDir::find(workspace, &meta, scratch)? {
+                protections.mounts.extend(git.mounts());
+                protections.git = Some(git);
+                continue;
+            }
+        }
+        protections.mounts.push(BindMount {
+            source: path,
+            target,
+            read_only: true,
+        });
+    }
+    Ok(protections)
+}
+
+/// A stand-in sandbox made: empty, and with no permissions at all, which no
+/// tool makes by itself.
+pub fn is_placeholder(meta: &fs::Metadata) -> bool {
+    meta.mode() & 0o7777 == 0 && (meta.is_dir() || (meta.is_file() && meta.len() == 0))
+}
+
+impl Protections {
+    /// Whether there is nothing to prepare or undo.
+    pub fn is_empty(&self) -> bool {
+        self.placeholders.is_empty() && self.git.is_none()
+    }
+
+    /// Makes on the host what the mounts need before the container starts:
+    /// the empty placeholders, a stand-in at each missing name, the run's
+    /// git directory. Returns what the git directory started from.
+    pub fn prepare(
+        &self,
+        workspace: &Path,
+        private: &Path,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Option<Snapshot>> {
+        if !self.placeholders.is_empty() {
+            make_placeholders(private)?;
+            for placeholder in &self.placeholders {
+                placeholder.stand_in(workspace)?;
+            }
+        }
+        match &self.git {
+            Some(git) => {
+                ensure_private(&private.join("git"))?;
+                let names: Vec<_> = self.placeholders.iter().map(|p| p.name.clone()).collect();
+                Ok(Some(git.prepare(&names, owner)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// After the container is gone: brings git's state back. Returns lines
+    /// for the user.
+    pub fn finish(&self, snapshot: Option<&Snapshot>) -> Vec<String> {
+        match (&self.git, snapshot) {
+            (Some(git), Some(snapshot)) => git.hand_back(snapshot),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Removes the stand-ins when this run can hold the workspace's lock
+    /// alone and `others` (which lists the workspace's other containers,
+    /// warm ones included) finds none that mounts over them. Call it with
+    /// this run's own hold dropped.
+    pub async fn remove_stand_ins<F>(&self, workspace: &Path, private: &Path, others: F)
+    where
+        F: std::future::Future<Output = bool>,
+    {
+        if self.placeholders.is_empty() {
+            return;
+        }
+        let Some(_alone) = Hold::alone(private, workspace) else {
+            return;
+        };
+        if others.await {
+            return;
+        }
+        for placeholder in &self.placeholders {
+            placeholder.remove(workspace);
+        }
+    }
+}
+
+impl Placeholder {
+    /// Makes the mode-000 stand-in at the name, unless something is there.
+    pub fn stand_in(&self, workspace: &Path) -> Result<()> {
+        let path = workspace.join(&self.name);
+        // Neither call follows a link at the name: mkdir and O_EXCL fail on one.
+        let made = match self.is_dir {
+            true => fs::DirBuilder::new().mode(0o000).create(&path),
+            false => fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o000)
+                .open(&path)
+                .map(drop),
+        };
+        match made {
+            Ok(()) => Ok(()),
+            // A concurrent run made it; anything else there is refused when
+            // the engine mounts over it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot hold {} for the run — is the workspace writable?",
+                    path.display()
+                )
+            }),
+        }
+    }
+
+    /// Removes the stand-in if it is still one.
+    fn remove(&self, workspace: &Path) {
+        let path = workspace.join(&self.name);
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            return;
+        };
+        if !is_placeholder(&meta) {
+            return;
+        }
+        let _ = match meta.is_dir() {
+            true => fs::remove_dir(&path),
+            false => fs::remove_file(&path),
+        };
+    }
+}
+
+/// Held (shared) by every run and warm preparer of a workspace from the
+/// moment it makes stand-ins until its container is gone or started, so a
+/// run removes stand-ins only when it can take it alone: no other run is
+/// between the two, and so no container is about to mount over them.
+pub struct Hold {
+    /// The lock lasts as long as the open file.
+    _file: fs::File,
+}
+
+impl Hold {
+    /// Waits for a shared hold on `workspace`'s lock in `private`.
+    pub fn shared(private: &Path, workspace: &Path) -> Result<Hold> {
+        let file = lock_file(private, workspace)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+            .context("cannot lock the workspace's stand-ins")?;
+        Ok(Hold { _file: file })
+    }
+
+    /// An exclusive hold, if no one else holds one of any kind.
+    fn alone(private: &Path, workspace: &Path) -> Option<Hold> {
+        let file = lock_file(private, workspace).ok()?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+        Some(Hold { _file: file })
+    }
+}
+
+fn lock_file(private: &Path, workspace: &Path) -> Result<fs::File> {
+    let dir = private.join("locks");
+    ensure_private(&dir)?;
+    let key = fnv1a(workspace.as_os_str().as_encoded_bytes());
+    let path = dir.join(format!("{key:016x}"));
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// The empty directory and file mounted over missing names: read-only mounts
+/// of sandbox's own, so the path the engine resolves is never the command's.
+fn make_placeholders(private: &Path) -> Result<()> {
+    let own = Own::in_dir(private);
+    let context = || format!("cannot make the placeholders in {}", private.display());
+    match fs::DirBuilder::new().mode(0o555).create(&own.empty_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(context)
+        }
+        _ => {}
+    }
+    if !own.empty_file.exists() {
+        let partial = private.join(format!("empty.{}.tmp", std::process::id()));
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&partial)
+            .and_then(|_| fs::rename(&partial, &own.empty_file))
+            .with_context(context)?;
+    }
+    Ok(())
+}
+
+/// Creates `dir` (0700) inside a private directory, or checks the one there.
+fn ensure_private(dir: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = fs::symlink_metadata(dir)?;
+            if !meta.is_dir() || meta.permissions().mode() & 0o022 != 0 {
+                bail!("{} is not a private directory — remove it", dir.display());
+            }
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_root_names_can_be_protected() {
+        for good in [".git", ".vscode/", "secrets.env"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/", ".", "..", ".git/hooks", "a/b/"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn present_names_are_read_only_and_missing_ones_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        let private = dir.path().join("private");
+        fs::create_dir_all(ws.join(".vscode")).unwrap();
+        fs::write(ws.join(".envrc"), "export A=1").unwrap();
+        let list = names(&[".vscode", ".envrc", ".claude", ".mcp.json", "build/"]);
+        let p = resolve(&ws, &list, &private, "run").unwrap();
+        let mounts: Vec<_> = p
+            .mounts
+            .iter()
+            .map(|m| (m.target.as_str(), m.source.clone(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("/work/.vscode", ws.join(".vscode"), true),
+                ("/work/.envrc", ws.join(".envrc"), true),
+                ("/work/.claude", private.join("empty.d"), true),
+                ("/work/.mcp.json", private.join("empty"), true),
+                ("/work/build", private.join("empty.d"), true),
+            ]
+        );
+
+        fs::create_dir(&private).unwrap();
+        p.prepare(&ws, &private, None).unwrap();
+        let claude = fs::symlink_metadata(ws.join(".claude")).unwrap();
+        assert!(claude.is_dir() && is_placeholder(&claude));
+        let mcp = fs::symlink_metadata(ws.join(".mcp.json")).unwrap();
+        assert!(mcp.is_file() && is_placeholder(&mcp));
+        // A stand-in counts as missing next time.
+        assert_eq!(resolve(&ws, &list, &private, "run").unwrap(), p);
+
+        let remove = |others: bool| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(p.remove_stand_ins(&ws, &private, async move { others }))
+        };
+        let held = Hold::shared(&private, &ws).unwrap();
+        remove(false);
+        assert!(ws.join(".claude").exists(), "another run holds the lock");
+        drop(held);
+        remove(true);
+        assert!(ws.join(".claude").exists(), "another container needs it");
+        remove(false);
+        assert!(!ws.join(".claude").exists() && !ws.join(".mcp.json").exists());
+        assert!(ws.join(".envrc").exists() && ws.join(".vscode").exists());
+    }
+
+    #[test]
+    fn a_link_at_a_protected_name_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join(".vscode")).unwrap();
+        let err = resolve(dir.path(), &names(&[".vscode"]), dir.path(), "r").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn something_the_user_made_is_never_taken_for_a_stand_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path();
+        fs::write(ws.join(".envrc"), "").unwrap();
+        let p = resolve(ws, &names(&[".envrc"]), dir.path(), "r").unwrap();
+        assert!(p.placeholders.is_empty());
+        assert!(
+            ws.join(".envrc").exists(),
+            "an empty file of the user's stays"
+        );
+    }
+}

