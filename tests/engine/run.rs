@@ -353,12 +353,16 @@ fn a_missing_image_with_pull_never_is_125() {
 #[test]
 fn protected_paths_stay_read_only() {
     let ws = Workspace::new();
-    std::fs::create_dir_all(ws.path().join(".git/hooks")).unwrap();
+    for dir in [".git/hooks", ".git/objects", ".git/refs/heads"] {
+        std::fs::create_dir_all(ws.path().join(dir)).unwrap();
+    }
     std::fs::write(ws.path().join(".git/config"), "[core]\n").unwrap();
+    std::fs::write(ws.path().join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
     let out = ws.run(&[
         "sh",
         "-c",
-        "echo evil > .git/hooks/pre-commit; echo evil >> .git/config; echo fine > .git/HEAD; echo done",
+        "echo evil > .git/hooks/pre-commit; echo evil >> .git/config; \
+         echo 'ref: refs/heads/next' > .git/HEAD; echo x > .git/refs/heads/next; echo done",
     ]);
     assert!(out.stdout.ends_with("done\n"), "{out:?}");
     assert!(
@@ -369,11 +373,13 @@ fn protected_paths_stay_read_only() {
         std::fs::read_to_string(ws.path().join(".git/config")).unwrap(),
         "[core]\n"
     );
+    // Refs are written in place; a HEAD naming a branch comes back.
     assert_eq!(
         std::fs::read_to_string(ws.path().join(".git/HEAD")).unwrap(),
-        "fine\n",
+        "ref: refs/heads/next\n",
         "the rest stays writable"
     );
+    assert!(ws.path().join(".git/refs/heads/next").is_file());
 }
 
 #[test]
