@@ -126,6 +126,35 @@ impl GitDir {
         })
     }
 
+    /// The paths of the submodules in the host's index, relative to the
+    /// workspace; an index sandbox cannot read is refused.
+    pub fn submodules(&self) -> Result<Vec<PathBuf>> {
+        let index = match read_capped(&self.worktree.join("index"), INDEX_MAX) {
+            Ok(index) => index,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e).context("cannot read the repository's index"),
+        };
+        let links = gitmeta::gitlinks(&index).with_context(|| {
+            format!(
+                "cannot read {}/index, where sandbox looks for submodules",
+                self.worktree.display()
+            )
+        })?;
+        let mut paths = Vec::new();
+        for link in links {
+            let path = PathBuf::from(String::from_utf8_lossy(&link).into_owned());
+            // git never writes these; an index that has them is refused.
+            let plain = path.components().all(
+                |c| matches!(c, std::path::Component::Normal(p) if !p.eq_ignore_ascii_case(".git")),
+            );
+            if !plain {
+                bail!("the repository's index has a submodule at {path:?} — repair the index");
+            }
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+
     /// Where the scratch directory appears inside the container.
     fn target(&self) -> String {
         match self.pointer {

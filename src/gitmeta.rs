@@ -59,9 +59,13 @@ pub fn added_gitlinks(before: Option<&[u8]>, after: &[u8]) -> Result<BTreeSet<Ve
 }
 
 /// The paths of every gitlink (mode 160000) entry of a git index, versions
-/// 2 to 4, SHA-1 object ids (an index git cannot read is refused as a whole).
+/// 2 to 4, with SHA-1 or SHA-256 object ids (an index whose whole layout,
+/// extensions and checksum included, does not add up is refused).
 pub fn gitlinks(index: &[u8]) -> Result<BTreeSet<Vec<u8>>> {
-    const HASH: usize = 20;
+    gitlinks_with(index, 20).or_else(|e| gitlinks_with(index, 32).map_err(|_| e))
+}
+
+fn gitlinks_with(index: &[u8], hash: usize) -> Result<BTreeSet<Vec<u8>>> {
     // ctime, mtime (seconds and nanoseconds), dev, ino, mode, uid, gid, size.
     const STAT: usize = 40;
     const GITLINK: u32 = 0o160000;
@@ -76,7 +80,7 @@ pub fn gitlinks(index: &[u8]) -> Result<BTreeSet<Vec<u8>>> {
         let start = r.at;
         let stat = r.take(STAT)?;
         let mode = u32::from_be_bytes(stat[24..28].try_into().expect("four bytes"));
-        r.take(HASH)?;
+        r.take(hash)?;
         let flags = r.u16()?;
         if flags & 0x4000 != 0 {
             ensure!(version >= 3, "extended flags in a version 2 index");
@@ -103,6 +107,16 @@ pub fn gitlinks(index: &[u8]) -> Result<BTreeSet<Vec<u8>>> {
         }
         previous = name;
     }
+    // Extensions (a signature and a length each), then the checksum.
+    while r.data.len() - r.at > hash {
+        r.take(4)?;
+        let len = r.u32()? as usize;
+        r.take(len)?;
+    }
+    ensure!(
+        r.data.len() - r.at == hash,
+        "the index does not end in its checksum"
+    );
     Ok(found)
 }
 

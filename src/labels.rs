@@ -9,3 +9,6 @@ pub const WORKSPACE: &str = "dev.sandbox.workspace";
 pub const COMMAND: &str = "dev.sandbox.command";
 /// On a warm container: the hash of the settings it was prepared for.
 pub const WARM: &str = "dev.sandbox.warm";
+/// The set of protections a container was made with, when it follows the
+/// repository's submodules (`protect.rs`).
+pub const GUARDS: &str = "dev.sandbox.guards";

@@ -69,6 +69,10 @@ pub struct Protections {
     pub mounts: Vec<BindMount>,
     pub placeholders: Vec<Placeholder>,
     pub git: Option<GitDir>,
+    /// Set when the protections follow the repository's submodules, which
+    /// change: names the set, so a run can tell that a container of the
+    /// workspace started with another (see `run/mod.rs`).
+    pub key: Option<String>,
 }
 
 /// sandbox's own files for the run, in a directory only this user can write.
@@ -94,34 +98,65 @@ pub fn resolve(
     private: &Path,
     run: &str,
 ) -> Result<Protections> {
-    let own = Own::in_dir(private);
-    let mut protections = Protections::default();
+    let mut guard = Guard {
+        workspace,
+        own: Own::in_dir(private),
+        protections: Protections::default(),
+    };
     for name in names {
         check_name(name)?;
         let wants_dir = name.ends_with('/') || DIRECTORIES.contains(&name.as_str());
-        let name = name.trim_end_matches('/');
-        let path = workspace.join(name);
-        let target = format!("{WORKDIR}/{name}");
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(meta) if !is_placeholder(&meta) => Some(meta),
-            Ok(_) => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
-        };
-        let Some(meta) = meta else {
-            protections.placeholders.push(Placeholder {
-                name: name.to_string(),
-                is_dir: wants_dir,
-            });
-            protections.mounts.push(BindMount {
-                source: match wants_dir {
-                    true => own.empty_dir.clone(),
-                    false => own.empty_file.clone(),
-                },
-                target,
-                read_only: true,
-            });
+        let name = Path::new(name.trim_end_matches('/'));
+        let Some(meta) = guard.inspect(name)? else {
+            guard.stand_in(name, wants_dir);
             continue;
+        };
+        if name == Path::new(".git") {
+            let scratch = private.join("git").join(run);
+            if let Some(git) = GitDir::find(workspace, &meta, scratch)? {
+                guard.protections.mounts.extend(git.mounts());
+                guard.protections.git = Some(git);
+                continue;
+            }
+        }
+        guard.read_only(name);
+    }
+    let submodules = match &guard.protections.git {
+        Some(git) => git.submodules()?,
+        None => Vec::new(),
+    };
+    for path in &submodules {
+        guard.submodule(path, names)?;
+    }
+    let mut protections = guard.protections;
+    if !submodules.is_empty() {
+        let targets: Vec<_> = protections
+            .mounts
+            .iter()
+            .map(|m| m.target.as_str())
+            .collect();
+        protections.key = Some(format!("{:016x}", fnv1a(targets.join("\n").as_bytes())));
+    }
+    Ok(protections)
+}
+
+/// Builds the protections, one path at a time.
+struct Guard<'a> {
+    workspace: &'a Path,
+    own: Own,
+    protections: Protections,
+}
+
+impl Guard<'_> {
+    /// What is at `rel`: `None` when nothing (or a stand-in) is; refused
+    /// when it is a link or neither a file nor a directory.
+    fn inspect(&self, rel: &Path) -> Result<Option<fs::Metadata>> {
+        let path = self.workspace.join(rel);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) if is_placeholder(&meta) => return Ok(None),
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", path.display())),
         };
         let kind = meta.file_type();
         if kind.is_symlink() {
@@ -137,21 +172,86 @@ pub fn resolve(
                 path.display()
             );
         }
-        if name == ".git" {
-            let scratch = private.join("git").join(run);
-            if let Some(git) = GitDir::find(workspace, &meta, scratch)? {
-                protections.mounts.extend(git.mounts());
-                protections.git = Some(git);
-                continue;
-            }
-        }
-        protections.mounts.push(BindMount {
-            source: path,
-            target,
+        Ok(Some(meta))
+    }
+
+    fn target(rel: &Path) -> String {
+        format!("{WORKDIR}/{}", rel.display())
+    }
+
+    fn has(&self, rel: &Path) -> bool {
+        let target = Guard::target(rel);
+        self.protections.mounts.iter().any(|m| m.target == target)
+    }
+
+    /// Covers a missing `rel` with an empty read-only placeholder.
+    fn stand_in(&mut self, rel: &Path, is_dir: bool) {
+        self.protections.placeholders.push(Placeholder {
+            name: rel.to_string_lossy().into_owned(),
+            is_dir,
+        });
+        self.protections.mounts.push(BindMount {
+            source: match is_dir {
+                true => self.own.empty_dir.clone(),
+                false => self.own.empty_file.clone(),
+            },
+            target: Guard::target(rel),
             read_only: true,
         });
     }
-    Ok(protections)
+
+    /// Mounts `rel` over itself: read-only, or writable but immovable.
+    fn over_itself(&mut self, rel: &Path, read_only: bool) {
+        self.protections.mounts.push(BindMount {
+            source: self.workspace.join(rel),
+            target: Guard::target(rel),
+            read_only,
+        });
+    }
+
+    fn read_only(&mut self, rel: &Path) {
+        self.over_itself(rel, true);
+    }
+
+    /// The host's `git status` runs git inside every populated submodule,
+    /// with the configuration its `.git` names. So the submodule's `.git`
+    /// is read-only (a stand-in when missing), and every directory down to
+    /// it is a mount point, which no command can rename to put a `.git` of
+    /// its own in its place.
+    fn submodule(&mut self, path: &Path, names: &[String]) -> Result<()> {
+        let covered = path.components().next().is_some_and(|first| {
+            let first = first.as_os_str().to_string_lossy();
+            names.iter().any(|n| n.trim_end_matches('/') == first)
+        });
+        if covered {
+            return Ok(());
+        }
+        let mut dir = PathBuf::new();
+        for part in path.components() {
+            dir.push(part);
+            if self.has(&dir) {
+                continue;
+            }
+            match self.inspect(&dir)? {
+                Some(meta) if meta.is_dir() => self.over_itself(&dir, false),
+                // Nothing there: nothing can be made there either.
+                None => {
+                    self.stand_in(&dir, true);
+                    return Ok(());
+                }
+                Some(_) => bail!(
+                    "{} is a file where the index has a submodule — commit or remove it",
+                    self.workspace.join(&dir).display()
+                ),
+            }
+        }
+        let dot_git = path.join(".git");
+        match self.inspect(&dot_git)? {
+            Some(_) => self.read_only(&dot_git),
+            None => self.stand_in(&dot_git, false),
+        }
+        Ok(())
+    }
 }
 
 /// A stand-in sandbox made: empty, and with no permissions at all, which no

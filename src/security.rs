@@ -201,7 +201,7 @@ pub fn create_body(plan: &RunPlan) -> ContainerCreateBody {
         // defaults (/proc/kcore, /proc/sys, ...) only when they are absent.
         ..Default::default()
     };
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (labels::MANAGED.to_string(), "true".to_string()),
         (
             labels::WORKSPACE.to_string(),
@@ -212,6 +212,9 @@ pub fn create_body(plan: &RunPlan) -> ContainerCreateBody {
             shorten(&plan.command.join(" "), 200),
         ),
     ]);
+    if let Some(key) = &plan.protections.key {
+        labels.insert(labels::GUARDS.to_string(), key.clone());
+    }
     ContainerCreateBody {
         image: Some(plan.image.clone()),
         // The command runs as typed: the image's entrypoint would wrap it.

@@ -19,6 +19,8 @@ pub struct Listed {
     pub image: String,
     pub command: String,
     pub workspace: String,
+    /// The protections it was made with, when they follow submodules.
+    pub guards: String,
     /// created, running, paused, restarting, removing, exited or dead.
     pub state: String,
     /// The engine's own summary, such as "Exited (0) 5 minutes ago".
@@ -39,6 +41,7 @@ impl Listed {
             image: "img:1".into(),
             command: "python app.py".into(),
             workspace: "/home/me/app".into(),
+            guards: String::new(),
             state: state.into(),
             status: "Exited (0) 1 minute ago".into(),
             created,
@@ -147,6 +150,7 @@ impl Engine {
                     image: c.image.clone().unwrap_or_default(),
                     command: label(labels::COMMAND),
                     workspace: label(labels::WORKSPACE),
+                    guards: label(labels::GUARDS),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     status: c.status.clone().unwrap_or_default(),
                     created: c.created.unwrap_or_default(),

@@ -62,6 +62,10 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
         true => None,
         false => Some(protect::Hold::shared(&private, &workspace)?),
     };
+    let label = workspace.to_string_lossy().into_owned();
+    if let Some(key) = &protections.key {
+        refuse_other_guards(&engine, &label, key).await?;
+    }
     let snapshot = protections.prepare(&workspace, &private, plan.numeric_user())?;
     let result = run_protected(&engine, plan, signals, ui).await;
     // The container is gone: what the command did to git comes back, and
@@ -70,7 +74,6 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
         ui.warn(&note);
     }
     drop(hold);
-    let label = workspace.to_string_lossy().into_owned();
     let others = async {
         engine
             .list(false)
@@ -81,6 +84,30 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
         .remove_stand_ins(&workspace, &private, others)
         .await;
     result
+}
+
+/// Protections that follow submodules are mounted over paths inside the
+/// workspace, which only containers made with the same set cannot move: one
+/// made before the submodules changed could swap what this run's engine
+/// mounts, so the run waits for it to end. Waiting containers of a warm
+/// start run no command yet, and do not count.
+async fn refuse_other_guards(engine: &Engine, workspace: &str, key: &str) -> Result<()> {
+    let others = engine.list(false).await?;
+    let older = others.iter().find(|c| {
+        c.workspace == workspace
+            && c.guards != key
+            && !c.name.starts_with(warm::NAME_PREFIX)
+            && !c.is_stopped(crate::engine::now())
+    });
+    if let Some(older) = older {
+        bail!(
+            "container {} of this workspace runs with the protections of other submodules — \
+             wait for it to end, or stop it (`docker rm -f {}`), then run again",
+            short_id(&older.id),
+            short_id(&older.id)
+        );
+    }
+    Ok(())
 }
 
 /// The run once the workspace's protections are in place.

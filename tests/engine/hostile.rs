@@ -483,3 +483,55 @@ fn a_running_command_cannot_change_what_the_next_container_mounts() {
         "control: a path-based mount follows the swap: {out:?}"
     );
 }
+
+/// A submodule's `.git` names the configuration the host's `git status` at
+/// the root runs it with: the pointer, and every directory above it, stay.
+#[test]
+fn submodules_keep_their_git_directories() {
+    let ws = Workspace::new();
+    let upstream = ws.path().join("upstream");
+    repository(&upstream);
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    for path in ["lib", "deps/inner"] {
+        git_ok(
+            &repo,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                upstream.to_str().unwrap(),
+                path,
+            ],
+        );
+    }
+    git_ok(&repo, &["commit", "-qm", "submodules"]);
+    chown_tree(ws.path());
+    let pointer = std::fs::read(repo.join("lib/.git")).unwrap();
+    let (_keep, mark) = marker();
+    // A gitdir of the command's own, then every way to make a submodule use it.
+    let script = format!(
+        "{PAYLOAD}mkdir -p evil/objects evil/refs && printf '%s' \"$cfg\" > evil/config \
+         && echo 'ref: refs/heads/main' > evil/HEAD; \
+         echo \"gitdir: $W/evil\" > lib/.git; \
+         mv deps deps-away && mkdir -p deps/inner && echo \"gitdir: $W/evil\" > deps/inner/.git; \
+         true"
+    );
+    let out = hostile_run(&ws, &repo, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(std::fs::read(repo.join("lib/.git")).unwrap(), pointer);
+    assert!(!repo.join("deps-away").exists());
+    assert!(
+        !host_status_runs_payload(&repo, &mark),
+        "the payload ran on the host"
+    );
+
+    let out = plain_docker_run(&repo, &script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(
+        host_status_runs_payload(&repo, &mark),
+        "control: a submodule's pointer can be rewritten"
+    );
+}
