@@ -1,7 +1,9 @@
 //! Pure: which host environment variables reach the container.
 //!
 //! Only names matching an allow glob pass; a block glob wins over allow; a
-//! variable named with `-e` passes whatever the lists say. Names match
+//! variable named with `-e` passes whatever the lists say. A bare name in an
+//! env file (which may come with the repository) is held to the lists like
+//! the host's variables: see [`Filter::env_file`]. Names match
 //! case-insensitively, so `github_token` is blocked like `GITHUB_TOKEN`.
 
 use std::collections::BTreeMap;
@@ -47,12 +49,11 @@ impl Filter {
         let mut passed = BTreeMap::new();
         let mut withheld = Vec::new();
         for (name, value) in host {
-            if let Some(i) = self.block_set.matches(name).first() {
-                withheld.push((name.clone(), Reason::Blocked(self.block[*i].clone())));
-            } else if self.allow_set.is_match(name) {
-                passed.insert(name.clone(), value.clone());
-            } else {
-                withheld.push((name.clone(), Reason::NotAllowed));
+            match self.holds(name) {
+                Some(reason) => withheld.push((name.clone(), reason)),
+                None => {
+                    passed.insert(name.clone(), value.clone());
+                }
             }
         }
         for entry in explicit {
@@ -73,10 +74,35 @@ impl Filter {
             withheld,
         })
     }
+
+    /// Why the lists hold back a host variable called `name`; `None` when
+    /// it passes.
+    pub fn holds(&self, name: &str) -> Option<Reason> {
+        if let Some(i) = self.block_set.matches(name).first() {
+            Some(Reason::Blocked(self.block[*i].clone()))
+        } else if self.allow_set.is_match(name) {
+            None
+        } else {
+            Some(Reason::NotAllowed)
+        }
+    }
+
+    /// An env file's entries as they may be passed on: `NAME=value` as
+    /// written, a bare `NAME` (the host's value) only when the lists would
+    /// let it through anyway. The file may come with the repository, which
+    /// must not be able to ask for the host's `GITHUB_TOKEN` by name; a
+    /// person who wants it types `-e GITHUB_TOKEN`.
+    pub fn env_file(&self, entries: Vec<String>) -> Vec<String> {
+        entries
+            .into_iter()
+            .filter(|entry| entry.contains('=') || self.holds(entry.trim_end()).is_none())
+            .collect()
+    }
 }
 
 /// The entries of an env file, docker's format: `KEY=VALUE` (the value is
-/// everything after the first `=`, unquoted) or `KEY` for the host's value;
+/// everything after the first `=`, unquoted) or `KEY` for the host's value
+/// (which [`Filter::env_file`] then holds to the lists);
 /// blank lines and lines starting with `#` are skipped. Entries read like
 /// `-e` arguments; errors name the line.
 pub fn parse_env_file(text: &str) -> Result<Vec<String>> {
@@ -191,6 +217,36 @@ mod tests {
         assert_eq!(passed["NEW"], "1");
         assert!(!passed.contains_key("UNSET_ON_HOST"));
         assert!(!d.withheld.iter().any(|(n, _)| n == "OPENAI_API_KEY"));
+    }
+
+    #[test]
+    fn bare_names_in_env_files_obey_the_lists() {
+        let entries = strings(&[
+            "GITHUB_TOKEN",
+            "LANG",
+            "HOME",
+            "OPENAI_API_KEY=sk-typed",
+            "A=1",
+        ]);
+        let kept = filter().env_file(entries);
+        assert_eq!(kept, ["LANG", "OPENAI_API_KEY=sk-typed", "A=1"]);
+        let d = filter().apply(&host(), &kept).unwrap();
+        let passed: BTreeMap<_, _> = d.passed.into_iter().collect();
+        assert!(!passed.contains_key("github_token"));
+        assert!(!passed.contains_key("GITHUB_TOKEN"));
+        assert_eq!(passed["OPENAI_API_KEY"], "sk-typed", "written values pass");
+        assert!(d.withheld.contains(&(
+            "github_token".into(),
+            Reason::Blocked("GITHUB_TOKEN".into())
+        )));
+        // Typed with -e, the same bare name passes.
+        let d = filter()
+            .apply(&host(), &strings(&["github_token"]))
+            .unwrap();
+        assert!(d
+            .passed
+            .iter()
+            .any(|(k, v)| k == "github_token" && v == "ghp"));
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::hash::fnv1a;
 use crate::plan::{BindMount, WORKDIR};
 
 /// Where a linked worktree's git directory appears inside the container.
-const LINKED_TARGET: &str = "/run/sandbox/git";
+pub const LINKED_TARGET: &str = "/run/sandbox/git";
 /// The repository's parts the command writes to, as git does when it commits.
 const WRITABLE: [&str; 2] = ["objects", "refs"];
 /// The repository's parts git reads for configuration or executes.

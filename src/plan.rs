@@ -27,8 +27,14 @@ const SSH_AGENT_SOCKET: &str = "/run/sandbox/ssh-agent.sock";
 pub struct RunPlan {
     pub image: String,
     pub command: Vec<String>,
-    /// The project's setup steps, run in the container before `command`.
+    /// The project's setup steps, run before `command` in a container of
+    /// their own (`run/setup.rs`).
     pub setup: Vec<String>,
+    /// The setup container's environment: the configured constants and the
+    /// host variables the lists let through, never a value the person
+    /// running sandbox passed (the agent's keys, env files, `-e`, the SSH
+    /// agent). The cache's variables are among them while `cache` is set.
+    pub setup_env: Vec<(String, String)>,
     /// Bind mounts, the workspace first.
     pub mounts: Vec<BindMount>,
     pub env: Vec<(String, String)>,
@@ -238,31 +244,55 @@ impl RunPlan {
 
         // Later entries win: the cache's variables, the configured constants,
         // the agent's, env files, then what was typed with -e.
+        let filter = Filter::new(&config.env.allow, &config.env.block)?;
         let cache_env = cache.as_ref().map(|_| cache::env()).unwrap_or_default();
-        let mut explicit: Vec<String> = cache_env
+        let constants: Vec<String> = cache_env
             .into_iter()
             .chain(config.env.set.clone())
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        let mut explicit = constants.clone();
         if let Some((run, _)) = &agent {
             explicit.extend(run.env.iter().cloned());
         }
+        let mut from_files = Vec::new();
         for file in &args.env_file {
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("--env-file {}: cannot read it", file.display()))?;
             let entries = env_filter::parse_env_file(&text)
                 .with_context(|| format!("--env-file {}", file.display()))?;
-            explicit.extend(entries);
+            from_files.extend(entries.iter().cloned());
+            explicit.extend(filter.env_file(entries));
         }
         if args.ssh_agent {
             explicit.push(format!("SSH_AUTH_SOCK={SSH_AGENT_SOCKET}"));
         }
         explicit.extend(args.env.iter().cloned());
-        let filter = Filter::new(&config.env.allow, &config.env.block)?;
         let decision = filter.apply(host.env, &explicit)?;
         let mut env = decision.passed;
         if !env.iter().any(|(k, _)| k == "HOME") {
             env.push(("HOME".into(), home.clone()));
+        }
+        // Setup steps come with the repository: whatever the person running
+        // sandbox passes by name stays out of their environment, even where
+        // the allow list would have let the host's value through.
+        let personal: Vec<&str> = agent
+            .iter()
+            .flat_map(|(run, _)| &run.env)
+            .chain(&from_files)
+            .chain(&args.env)
+            .map(|entry| entry.split('=').next().unwrap_or_default().trim_end())
+            .chain(["SSH_AUTH_SOCK"])
+            .collect();
+        let public: BTreeMap<String, String> = host
+            .env
+            .iter()
+            .filter(|(name, _)| !personal.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let mut setup_env = filter.apply(&public, &constants)?.passed;
+        if !setup_env.iter().any(|(k, _)| k == "HOME") {
+            setup_env.push(("HOME".into(), home.clone()));
         }
 
         let user = match args.user.as_deref().or(config.container.user.as_deref()) {
@@ -299,6 +329,7 @@ impl RunPlan {
             image,
             command,
             setup: setup.to_vec(),
+            setup_env,
             mounts,
             env,
             withheld: decision.withheld,
@@ -365,9 +396,10 @@ impl RunPlan {
         &self.mounts[0].source
     }
 
-    /// What the container runs: the project's setup steps, then the command.
+    /// What the command's container runs: the command alone; setup steps
+    /// ran in a container of their own before it.
     pub fn argv(&self) -> Vec<String> {
-        crate::config::project::with_setup(&self.setup, &self.command)
+        self.command.clone()
     }
 
     /// Leaves the package cache out: its mount and the variables that point
@@ -513,6 +545,101 @@ mod tests {
         assert!(plan.cache.is_none());
         assert!(plan.mounts.iter().all(|m| m.target != "/cache"));
         assert!(plan.env.iter().all(|(k, _)| k != "XDG_CACHE_HOME"));
+    }
+
+    #[test]
+    fn setup_gets_no_value_the_person_passed() {
+        let dir = temp_dir("setup-env");
+        let file = dir.join("creds.env");
+        std::fs::write(&file, "FROM_FILE=file-secret\nLANG\nGITHUB_TOKEN\n").unwrap();
+        let socket = dir.join("agent.sock");
+        let env: BTreeMap<_, _> = [
+            ("ANTHROPIC_API_KEY", "sk-secret"),
+            ("ANTHROPIC_BASE_URL", "https://proxy.internal"),
+            ("GITHUB_TOKEN", "ghp-secret"),
+            ("LANG", "C.UTF-8"),
+            ("TERM", "xterm"),
+            ("SSH_AUTH_SOCK", socket.to_str().unwrap()),
+            ("XDG_DATA_HOME", "/data"),
+            ("XDG_CACHE_HOME", "/c"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let host = Host {
+            env: &env,
+            cwd: &dir,
+            uid: 1000,
+            gid: 1000,
+            stdin_is_terminal: false,
+            stdout_is_terminal: false,
+        };
+        let mut config = Config::default();
+        config.env.set.insert("PIP_NO_INPUT".into(), "1".into());
+        // A user who allowed the agent's key name still keeps it from setup.
+        config.env.allow.push("ANTHROPIC_*".into());
+        let argv = args(&[
+            "--env-file",
+            file.to_str().unwrap(),
+            "-e",
+            "SECRET=typed-secret",
+            "-e",
+            "TERM",
+            "--ssh-agent",
+            "claude",
+        ]);
+        let plan = RunPlan::resolve(&argv, &config, &["make".into()], &host).unwrap();
+        let run: BTreeMap<_, _> = plan.env.iter().cloned().collect();
+        assert_eq!(run["ANTHROPIC_API_KEY"], "sk-secret");
+        assert_eq!(run["FROM_FILE"], "file-secret");
+        assert_eq!(run["SECRET"], "typed-secret");
+        assert!(run.contains_key("SSH_AUTH_SOCK"));
+        assert!(
+            !run.contains_key("GITHUB_TOKEN"),
+            "a bare name in an env file obeys the block list"
+        );
+        assert!(plan.withheld.contains(&(
+            "GITHUB_TOKEN".into(),
+            env_filter::Reason::Blocked("GITHUB_TOKEN".into())
+        )));
+
+        let setup: BTreeMap<_, _> = plan.setup_env.iter().cloned().collect();
+        for personal in [
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_BASE_URL",
+            "GITHUB_TOKEN",
+            "FROM_FILE",
+            "SECRET",
+            "SSH_AUTH_SOCK",
+            "TERM",
+            "LANG",
+            "CLAUDE_CONFIG_DIR",
+        ] {
+            assert!(!setup.contains_key(personal), "{personal}: {setup:?}");
+        }
+        for value in [
+            "sk-secret",
+            "proxy.internal",
+            "ghp-secret",
+            "file-secret",
+            "typed-secret",
+        ] {
+            assert!(
+                !setup.values().any(|v| v.contains(value)),
+                "{value}: {setup:?}"
+            );
+        }
+        assert_eq!(setup["PIP_NO_INPUT"], "1", "configured constants");
+        assert_eq!(setup["XDG_CACHE_HOME"], "/cache", "the cache's variables");
+        assert_eq!(setup["HOME"], "/home/sandbox");
+        assert_eq!(plan.argv(), ["claude"], "the command runs alone");
+
+        // Without the agent or flags, the allowed host variables pass as in any run.
+        let plan = RunPlan::resolve(&args(&["true"]), &config, &[], &host).unwrap();
+        let setup: BTreeMap<_, _> = plan.setup_env.iter().cloned().collect();
+        assert_eq!(setup["LANG"], "C.UTF-8");
+        assert_eq!(setup["ANTHROPIC_BASE_URL"], "https://proxy.internal");
+        assert_eq!(setup["TERM"], "xterm");
     }
 
     #[test]

@@ -249,6 +249,12 @@ pub fn render_plan(plan: &RunPlan) -> String {
     for (i, step) in plan.setup.iter().enumerate() {
         let _ = writeln!(out, "setup {}:     {}", i + 1, sanitize(step));
     }
+    if !plan.setup.is_empty() {
+        // Its own container: the workspace and cache, none of the agent's
+        // state, keys or the values passed with -e and --env-file.
+        let names: Vec<_> = plan.setup_env.iter().map(|(k, _)| k.as_str()).collect();
+        let _ = writeln!(out, "setup env:   {}", names.join(" "));
+    }
     for mount in &plan.mounts {
         let mode = on_off(mount.read_only, "ro", "rw");
         let _ = writeln!(

@@ -4,19 +4,35 @@
 //! The file comes with the code, so it is as untrusted as the code: it may
 //! tighten what the user's configuration allows, never loosen it. It cannot
 //! let host variables in (only set constants), raise a limit, turn the
-//! network on or pick a weaker seccomp profile. It sits on the default
-//! protected paths, so a sandboxed command cannot rewrite it for the next run.
+//! network on or pick a weaker seccomp profile, and its `env.set` cannot
+//! name credentials, endpoints or loader variables ([`refused_name`]). It
+//! sits on the default protected paths, so a sandboxed command cannot rewrite
+//! it for the next run.
+//!
+//! It is read as an untrusted file too: only a regular file of its own
+//! (never through a link, never a pipe or device), at most [`MAX_SIZE`], and
+//! its contents never appear in an error beyond a key and a line number.
+//! Its setup steps run in a container of their own that holds no secret
+//! (`run/setup.rs`); [`setup_argv`] is the script that container runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use super::{Config, Size};
 
+mod file;
+mod refused;
+
+use file::{read_untrusted, redacted, shown_key};
+use refused::refused_name;
+
 pub const FILE: &str = ".sandbox.yml";
+/// The largest project file sandbox reads: a real one is a few hundred bytes.
+pub const MAX_SIZE: u64 = 1 << 20;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +42,8 @@ pub struct Project {
     /// Command basename → image, over `image`.
     #[serde(default)]
     images: BTreeMap<String, String>,
-    /// Shell commands run in the container, in order, before the command.
+    /// Shell commands run, in order, in a container of their own before the
+    /// command's.
     #[serde(default)]
     pub setup: Vec<String>,
     #[serde(default)]
@@ -40,7 +57,8 @@ pub struct Project {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProjectEnv {
-    /// Constants set in the container; never a host value.
+    /// Constants set in the container; never a host value, never a name
+    /// [`refused_name`] refuses.
     #[serde(default)]
     set: BTreeMap<String, String>,
     /// More globs to hold back.
@@ -83,13 +101,8 @@ pub fn load(workspace: &Path) -> Result<Option<Manifest>> {
     if std::fs::symlink_metadata(&path).is_ok_and(|m| crate::protect::is_placeholder(&m)) {
         return Ok(None);
     }
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot read the project file {}", path.display()))
-        }
+    let Some(text) = read_untrusted(&path)? else {
+        return Ok(None);
     };
     let project =
         parse(&text).with_context(|| format!("invalid project file {}", path.display()))?;
@@ -100,7 +113,7 @@ pub fn parse(text: &str) -> Result<Project> {
     if text.trim().is_empty() {
         return Ok(Project::default());
     }
-    let project: Project = serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let project: Project = serde_yaml::from_str(text).map_err(|e| anyhow!(redacted(&e)))?;
     if let Some(i) = project.setup.iter().position(|s| s.trim().is_empty()) {
         bail!("setup[{i}]: the command is empty");
     }
@@ -112,7 +125,7 @@ pub fn parse(text: &str) -> Result<Project> {
         bail!("image: the image name is empty");
     }
     if let Some((command, _)) = project.images.iter().find(|(_, i)| i.trim().is_empty()) {
-        bail!("images.{command}: the image name is empty");
+        bail!("images.{}: the image name is empty", shown_key(command));
     }
     Ok(project)
 }
@@ -127,6 +140,15 @@ impl Project {
             config.images = BTreeMap::from([("default".to_string(), image.clone())]);
         }
         config.images.extend(self.images.clone());
+        for name in self.env.set.keys() {
+            if let Some(rule) = refused_name(name, config) {
+                bail!(
+                    "env.set.{}: a project file may not set credentials, endpoints or loader \
+                     variables ({rule}) — set it in your own configuration or with -e",
+                    shown_key(name)
+                );
+            }
+        }
         config.env.set.extend(self.env.set.clone());
         super::extend_unique(&mut config.env.block, self.env.block.clone());
         super::extend_unique(
@@ -159,9 +181,9 @@ impl Project {
         match c.network.as_deref() {
             None => {}
             Some("none") => mine.network = "none".into(),
-            Some(other) => bail!(
-                "container.network: {other:?} — a project file may only turn the network off \
-                 (none); set other networks in your own configuration or with --network"
+            Some(_) => bail!(
+                "container.network: a project file may only turn the network off (none) — set \
+                 other networks in your own configuration or with --network"
             ),
         }
 
@@ -170,9 +192,9 @@ impl Project {
             None => {}
             Some(name) if name == config.security.seccomp => {}
             Some("strict") => config.security.seccomp = "strict".into(),
-            Some(other) => bail!(
-                "security.seccomp: {other:?} — a project file may only choose the stricter \
-                 built-in profile (strict); choose others with --seccomp"
+            Some(_) => bail!(
+                "security.seccomp: a project file may only choose the stricter built-in profile \
+                 (strict) — choose others with --seccomp"
             ),
         }
         if s.read_only_workspace == Some(true) {
@@ -243,15 +265,12 @@ fn raise_refused(key: &str, theirs: &str, mine: &str) -> String {
     )
 }
 
-/// The command line that runs `setup` and then `command` in the container.
-/// Each step runs in a subshell of its own, as a Makefile line does, so an
-/// `exit` in one is that step's status. Setup output goes to stderr so the
-/// command's stdout stays its own, and setup reads nothing, so the command's
-/// stdin arrives whole.
-pub fn with_setup(setup: &[String], command: &[String]) -> Vec<String> {
-    if setup.is_empty() {
-        return command.to_vec();
-    }
+/// The command line of the setup container: each step in a subshell of its
+/// own, as a Makefile line runs, so an `exit` in one is that step's status;
+/// with no stdin and its output on stderr, so the command's stdout stays its
+/// own. The first failing step ends it with that step's status and a line
+/// naming the step.
+pub fn setup_argv(setup: &[String]) -> Vec<String> {
     let mut script = String::new();
     for (i, step) in setup.iter().enumerate() {
         script.push_str(&format!(
@@ -261,15 +280,13 @@ pub fn with_setup(setup: &[String], command: &[String]) -> Vec<String> {
             shell_quote(step)
         ));
     }
-    script.push_str("exec \"$@\"\n");
-    let mut argv = vec![
+    script.push_str("exit 0\n");
+    vec![
         "/bin/sh".into(),
         "-c".into(),
         script,
         "sandbox-setup".into(),
-    ];
-    argv.extend(command.iter().cloned());
-    argv
+    ]
 }
 
 fn shell_quote(text: &str) -> String {
@@ -347,25 +364,105 @@ mod tests {
         assert!(err.contains("stup"), "{err}");
         let err = parse("container:\n  memroy: 1g\n").unwrap_err().to_string();
         assert!(err.contains("memroy") && err.contains("line 2"), "{err}");
+        assert!(err.contains("`memory`"), "the schema's keys stay: {err}");
         let err = parse("container:\n  memory: lots\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("lots") && err.contains("line 2"), "{err}");
+        assert!(
+            err.contains("container.memory") && err.contains("line 2"),
+            "{err}"
+        );
+        assert!(err.contains("not a size"), "{err}");
     }
 
     #[test]
-    fn setup_runs_first_and_the_command_keeps_its_arguments() {
-        let argv = with_setup(
-            &["pip install -r requirements.txt".into(), "echo 'hi'".into()],
-            &["python".into(), "-c".into(), "print(1)".into()],
+    fn values_never_reach_an_error() {
+        let secret = "sk-ant-secret-value";
+        for text in [
+            format!("container:\n  memory: {secret}\n"),
+            format!("container:\n  timeout: {secret}\n"),
+            format!("container:\n  pids_limit: {secret}\n"),
+            format!("container:\n  cpus: \"{secret}\"\n"),
+            format!("setup: {secret}\n"),
+            format!("setup:\n  - [{secret}]\n"),
+            format!("image: [{secret}]\n"),
+            format!("security:\n  read_only_workspace: {secret}\n"),
+            format!("env:\n  set:\n    A: [{secret}]\n"),
+            format!("{secret}\n"),
+            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{secret}\n"),
+            format!("image: a\nimage: {secret}\n"),
+            format!("image: \"{secret}\n"),
+            format!("container:\n  pids_limit: \"a\\\" {secret} \\\"\"\n"),
+        ] {
+            let err = parse(&text).expect_err(&text);
+            let line = format!("{err:#}");
+            assert!(!line.contains(secret), "{line}");
+            assert!(!line.contains("sk-ant"), "{line}");
+        }
+        let err = parse("container:\n  timeout: [1]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("container.timeout") && err.contains("line 2"),
+            "{err}"
         );
+        let err = parse("container:\n  cpus: many\n").unwrap_err().to_string();
+        assert!(
+            err.contains("container.cpus") && err.contains("expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_refused_name_is_one_line_naming_key_and_rule() {
+        let err = applied(
+            "env:\n  set:\n    PYTHONDONTWRITEBYTECODE: '1'\n    ANTHROPIC_BASE_URL: http://evil.example\n",
+            &mut Config::default(),
+        )
+        .unwrap_err();
+        let line = format!("{err:#}");
+        assert!(line.contains("env.set.ANTHROPIC_BASE_URL"), "{line}");
+        assert!(line.contains("*_BASE_URL"), "{line}");
+        assert!(!line.contains("evil"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        let mut c = Config::default();
+        applied("env:\n  set:\n    PYTHONDONTWRITEBYTECODE: '1'\n", &mut c).unwrap();
+        assert_eq!(c.env.set["PYTHONDONTWRITEBYTECODE"], "1");
+    }
+
+    #[test]
+    fn setup_steps_run_in_order_each_in_a_subshell() {
+        let argv = setup_argv(&["pip install -r requirements.txt".into(), "echo 'hi'".into()]);
         assert_eq!(argv[..2], ["/bin/sh", "-c"]);
-        assert_eq!(argv[3..], ["sandbox-setup", "python", "-c", "print(1)"]);
+        assert_eq!(argv[3..], ["sandbox-setup"]);
         let script = &argv[2];
         let first = script.find("pip install").unwrap();
         assert!(first < script.find("echo 'hi'").unwrap());
-        assert!(script.ends_with("exec \"$@\"\n"));
+        assert!(script.contains("</dev/null 1>&2"), "{script}");
+        assert!(script.ends_with("exit 0\n"), "{script}");
         assert!(script.contains(r"'echo '\''hi'\'''"), "{script}");
-        assert_eq!(with_setup(&[], &["true".into()]), ["true"]);
+    }
+
+    #[test]
+    fn setup_stops_at_the_first_failing_step_with_its_status() {
+        let argv = setup_argv(&[
+            "cd /".into(),
+            "test \"$PWD\" != / && echo out; exit 4".into(),
+            "echo never".into(),
+        ]);
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4));
+        assert!(out.stdout.is_empty(), "steps write to stderr");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("out\n"), "a step's cd stays in it: {err}");
+        assert!(!err.contains("never"), "{err}");
+        assert!(
+            err.contains("sandbox: .sandbox.yml setup step 2 failed with status 4: test"),
+            "{err}"
+        );
     }
 }

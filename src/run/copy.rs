@@ -64,7 +64,7 @@ pub async fn run_copied(
 }
 
 /// Streams the workspace into /work of container `id`.
-async fn copy_in(
+pub(super) async fn copy_in(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
@@ -93,7 +93,7 @@ async fn copy_in(
 }
 
 /// Brings back what the command changed in /work, and says what it was.
-async fn copy_back(
+pub(super) async fn copy_back(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,

@@ -5,7 +5,8 @@
 //! start → resize → supervise → restore the terminal → remove. The same order
 //! as docker/cli's `run.go`. A copied workspace (`copy.rs`) goes in before
 //! the start and comes back before the removal; `signals.rs` holds what the
-//! supervise loop listens to.
+//! supervise loop listens to; `setup.rs` runs the project's setup steps
+//! first, in a container of their own that holds no secret.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -28,6 +29,7 @@ use crate::warm::{self, Warm};
 use crate::{image, protect, security};
 
 mod copy;
+mod setup;
 mod signals;
 
 use copy::{run_copied, unique_name, Copy};
@@ -117,6 +119,10 @@ async fn run_protected(
     mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
+    // The project's setup steps, in a container of their own (setup.rs).
+    if let Some(ended) = setup::run(engine, &mut plan, &mut signals, ui).await? {
+        return Ok(ended);
+    }
     // A read-only copy needs a named volume, filled before the run. The
     // engine creates it, with the mount's labels, along with the container.
     if let Transfer::Copy { volume, .. } = &mut plan.transfer {
@@ -318,7 +324,7 @@ async fn attach_and_supervise(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
-    signals: Signals,
+    mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
     let (output, input) = engine.attach(id, plan.stdin, plan.tty).await?;
@@ -336,7 +342,7 @@ async fn attach_and_supervise(
         } else {
             drop(input);
         }
-        supervise(engine, id, plan, output, signals, ui).await
+        supervise(engine, id, plan, output, &mut signals, ui).await
     }
     .await;
     drop(raw);
@@ -349,7 +355,7 @@ async fn hand_over_and_supervise(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
-    signals: Signals,
+    mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
     let (output, mut input) = engine.attach(id, true, false).await?;
@@ -367,7 +373,7 @@ async fn hand_over_and_supervise(
         // The command sees EOF, as in a cold run without stdin.
         let _ = input.shutdown().await;
     }
-    supervise(engine, id, plan, output, signals, ui).await
+    supervise(engine, id, plan, output, &mut signals, ui).await
 }
 
 async fn supervise(
@@ -375,7 +381,7 @@ async fn supervise(
     id: &str,
     plan: &RunPlan,
     output: crate::engine::OutputStream,
-    mut signals: Signals,
+    signals: &mut Signals,
     ui: Ui,
 ) -> Result<Outcome> {
     let mut output = pin!(streams::forward_output(output));

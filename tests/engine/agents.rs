@@ -189,10 +189,16 @@ fn env_files_and_the_ssh_agent_are_opt_in() {
     assert_eq!(out.status, 0, "{out:?}");
     assert!(out.stdout.contains("FROM_FILE=file value\n"), "{out:?}");
     assert!(
-        out.stdout.contains("GITHUB_TOKEN=ghp-test\n"),
-        "named in the file: {out:?}"
+        !out.stdout.contains("ghp-test"),
+        "a bare name in a file obeys the block list like the host's variables: {out:?}"
     );
     assert!(out.stdout.contains("socket-ok"), "{out:?}");
+
+    // Typed with -e, the same name passes.
+    let mut args = vec!["--image", image, "-e", "GITHUB_TOKEN"];
+    args.extend(probe);
+    let out = run(agent_command(&ws, &host, &args));
+    assert!(out.stdout.contains("GITHUB_TOKEN=ghp-test\n"), "{out:?}");
 
     let mut args = vec!["--image", image];
     args.extend(probe);
