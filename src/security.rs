@@ -420,6 +420,59 @@ mod tests {
         }
     }
 
+    /// The calls that set a file's mode, by the index of the mode argument.
+    const MODE_ARGUMENT: [(&str, u64); 12] = [
+        ("chmod", 1),
+        ("creat", 1),
+        ("fchmod", 1),
+        ("mkdir", 1),
+        ("mknod", 1),
+        ("fchmodat", 2),
+        ("fchmodat2", 2),
+        ("mkdirat", 2),
+        ("mknodat", 2),
+        ("open", 2),
+        ("openat", 3),
+        ("openat2", 0),
+    ];
+
+    // A file made setuid or setgid in the bind-mounted workspace stays so on
+    // the host: every call that sets a mode is allowed only without those
+    // bits, and openat2, whose mode seccomp cannot read, answers ENOSYS.
+    #[test]
+    fn no_profile_lets_a_mode_carry_the_setuid_or_setgid_bit() {
+        let expected_arg = serde_json::json!({
+            "op": "SCMP_CMP_MASKED_EQ",
+            "value": 0o6000,
+            "valueTwo": 0,
+        });
+        for name in ["default", "strict", "debug"] {
+            let value: serde_json::Value =
+                serde_json::from_str(&profile(name).unwrap().json).unwrap();
+            let rules = value["syscalls"].as_array().unwrap();
+            for (call, index) in MODE_ARGUMENT {
+                let naming: Vec<_> = rules
+                    .iter()
+                    .filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == call))
+                    .collect();
+                assert_eq!(naming.len(), 1, "{name}: one rule for {call}");
+                let rule = naming[0];
+                if call == "openat2" {
+                    assert_eq!(rule["action"], "SCMP_ACT_ERRNO", "{name}: {call}");
+                    assert_eq!(rule["errnoRet"], 38, "{name}: {call}");
+                    continue;
+                }
+                assert_eq!(rule["action"], "SCMP_ACT_ALLOW", "{name}: {call}");
+                let args = rule["args"].as_array().expect("an argument filter");
+                assert_eq!(args.len(), 1, "{name}: {call}");
+                let mut arg = args[0].clone();
+                assert_eq!(arg["index"], index, "{name}: {call}'s mode");
+                arg.as_object_mut().unwrap().remove("index");
+                assert_eq!(arg, expected_arg, "{name}: {call}");
+            }
+        }
+    }
+
     #[test]
     fn user_profiles_are_validated() {
         let dir = std::env::temp_dir().join(format!("sandbox-seccomp-{}", std::process::id()));

@@ -15,6 +15,7 @@ mod remote;
 mod run;
 mod runtime;
 mod security;
+mod setuid;
 mod signals;
 mod terminal;
 mod warm;

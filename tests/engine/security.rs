@@ -5,7 +5,7 @@
 //! - which layer refuses each call: the seccomp filter itself, or only the
 //!   dropped capabilities (a copy of each profile whose default action kills
 //!   tells them apart, through sandbox and the engine, for every probe of
-//!   both suites);
+//!   both suites, the setuid and setgid modes included);
 //! - the calls `syscalls.c` does not try (`tests/probes/probe.c`): the rest of
 //!   the ptrace family, of the new mount API and of the namespace calls, the
 //!   host's clock, modules, I/O ports and fanotify, the x32 ABI, and the calls
@@ -23,6 +23,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use crate::common::{docker, test_image, Workspace};
+use crate::hardening::MODE_BITS;
 
 const OK: &str = "allowed";
 const EPERM: &str = "denied EPERM";
@@ -514,19 +515,31 @@ fn strict_and_debug_answer_the_new_probes_as_documented() {
 #[test]
 fn the_filter_itself_refuses_each_call_not_only_the_dropped_capabilities() {
     let ws = workspace();
-    let probes: Vec<(Bin, &str)> = SECCOMP.iter().map(|r| (r.bin, r.name)).collect();
+    let mut probes: Vec<(Bin, &str)> = SECCOMP.iter().map(|r| (r.bin, r.name)).collect();
+    probes.extend(MODE_BITS.iter().map(|(name, _, _)| (Bin::Syscalls, *name)));
     let mut wrong = Vec::new();
     for profile in ["default", "strict", "debug"] {
         let copy = killing_copy(&ws, profile);
         let got = sandboxed(&ws, &["--user", "4242:4242", "--seccomp", &copy], &probes);
+        let run = format!("{profile}, killing copy");
         for row in SECCOMP {
             let cell = match profile {
                 "default" => row.default,
                 "strict" => row.strict,
                 _ => row.debug,
             };
-            let run = format!("{profile}, killing copy");
             expect(&mut wrong, &run, &got, row.name, cell.killing());
+        }
+        // hardening.rs's mode probes, the same under every profile: a mode
+        // with the setuid or setgid bit matches no rule, so the default
+        // action answers it, which kills here.
+        for (name, answer, _) in MODE_BITS {
+            let cell = if *answer == EPERM {
+                Unlisted
+            } else {
+                Passes(answer)
+            };
+            expect(&mut wrong, &run, &got, name, cell.killing());
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));

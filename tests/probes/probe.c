@@ -366,9 +366,12 @@ int main(int argc, char **argv) {
     }
     /* Another user's file: reading it needs CAP_DAC_OVERRIDE (or
      * DAC_READ_SEARCH), changing its mode CAP_FOWNER. A device node: the
-     * device cgroup must allow it. */
+     * device cgroup must allow it. The mode is 0, as libc passes it without
+     * O_CREAT: the profiles refuse a mode with the setuid or setgid bit
+     * whatever the flags, and a raw call would pass whatever is in the
+     * register. */
     if (!strncmp(p, "read:", 5)) {
-        long fd = syscall(SYS_openat, AT_FDCWD, p + 5, O_RDONLY);
+        long fd = syscall(SYS_openat, AT_FDCWD, p + 5, O_RDONLY, 0);
         if (fd >= 0)
             close((int)fd);
         return verdict(fd);
@@ -383,7 +386,7 @@ int main(int argc, char **argv) {
     /* Opening for writing is enough to be refused; nothing is written, so
      * a path that is wrongly writable is not changed by the probe. */
     if (!strncmp(p, "openw:", 6)) {
-        long fd = syscall(SYS_openat, AT_FDCWD, p + 6, O_WRONLY);
+        long fd = syscall(SYS_openat, AT_FDCWD, p + 6, O_WRONLY, 0);
         if (fd >= 0)
             close((int)fd);
         return verdict(fd);

@@ -3,6 +3,10 @@
  * hides what the kernel (and the seccomp filter in front of it) answered.
  *
  *   syscalls NAME   prints "allowed" or "denied ERRNO_NAME", exits 0
+ *   syscalls CALL-MODE   (chmod-4755, openat-0644, ...) makes CALL with that
+ *                octal mode on a scratch file and prints "allowed MODE",
+ *                the mode the file then has, or "denied ERRNO_NAME" when
+ *                the call failed and left the file as it was
  *
  * Built static by the engine tests and run inside the container. A probe
  * must be able to print "allowed": the tests run each one again under a
@@ -12,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/openat2.h>
 #include <linux/perf_event.h>
 #include <linux/reboot.h>
 #include <sched.h>
@@ -36,6 +41,9 @@
 #endif
 #ifndef AF_ALG
 #define AF_ALG 38
+#endif
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452 /* Linux 6.6; the same number on every architecture */
 #endif
 
 static const char *errno_name(int e) {
@@ -100,6 +108,87 @@ static pid_t sleeper(void) {
 static void reap(pid_t pid) {
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+}
+
+/* Somewhere writable for a scratch file: /tmp in a sandbox, else the
+ * working directory. */
+static const char *scratch(const char *name) {
+    static char path[256];
+    snprintf(path, sizeof path, "%s/%s", access("/tmp", W_OK) == 0 ? "/tmp" : ".", name);
+    return path;
+}
+
+/* The mode bits of `path` (without its type), or -1 if it is not there. */
+static long mode_of(const char *path) {
+    struct stat st;
+    return lstat(path, &st) == 0 ? (long)(st.st_mode & 07777) : -1;
+}
+
+static void remove_scratch(const char *path) {
+    if (unlink(path) < 0)
+        rmdir(path);
+}
+
+/* CALL-MODE: the calls that set a file's mode, each with `mode`. The ones
+ * that change a mode get a file of mode 0644 to change; the ones that create
+ * get a path that does not exist. The answer says whether the call succeeded
+ * and what mode the file has afterwards, so a control run shows the setuid
+ * bit really set, and a refusal that the file is as it was. Nothing is left
+ * behind. Returns -1 for a call it does not know. */
+static int mode_probe(const char *call, mode_t mode) {
+    const char *path = scratch("probe-mode");
+    umask(0); /* the mode asked for is the mode given */
+    remove_scratch(path);
+    int changes = !strcmp(call, "chmod") || !strcmp(call, "fchmod") || !strcmp(call, "fchmodat") ||
+                  !strcmp(call, "fchmodat2") || !strcmp(call, "open-rdonly");
+    long before = -1;
+    int fd = -1;
+    if (changes) {
+        int made = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+        if (made < 0) {
+            printf("setup-failed %s\n", errno_name(errno));
+            return 0;
+        }
+        close(made);
+        before = 0644;
+    }
+    long ret;
+    if (!strcmp(call, "chmod")) ret = syscall(SYS_chmod, path, mode);
+    else if (!strcmp(call, "fchmod")) {
+        fd = open(path, O_RDONLY);
+        ret = syscall(SYS_fchmod, fd, mode);
+    }
+    else if (!strcmp(call, "fchmodat")) ret = syscall(SYS_fchmodat, AT_FDCWD, path, mode);
+    else if (!strcmp(call, "fchmodat2")) ret = syscall(SYS_fchmodat2, AT_FDCWD, path, mode, 0);
+    /* No O_CREAT: the kernel ignores the mode, the filter cannot know that. */
+    else if (!strcmp(call, "open-rdonly")) ret = fd = (int)syscall(SYS_open, path, O_RDONLY, mode);
+    else if (!strcmp(call, "open")) ret = fd = (int)syscall(SYS_open, path, O_WRONLY | O_CREAT | O_EXCL, mode);
+    else if (!strcmp(call, "openat"))
+        ret = fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_EXCL, mode);
+    else if (!strcmp(call, "openat2")) {
+        struct open_how how = {.flags = O_WRONLY | O_CREAT | O_EXCL, .mode = mode};
+        ret = fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    }
+    else if (!strcmp(call, "creat")) ret = fd = (int)syscall(SYS_creat, path, mode);
+    else if (!strcmp(call, "mkdir")) ret = syscall(SYS_mkdir, path, mode);
+    else if (!strcmp(call, "mkdirat")) ret = syscall(SYS_mkdirat, AT_FDCWD, path, mode);
+    else if (!strcmp(call, "mknod")) ret = syscall(SYS_mknod, path, S_IFREG | mode, 0);
+    else if (!strcmp(call, "mknodat")) ret = syscall(SYS_mknodat, AT_FDCWD, path, S_IFREG | mode, 0);
+    else return -1;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    long after = mode_of(path);
+    remove_scratch(path);
+    if (ret >= 0)
+        printf("allowed %04lo\n", after);
+    else if (after == before)
+        printf("denied %s\n", errno_name(saved));
+    else if (before < 0)
+        printf("denied %s, yet created %04lo\n", errno_name(saved), after);
+    else
+        printf("denied %s, yet mode %04lo\n", errno_name(saved), after);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -277,6 +366,15 @@ int main(int argc, char **argv) {
         long ret = write(fd, "0", 1);
         close(fd);
         return verdict(ret);
+    }
+
+    /* CALL-MODE, the mode in octal after the last dash. */
+    const char *dash = strrchr(p, '-');
+    if (dash && dash[1] && strspn(dash + 1, "01234567") == strlen(dash + 1)) {
+        static char call[64];
+        snprintf(call, sizeof call, "%.*s", (int)(dash - p), p);
+        if (mode_probe(call, (mode_t)strtoul(dash + 1, NULL, 8)) == 0)
+            return 0;
     }
 
     fprintf(stderr, "unknown probe %s\n", p);
