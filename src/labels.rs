@@ -9,3 +9,6 @@ pub const WORKSPACE: &str = "dev.sandbox.workspace";
 pub const COMMAND: &str = "dev.sandbox.command";
 /// On a warm container: the hash of the settings it was prepared for.
 pub const WARM: &str = "dev.sandbox.warm";
+/// On a warm container, which is created from an image ID: the image as the
+/// run named it.
+pub const IMAGE: &str = "dev.sandbox.image";
