@@ -129,7 +129,7 @@ fn run_command(
         ui::print(&ui::render_plan(&plan))?;
         return Ok(Outcome::Exited(0));
     }
-    block_on(run::run(plan, ui))
+    block_on(run::run(plan, env, ui))
 }
 
 fn block_on(work: impl std::future::Future<Output = Result<Outcome>>) -> Result<Outcome> {

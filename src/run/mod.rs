@@ -7,6 +7,7 @@
 //! the start and comes back before the removal; `signals.rs` holds what the
 //! supervise loop listens to.
 
+use std::collections::BTreeMap;
 use std::pin::pin;
 use std::time::Duration;
 
@@ -37,7 +38,12 @@ use signals::{Signals, Stop};
 /// limit) before it is killed.
 const GRACE: Duration = Duration::from_secs(5);
 
-pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
+/// Runs `plan`; `host_env` is the host's environment, read once by main.
+pub async fn run(
+    mut plan: RunPlan,
+    host_env: &BTreeMap<String, String>,
+    ui: Ui,
+) -> Result<Outcome> {
     // Handlers go in first: from here a Ctrl-C is ours to handle, so it can
     // never strike between create and the removal that must follow it.
     let mut signals = Signals::new()?;
@@ -85,7 +91,7 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
     }
     // Creating first and pulling only on "no such image" saves an inspect
     // round trip on every run with a local image.
-    let (id, warnings) = match create(&engine, &body, &plan).await {
+    let (id, warnings) = match create(&engine, &body, &plan, host_env).await {
         Err(e) if e.is::<ImageMissing>() => {
             if plan.pull == PullPolicy::Never {
                 bail!(
@@ -97,7 +103,7 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
             if let Some(stopped) = pull(&engine, &plan, &mut signals, ui).await? {
                 return Ok(stopped);
             }
-            create(&engine, &body, &plan).await?
+            create(&engine, &body, &plan, host_env).await?
         }
         created => created?,
     };
@@ -138,6 +144,7 @@ async fn create(
     engine: &Engine,
     body: &ContainerCreateBody,
     plan: &RunPlan,
+    host_env: &BTreeMap<String, String>,
 ) -> Result<(String, Vec<String>)> {
     match engine.create(body.clone(), None).await {
         Err(e) if e.is::<SeccompNeedsPath>() => {
@@ -148,7 +155,7 @@ async fn create(
                     plan.host
                 );
             }
-            let path = security::profile_file(&plan.seccomp)?;
+            let path = security::profile_file(&plan.seccomp, host_env)?;
             let mut body = body.clone();
             security::for_podman(&mut body, &path);
             engine.create(body, None).await
