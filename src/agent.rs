@@ -1,8 +1,19 @@
 //! Pure: a coding agent's profile applied to a run: its image and command,
 //! its own credentials, its state directories.
+//!
+//! An agent's state is executable: Claude Code runs the hooks in its
+//! `settings.json`, reads `CLAUDE.md` as instructions, starts the MCP servers
+//! it lists and skips questions for the folders it trusts. So sandbox keeps
+//! one copy per agent *and workspace*, under
+//! `$XDG_DATA_HOME/sandbox/agents/<agent>/<workspace key>/`: what a hostile
+//! checkout writes there reaches only its own later runs, never another
+//! project's. Nothing is shared between workspaces, not even the login: a
+//! shared credentials file would let one project swap in an account of its
+//! choosing and read what other projects send. Each project logs in once, or
+//! the agent takes its API key from the host's environment.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -22,12 +33,33 @@ pub struct AgentRun {
     pub state: Vec<(PathBuf, String)>,
 }
 
-/// `agent` for `sandbox run NAME ARGS`, with HOME at `home` in the container.
+/// Where sandbox keeps every agent's state, each workspace's apart.
+pub fn state_home(host_env: &BTreeMap<String, String>) -> Result<PathBuf> {
+    Ok(
+        host_dirs::sandbox_dir(host_env, "XDG_DATA_HOME", directories::BaseDirs::data_dir)?
+            .join("agents"),
+    )
+}
+
+/// The directory that holds `agent`'s state for `workspace` (canonical).
+pub fn state_root(
+    host_env: &BTreeMap<String, String>,
+    agent: &str,
+    workspace: &Path,
+) -> Result<PathBuf> {
+    Ok(state_home(host_env)?
+        .join(agent)
+        .join(host_dirs::workspace_key(workspace)))
+}
+
+/// `agent` for `sandbox run NAME ARGS` in `workspace` (canonical), with HOME
+/// at `home` in the container.
 pub fn resolve(
     agent: &Agent,
     args: &[String],
     source: Option<StateSource>,
     home: &str,
+    workspace: &Path,
     host_env: &BTreeMap<String, String>,
 ) -> Result<AgentRun> {
     let mut argv = agent.command.clone();
@@ -54,11 +86,7 @@ pub fn resolve(
                     anyhow::anyhow!("--agent-state home: HOME is not set — set it, or use sandbox")
                 })?,
         ),
-        StateSource::Sandbox => Some(
-            host_dirs::sandbox_dir(host_env, "XDG_DATA_HOME", directories::BaseDirs::data_dir)?
-                .join("agents")
-                .join(&agent.name),
-        ),
+        StateSource::Sandbox => Some(state_root(host_env, &agent.name, workspace)?),
     };
     let state = match root {
         Some(root) => agent
@@ -96,9 +124,25 @@ mod tests {
         .into()
     }
 
+    const WORK: &str = "/home/me/src/app";
+
+    fn resolve_in(workspace: &str, source: Option<StateSource>) -> AgentRun {
+        let workspace = Path::new(workspace);
+        resolve(&claude(), &[], source, "/home/sandbox", workspace, &env()).unwrap()
+    }
+
     #[test]
     fn the_agent_runs_its_command_with_the_typed_arguments() {
-        let run = resolve(&claude(), &["--help".into()], None, "/home/sandbox", &env()).unwrap();
+        let args = ["--help".to_string()];
+        let run = resolve(
+            &claude(),
+            &args,
+            None,
+            "/home/sandbox",
+            Path::new(WORK),
+            &env(),
+        )
+        .unwrap();
         assert_eq!(run.argv, ["claude", "--help"]);
         assert!(run
             .env
@@ -111,19 +155,52 @@ mod tests {
 
     #[test]
     fn state_comes_from_sandbox_unless_asked() {
-        let run = resolve(&claude(), &[], None, "/home/sandbox", &env()).unwrap();
+        let run = resolve_in(WORK, None);
+        let key = host_dirs::workspace_key(Path::new(WORK));
         assert_eq!(
             run.state,
             [(
-                PathBuf::from("/data/sandbox/agents/claude/.claude"),
+                PathBuf::from(format!("/data/sandbox/agents/claude/{key}/.claude")),
                 "/home/sandbox/.claude".to_string()
             )]
         );
-        let home = StateSource::Home;
-        let run = resolve(&claude(), &[], Some(home), "/home/sandbox", &env()).unwrap();
+        let run = resolve_in(WORK, Some(StateSource::Home));
         assert_eq!(run.state[0].0, PathBuf::from("/home/me/.claude"));
-        let none = StateSource::None;
-        let run = resolve(&claude(), &[], Some(none), "/home/sandbox", &env()).unwrap();
+        let run = resolve_in(WORK, Some(StateSource::None));
         assert!(run.state.is_empty());
+    }
+
+    #[test]
+    fn each_workspace_has_state_of_its_own() {
+        let here = resolve_in(WORK, None).state;
+        let again = resolve_in(WORK, None).state;
+        assert_eq!(here, again, "the same workspace finds its state again");
+        for other in [
+            "/home/me/src/other",
+            "/home/you/src/app",
+            "/home/me/src/app/sub",
+        ] {
+            let there = resolve_in(other, None).state;
+            assert_ne!(here[0].0, there[0].0, "{other}");
+            assert!(
+                !there[0].0.starts_with(here[0].0.parent().unwrap()),
+                "{other} is not inside {WORK}'s state"
+            );
+            assert_eq!(here[0].1, there[0].1, "the same place in the container");
+        }
+        let name = here[0]
+            .0
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(name.starts_with("app-"), "readable: {name}");
+        // --agent-state home is one directory for every workspace, by request.
+        assert_eq!(
+            resolve_in(WORK, Some(StateSource::Home)).state,
+            resolve_in("/home/me/src/other", Some(StateSource::Home)).state
+        );
     }
 }

@@ -45,22 +45,9 @@ pub fn root(config: &CacheConfig, env: &BTreeMap<String, String>) -> Result<Path
 /// The cache directory of `workspace`: its name, for a person reading the
 /// listing, and a hash of its full path, so two `app` folders never share.
 pub fn dir_for(root: &Path, workspace: &Path) -> PathBuf {
-    let name: String = workspace
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "root".into())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect();
     root.join(format!(
-        "{name}-{:016x}",
+        "{}-{:016x}",
+        host_dirs::readable_name(workspace),
         crate::hash::fnv1a(workspace.as_os_str().as_encoded_bytes())
     ))
 }

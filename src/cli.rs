@@ -114,7 +114,8 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// Where the caches are and how much each workspace's holds
+    /// Where the caches are, how much each workspace's holds, and where
+    /// agents' state is kept
     Info,
     /// Empty this workspace's cache
     Clean {
@@ -160,7 +161,8 @@ pub struct RunArgs {
     pub ssh_agent: bool,
 
     /// Where a coding agent's state (login, settings) comes from: sandbox's
-    /// own copy, your home directory, or none
+    /// own copy for this workspace, your home directory (shared with every
+    /// project, and with the agent outside the sandbox), or none
     #[arg(long, value_enum, value_name = "SOURCE")]
     pub agent_state: Option<crate::config::agents::StateSource>,
 

@@ -12,3 +12,6 @@ pub const WARM: &str = "dev.sandbox.warm";
 /// The set of protections a container was made with, when it follows the
 /// repository's submodules (`protect.rs`).
 pub const GUARDS: &str = "dev.sandbox.guards";
+/// On a warm container, which is created from an image ID: the image as the
+/// run named it.
+pub const IMAGE: &str = "dev.sandbox.image";

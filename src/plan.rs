@@ -146,6 +146,7 @@ impl RunPlan {
                     &args.command[1..],
                     args.agent_state,
                     &home,
+                    &resolve_workspace(args.workspace.as_deref(), host.cwd)?,
                     host.env,
                 )?,
                 profile,

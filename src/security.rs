@@ -74,34 +74,14 @@ fn compact(text: &str) -> Result<String> {
     Ok(serde_json::to_string(&value)?)
 }
 
-/// `profile` as a file for engines that read it from disk: written once per
-/// content (the name is its hash) in a directory only this user can write.
-pub fn profile_file(profile: &Profile) -> Result<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = rustix::process::getuid().as_raw();
-    let dir = std::env::temp_dir().join(format!("sandbox-{uid}"));
-    crate::host_dirs::ensure_owned(&dir, None)?;
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .with_context(|| format!("cannot restrict {}", dir.display()))?;
-    // Anyone can create a directory in /tmp first: one that is not our own
-    // could hold a profile that allows everything.
-    let meta = std::fs::symlink_metadata(&dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?;
-    if !meta.is_dir() || meta.uid() != uid {
-        bail!(
-            "{} is not a directory of this user's — remove it",
-            dir.display()
-        );
-    }
+/// `profile` as a file for engines that read it from disk, named by its
+/// content's hash, in a directory only this user can write (see
+/// [`private_runtime_dir`](crate::host_dirs::private_runtime_dir), `dir`):
+/// a profile someone else could replace might allow everything.
+pub fn profile_file(profile: &Profile, dir: &std::path::Path) -> Result<std::path::PathBuf> {
     let hash = crate::hash::fnv1a(profile.json.as_bytes());
-    let path = dir.join(format!("seccomp-{hash:016x}.json"));
-    if !path.is_file() {
-        let partial = path.with_extension(format!("{}.tmp", std::process::id()));
-        std::fs::write(&partial, &profile.json)
-            .and_then(|()| std::fs::rename(&partial, &path))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(path)
+    let name = format!("seccomp-{hash:016x}.json");
+    crate::host_dirs::write_private(dir, &name, profile.json.as_bytes())
 }
 
 /// The request as Podman's Docker-compatible API takes it: the seccomp

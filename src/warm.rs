@@ -9,7 +9,8 @@
 //! same environment, limits, mounts and user. Unused, it stops by itself
 //! after the idle time.
 //!
-//! A warm container is named after a hash of its settings. A run claims it by
+//! A warm container is named after a hash of its settings, the ID of its
+//! image among them (not the tag, which a rebuild moves). A run claims it by
 //! renaming it, which the engine does atomically: two runs never share one.
 //! The next one is prepared by a detached `sandbox warm-prepare`, so the run
 //! that asked for it does not wait.
@@ -29,12 +30,13 @@ pub const NAME_PREFIX: &str = "sandbox-warm-";
 /// A warm container this close to its idle limit is left to expire.
 const MARGIN: Duration = Duration::from_secs(5);
 
-/// A warm container's request, and the name that identifies its settings.
+/// A warm container's request, before it is tied to an image.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Warm {
     /// The engine it runs on.
     pub host: String,
-    pub name: String,
+    /// The run's request without its command, the image named as the run
+    /// named it: [`Warm::pinned`] makes the container's own.
     pub body: ContainerCreateBody,
     /// How long it waits unused, in seconds.
     pub idle: u64,
@@ -48,8 +50,8 @@ pub struct Warm {
 }
 
 impl Warm {
-    /// The warm twin of a run's create request: the same container, with the
-    /// waiter in place of the command and stdin open to hand the command over.
+    /// The warm twin of a run's create request: the same container, with
+    /// stdin open to hand the command over.
     pub fn for_run(run: &ContainerCreateBody, idle: Duration, host: &str) -> Warm {
         let mut body = run.clone();
         body.cmd = None;
@@ -57,22 +59,12 @@ impl Warm {
         body.open_stdin = Some(true);
         body.stdin_once = Some(true);
         body.attach_stdin = Some(true);
-        let labels = body.labels.get_or_insert_with(Default::default);
         // The command label differs per run; everything else must match.
-        labels.remove(labels::COMMAND);
-        // Through `Value`, whose maps are sorted: the body's HashMaps iterate
-        // in a different order in every process.
-        let settings = serde_json::to_value(&body)
-            .and_then(|v| serde_json::to_vec(&v))
-            .unwrap_or_default();
-        let key = format!("{:016x}", crate::hash::fnv1a(&settings));
-        let labels = body.labels.get_or_insert_with(Default::default);
-        labels.insert(labels::COMMAND.into(), "(warm, waiting)".into());
-        labels.insert(labels::WARM.into(), key.clone());
-        body.cmd = Some(waiter(idle, body.env.as_deref().unwrap_or_default()));
+        if let Some(labels) = body.labels.as_mut() {
+            labels.remove(labels::COMMAND);
+        }
         Warm {
             host: host.to_string(),
-            name: format!("{NAME_PREFIX}{key}"),
             body,
             idle: idle.as_secs(),
             stand_ins: Vec::new(),
@@ -88,6 +80,38 @@ impl Warm {
         self.workspace = plan.workspace().to_path_buf();
         self.private_dir = plan.private_dir.clone();
         self
+    }
+
+    /// The name and request of the warm container for the image whose ID is
+    /// `image_id`: what the run's image (a tag) names right now. The request
+    /// names the image by that ID and the name is a hash of the request, so
+    /// a run looks for a container of the image its tag names at that moment,
+    /// and one made before a rebuild moved the tag is never claimed.
+    pub fn pinned(&self, image_id: &str) -> (String, ContainerCreateBody) {
+        let mut body = self.body.clone();
+        let named = body.image.replace(image_id.to_string()).unwrap_or_default();
+        // For `sandbox ls`, which would otherwise show the bare ID.
+        let labels = body.labels.get_or_insert_with(Default::default);
+        labels.insert(labels::IMAGE.into(), named);
+        // Through `Value`, whose maps are sorted: the body's HashMaps iterate
+        // in a different order in every process.
+        let settings = serde_json::to_value(&body)
+            .and_then(|v| serde_json::to_vec(&v))
+            .unwrap_or_default();
+        let key = format!("{:016x}", crate::hash::fnv1a(&settings));
+        let labels = body.labels.get_or_insert_with(Default::default);
+        labels.insert(labels::COMMAND.into(), "(warm, waiting)".into());
+        labels.insert(labels::WARM.into(), key.clone());
+        body.cmd = Some(waiter(
+            Duration::from_secs(self.idle),
+            body.env.as_deref().unwrap_or_default(),
+        ));
+        (format!("{NAME_PREFIX}{key}"), body)
+    }
+
+    /// The image as the run named it.
+    fn image(&self) -> &str {
+        self.body.image.as_deref().unwrap_or_default()
     }
 }
 
@@ -144,7 +168,15 @@ pub fn handoff(argv: &[String]) -> Vec<u8> {
 
 /// Claims the warm container for `warm`, if one is waiting: renames it to a
 /// name of this run's own and checks it is still up. Returns its id.
+///
+/// The image's tag is looked up first (one image inspect, about a millisecond
+/// on a local socket): the warm container to claim is the one made for the
+/// image the tag names now. A missing image has none; the cold run pulls it.
 pub async fn claim(engine: &Engine, warm: &Warm) -> Result<Option<String>> {
+    let Some(image_id) = engine.image_id(warm.image()).await? else {
+        return Ok(None);
+    };
+    let (name, _) = warm.pinned(&image_id);
     let mine = format!(
         "sandbox-{}-{}",
         std::process::id(),
@@ -152,7 +184,7 @@ pub async fn claim(engine: &Engine, warm: &Warm) -> Result<Option<String>> {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    if !engine.rename(&warm.name, &mine).await? {
+    if !engine.rename(&name, &mine).await? {
         return Ok(None);
     }
     let fresh = match engine.running_since(&mine).await? {
@@ -205,7 +237,9 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
 }
 
 /// `sandbox warm-prepare`: the request on stdin becomes a started, waiting
-/// container. Stale warm containers (stopped after their idle time) go first.
+/// container of the image its tag names now. Stale warm containers (stopped
+/// after their idle time) go first; one of an image the tag has left simply
+/// waits out its idle time, unclaimed.
 pub async fn prepare(request: &[u8]) -> Result<()> {
     let warm: Warm = serde_json::from_slice(request).context("invalid warm request")?;
     let engine = &Engine::connect(&warm.host).await?;
@@ -216,6 +250,11 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
             engine.remove(&old.id).await?;
         }
     }
+    // Pinned to what the tag names now, which is what the next run looks up.
+    let Some(image_id) = engine.image_id(warm.image()).await? else {
+        return Ok(());
+    };
+    let (name, body) = warm.pinned(&image_id);
     // Held until the container has started, so no run removes a stand-in
     // between its making and the mount over it.
     let _hold = match warm.stand_ins.is_empty() {
@@ -229,7 +268,7 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
         stand_in.stand_in(&warm.workspace)?;
     }
     // Another run may have prepared the same one already: the name is taken.
-    let Ok((id, warnings)) = engine.create(warm.body, Some(&warm.name)).await else {
+    let Ok((id, warnings)) = engine.create(body, Some(&name)).await else {
         return Ok(());
     };
     if !warnings.is_empty() {
@@ -249,7 +288,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn body(command: &str, env: &str) -> ContainerCreateBody {
+    fn body_of(command: &str, env: &str) -> ContainerCreateBody {
         ContainerCreateBody {
             image: Some("img:1".into()),
             cmd: Some(vec![command.into()]),
@@ -262,25 +301,43 @@ mod tests {
         }
     }
 
+    const ID: &str = "sha256:1111";
+
     #[test]
     fn the_name_follows_the_settings_not_the_command() {
-        let a = Warm::for_run(&body("true", "A=1"), Duration::from_secs(60), "unix:///x");
-        let b = Warm::for_run(&body("ls", "A=1"), Duration::from_secs(60), "unix:///x");
-        let c = Warm::for_run(&body("true", "A=2"), Duration::from_secs(60), "unix:///x");
-        assert_eq!(a.name, b.name);
-        assert_ne!(a.name, c.name);
-        assert!(a.name.starts_with(NAME_PREFIX));
-        let labels = a.body.labels.unwrap();
-        assert_eq!(labels[labels::WARM], &a.name[NAME_PREFIX.len()..]);
-        assert_eq!(a.body.open_stdin, Some(true));
-        assert_eq!(a.body.tty, Some(false));
-        assert_eq!(a.body.cmd.unwrap()[0], "/bin/sh");
+        let idle = Duration::from_secs(60);
+        let (a, body) = Warm::for_run(&body_of("true", "A=1"), idle, "unix:///x").pinned(ID);
+        let (b, _) = Warm::for_run(&body_of("ls", "A=1"), idle, "unix:///x").pinned(ID);
+        let (c, _) = Warm::for_run(&body_of("true", "A=2"), idle, "unix:///x").pinned(ID);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with(NAME_PREFIX));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[labels::WARM], &a[NAME_PREFIX.len()..]);
+        assert_eq!(body.open_stdin, Some(true));
+        assert_eq!(body.tty, Some(false));
+        assert_eq!(body.cmd.unwrap()[0], "/bin/sh");
+    }
+
+    #[test]
+    fn the_name_and_the_request_follow_the_image_id() {
+        let warm = Warm::for_run(
+            &body_of("true", "A=1"),
+            Duration::from_secs(60),
+            "unix:///x",
+        );
+        let (one, pinned) = warm.pinned(ID);
+        let (two, _) = warm.pinned("sha256:2222");
+        assert_ne!(one, two, "a moved tag finds no container of the old image");
+        assert_eq!(pinned.image.as_deref(), Some(ID), "created from the ID");
+        assert_eq!(pinned.labels.unwrap()[labels::IMAGE], "img:1");
+        assert_eq!(warm.image(), "img:1", "the request keeps the tag");
     }
 
     #[test]
     fn the_name_does_not_depend_on_map_order() {
-        let mut one = body("true", "A=1");
-        let mut two = body("true", "A=1");
+        let mut one = body_of("true", "A=1");
+        let mut two = body_of("true", "A=1");
         for (i, b) in [&mut one, &mut two].into_iter().enumerate() {
             let labels = b.labels.as_mut().unwrap();
             let keys = if i == 0 {
@@ -294,8 +351,8 @@ mod tests {
         }
         let idle = Duration::from_secs(60);
         assert_eq!(
-            Warm::for_run(&one, idle, "unix:///x").name,
-            Warm::for_run(&two, idle, "unix:///x").name
+            Warm::for_run(&one, idle, "unix:///x").pinned(ID).0,
+            Warm::for_run(&two, idle, "unix:///x").pinned(ID).0
         );
     }
 

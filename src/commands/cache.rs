@@ -7,10 +7,12 @@ use std::path::Path;
 use anyhow::Result;
 use indicatif::HumanBytes;
 
+use crate::agent;
 use crate::cache;
 use crate::cli::CacheCommand;
 use crate::config::Config;
 use crate::exit::Outcome;
+use crate::host_dirs;
 use crate::plan;
 use crate::ui;
 
@@ -23,9 +25,8 @@ pub fn run(
     let root = cache::root(&config.cache, env)?;
     match command {
         CacheCommand::Info => {
-            let here = plan::resolve_workspace(None, cwd)
-                .ok()
-                .map(|w| cache::dir_for(&root, &w));
+            let workspace = plan::resolve_workspace(None, cwd).ok();
+            let here = workspace.as_ref().map(|w| cache::dir_for(&root, w));
             let entries = cache::entries(&root)?;
             let total: u64 = entries.iter().map(|e| e.bytes).sum();
             let mut out = String::new();
@@ -51,6 +52,18 @@ pub fn run(
                     "{:>10}  {}{mark}",
                     HumanBytes(e.bytes).to_string(),
                     ui::sanitize(&workspace)
+                );
+            }
+            // Not a cache, and `clean` leaves it alone; said here so a person
+            // looking for what sandbox keeps finds it.
+            if let Ok(agents) = agent::state_home(env) {
+                let key = workspace
+                    .as_deref()
+                    .map_or("<workspace>".into(), host_dirs::workspace_key);
+                let _ = writeln!(
+                    out,
+                    "agent state: {} (each workspace's own; not emptied by clean)",
+                    agents.join("<agent>").join(key).display()
                 );
             }
             ui::print(&out)?;

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StateSource {
-    /// sandbox's own copy, kept between runs: the agent never sees yours.
+    /// sandbox's own copy for this workspace, kept between runs: the agent
+    /// never sees yours, nor another project's.
     Sandbox,
-    /// Your own (~/.claude, ...). The agent can then change settings that run
-    /// outside the sandbox too, such as Claude Code's hooks.
+    /// Your own (~/.claude, ...), the same for every project. The agent can
+    /// then change what runs outside the sandbox and in every other project,
+    /// such as Claude Code's hooks.
     Home,
     /// Nothing kept: every run starts logged out.
     None,

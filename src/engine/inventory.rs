@@ -147,7 +147,12 @@ impl Engine {
                         .and_then(|n| n.first())
                         .map(|n| n.trim_start_matches('/').to_string())
                         .unwrap_or_default(),
-                    image: c.image.clone().unwrap_or_default(),
+                    // A warm container is created from an ID; its label
+                    // keeps the name the run used.
+                    image: Some(label(labels::IMAGE))
+                        .filter(|i| !i.is_empty())
+                        .or_else(|| c.image.clone())
+                        .unwrap_or_default(),
                     command: label(labels::COMMAND),
                     workspace: label(labels::WORKSPACE),
                     guards: label(labels::GUARDS),

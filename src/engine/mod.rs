@@ -196,6 +196,20 @@ impl Engine {
         }
     }
 
+    /// The ID (`sha256:...`) of the image `reference` names now; `None` when
+    /// it is not present locally.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(image) => Ok(image.id.filter(|id| !id.is_empty())),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => {
+                Err(plain(e)).with_context(|| format!("cannot inspect the image {reference}"))
+            }
+        }
+    }
+
     /// Renames a container; `false` when no container has the name `from`.
     /// The engine renames atomically, so of two callers only one succeeds:
     /// this is how a warm container is claimed.

@@ -217,7 +217,7 @@ async fn create(
                     plan.host
                 );
             }
-            let path = security::profile_file(&plan.seccomp)?;
+            let path = security::profile_file(&plan.seccomp, &plan.private_dir)?;
             let mut body = body.clone();
             security::for_podman(&mut body, &path);
             engine.create(body, None).await

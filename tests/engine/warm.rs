@@ -179,3 +179,91 @@ fn an_unused_warm_container_stops_after_its_idle_time() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Removes the images it names when the test ends, however it ends.
+struct Images(Vec<String>);
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for image in &self.0 {
+            docker(&["rmi", "-f", image]);
+        }
+    }
+}
+
+/// Builds `FROM <test image>` with `/version` holding `text`, tagged `tag`;
+/// returns its image ID.
+fn build_version(tag: &str, text: &str) -> String {
+    let context = crate::common::tempdir();
+    std::fs::write(context.path().join("version"), format!("{text}\n")).unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {}\nCOPY version /version\nLABEL dev.sandbox.test=1\n",
+            crate::common::test_image()
+        ),
+    )
+    .unwrap();
+    let built = docker(&["build", "-q", "-t", tag, context.path().to_str().unwrap()]);
+    assert_eq!(built.status, 0, "{built:?}");
+    built.stdout.trim().to_string()
+}
+
+#[test]
+fn a_moved_tag_is_never_served_by_a_container_of_the_old_image() {
+    let tag = format!(
+        "sandbox-test/warm-retag-{}-{}:1",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut images = Images(vec![tag.clone()]);
+    let ws = Workspace::new();
+    let run = |ws: &Workspace| -> crate::common::Output {
+        let args = ["run", "--warm", "--image", &tag, "--pull", "never"];
+        let cmd = ws.command().args(args).args(["cat", "/version"]).output();
+        cmd.unwrap().into()
+    };
+
+    let one = build_version(&tag, "one");
+    images.0.push(one.clone());
+    let out = run(&ws);
+    assert_eq!((out.status, out.stdout.as_str()), (0, "one\n"), "{out:?}");
+    let waiting = wait_for_warm(&ws);
+
+    let two = build_version(&tag, "two");
+    images.0.push(two.clone());
+    assert_ne!(one, two);
+    // CONTROL: the container waiting for the next run is of the old image,
+    // which is what a warm key naming the image by its tag handed out
+    // ("one") after the tag had moved.
+    let of = |id: &str| {
+        docker(&["inspect", "-f", "{{.Image}}", id])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(of(&waiting), one, "prepared before the tag moved");
+
+    let out = run(&ws);
+    assert_eq!((out.status, out.stdout.as_str()), (0, "two\n"), "{out:?}");
+    assert!(
+        ws.warm_containers().contains(&waiting),
+        "the old image's container was not used"
+    );
+    // The next one is prepared from the tag's new image.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ws.warm_containers().iter().any(|id| of(id) == two) {
+        assert!(
+            Instant::now() < deadline,
+            "none prepared from the new image"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run(&ws);
+    assert_eq!((out.status, out.stdout.as_str()), (0, "two\n"), "{out:?}");
+    // The workspace's guard removes the containers, then `images` the
+    // images: one in use could not be removed.
+}
