@@ -101,6 +101,18 @@ impl GitDir {
                 .with_context(|| format!("{}/commondir points at nothing", worktree.display()))?,
             Err(_) => worktree.clone(),
         };
+        // A git directory inside the workspace is the command's to write:
+        // `git init --separate-git-dir=.repo`, or a `.bare` layout.
+        for dir in [&worktree, &common] {
+            if dir.starts_with(workspace) {
+                bail!(
+                    "the repository's git directory {} is inside the workspace, where a command \
+                     could change what your git runs — move it out of the workspace, or use \
+                     --read-only-workspace",
+                    dir.display()
+                );
+            }
+        }
         let pointer = scratch.with_extension("gitfile");
         GitDir::checked(worktree, common, scratch, Some(pointer)).map(Some)
     }
@@ -294,7 +306,12 @@ impl GitDir {
         if let Err(e) = self.bring_back(before, &mut notes) {
             notes.push(format!("{e:#}"));
         }
-        let _ = fs::remove_dir_all(&self.scratch);
+        if let Err(e) = remove_all(&self.scratch) {
+            notes.push(format!(
+                "cannot remove {}: {e} — remove it by hand",
+                self.scratch.display()
+            ));
+        }
         if let Some(pointer) = &self.pointer {
             let _ = fs::remove_file(pointer);
         }
@@ -311,8 +328,8 @@ impl GitDir {
         // What the command left is read without following its links.
         let head = read_capped(&self.scratch.join("HEAD"), gitmeta::HEAD_MAX).ok();
         if let Some(head) = head.filter(|h| *h != before.head) {
-            if !gitmeta::is_valid_head(&head) {
-                notes.push(refused("HEAD", "it names neither a branch nor a commit"));
+            if !gitmeta::is_branch_head(&head) {
+                notes.push(refused("HEAD", "it names no branch"));
             } else if !self.host_has("HEAD", Some(&before.head)) {
                 notes.push(refused("HEAD", "the host's changed during the run"));
             } else {
@@ -325,7 +342,7 @@ impl GitDir {
             .is_some_and(|i| before.index.as_ref().is_none_or(|b| fnv1a(b) != fnv1a(i)));
         if let (Some(index), true) = (index, changed) {
             match gitmeta::added_gitlinks(before.index.as_deref(), &index) {
-                Err(_) => notes.push(refused("index", "git could not read it")),
+                Err(e) => notes.push(refused("index", &format!("{e:#}"))),
                 Ok(added) if !added.is_empty() => {
                     let paths: Vec<_> = added
                         .iter()
@@ -385,6 +402,29 @@ impl GitDir {
     }
 }
 
+/// Removes `dir`, which the command could write, whatever modes it left:
+/// directories it made unreadable are opened up first. Links are never
+/// followed (`symlink_metadata`, and `remove_dir_all` does not follow them).
+fn remove_all(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fn open_up(dir: &Path) {
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                open_up(&entry.path());
+            }
+        }
+    }
+    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    open_up(dir);
+    fs::remove_dir_all(dir)
+}
+
 /// Whether `dir` holds `objects/` and `refs/` directories (not links).
 fn is_repository(dir: &Path) -> bool {
     WRITABLE
@@ -423,6 +463,7 @@ fn is_not_found(e: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
 
     fn git(dir: &Path, args: &[&str]) {
@@ -505,6 +546,15 @@ mod tests {
             b"ref: refs/heads/feature\n"
         );
 
+        // Nor a detached one, nor a directory made unremovable.
+        let before = git_dir.prepare(&[], None).unwrap();
+        fs::write(scratch.join("HEAD"), format!("{}\n", "0".repeat(64))).unwrap();
+        fs::create_dir_all(scratch.join("x/y")).unwrap();
+        fs::set_permissions(scratch.join("x"), fs::Permissions::from_mode(0o000)).unwrap();
+        let notes = git_dir.hand_back(&before);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(!scratch.exists(), "{notes:?}");
+
         // A HEAD replaced by a link is not followed.
         let before = git_dir.prepare(&[], None).unwrap();
         let secret = dir.path().join("secret");
@@ -541,6 +591,17 @@ mod tests {
         let notes = git_dir.hand_back(&before);
         assert!(notes[0].contains("submodules (sub)"), "{notes:?}");
         assert_eq!(fs::read(ws.join(".git/index")).unwrap(), host_index);
+    }
+
+    #[test]
+    fn a_git_directory_inside_the_workspace_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        fs::create_dir(&ws).unwrap();
+        git(&ws, &["init", "-q", "--separate-git-dir=.repo"]);
+        let meta = fs::symlink_metadata(ws.join(".git")).unwrap();
+        let err = GitDir::find(&ws, &meta, dir.path().join("run")).unwrap_err();
+        assert!(err.to_string().contains("inside the workspace"), "{err}");
     }
 
     #[test]

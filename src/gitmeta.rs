@@ -17,22 +17,16 @@ use anyhow::{bail, ensure, Context, Result};
 pub const HEAD_MAX: u64 = 4096;
 
 /// Whether `head` is a `HEAD` the host's git may read: `ref: refs/heads/NAME`
-/// with a well-formed branch name, or a detached commit id.
-pub fn is_valid_head(head: &[u8]) -> bool {
+/// with a well-formed branch name. A detached `HEAD` is refused: an object
+/// id of the wrong length, or of an object that does not exist, breaks the
+/// repository until it is repaired by hand.
+pub fn is_branch_head(head: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(head) else {
         return false;
     };
-    let Some(line) = text.strip_suffix('\n') else {
-        return false;
-    };
-    match line.strip_prefix("ref: refs/heads/") {
-        Some(branch) => is_valid_branch(branch),
-        None => is_object_id(line),
-    }
-}
-
-fn is_object_id(text: &str) -> bool {
-    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit())
+    text.strip_suffix('\n')
+        .and_then(|line| line.strip_prefix("ref: refs/heads/"))
+        .is_some_and(is_valid_branch)
 }
 
 /// git's check-ref-format rules, for the part after `refs/heads/`.
@@ -102,6 +96,13 @@ fn gitlinks_with(index: &[u8], hash: usize) -> Result<BTreeSet<Vec<u8>>> {
             r.take(start + padded - r.at)?;
             name
         };
+        if !is_safe_path(&name) {
+            bail!(
+                "it has an entry at {:?}, which git would write outside the work tree or into \
+                 a .git",
+                String::from_utf8_lossy(&name)
+            );
+        }
         if mode & 0o170000 == GITLINK {
             found.insert(name.clone());
         }
@@ -118,6 +119,40 @@ fn gitlinks_with(index: &[u8], hash: usize) -> Result<BTreeSet<Vec<u8>>> {
         "the index does not end in its checksum"
     );
     Ok(found)
+}
+
+/// git's own rule for index paths (`verify_path`, with the NTFS and HFS
+/// protections on): relative, no empty, `.` or `..` component, and no
+/// component that a file system would take for `.git` (`.GIT`, `.git.`,
+/// `git~1`, `.g\u{200c}it`).
+fn is_safe_path(path: &[u8]) -> bool {
+    let Ok(path) = std::str::from_utf8(path) else {
+        // Not UTF-8: no file system folds it to `.git`, but git writes it
+        // as bytes; only the separators matter.
+        return !path.is_empty()
+            && path
+                .split(|&b| b == b'/' || b == b'\\')
+                .all(|c| !c.is_empty() && c != b"." && c != b"..");
+    };
+    !path.is_empty()
+        && path.split(['/', '\\']).all(|part| {
+            let folded: String = part
+                .chars()
+                .filter(|c| !is_ignorable(*c))
+                .collect::<String>()
+                .to_ascii_lowercase();
+            let trimmed = folded.trim_end_matches(['.', ' ']);
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && trimmed != ".git"
+                && trimmed != "git~1"
+        })
+}
+
+/// Code points HFS+ ignores when it compares names.
+fn is_ignorable(c: char) -> bool {
+    matches!(c as u32, 0x200c..=0x200f | 0x202a..=0x202e | 0x206a..=0x206f | 0xfeff)
 }
 
 struct Reader<'a> {
@@ -178,10 +213,9 @@ mod tests {
     use std::process::Command;
 
     #[test]
-    fn head_names_a_branch_or_a_commit() {
-        assert!(is_valid_head(b"ref: refs/heads/main\n"));
-        assert!(is_valid_head(b"ref: refs/heads/feature/x-1\n"));
-        assert!(is_valid_head(b"0123456789abcdef0123456789abcdef01234567\n"));
+    fn head_names_a_branch() {
+        assert!(is_branch_head(b"ref: refs/heads/main\n"));
+        assert!(is_branch_head(b"ref: refs/heads/feature/x-1\n"));
         for bad in [
             &b"ref: refs/heads/main"[..],
             b"ref: ../../../home/me/.bashrc\n",
@@ -192,9 +226,10 @@ mod tests {
             b"ref: refs/remotes/origin/main\n",
             b"ref: refs/heads/a\nref: refs/heads/b\n",
             b"0123\n",
+            b"0123456789abcdef0123456789abcdef01234567\n",
             b"",
         ] {
-            assert!(!is_valid_head(bad), "{}", String::from_utf8_lossy(bad));
+            assert!(!is_branch_head(bad), "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -244,6 +279,36 @@ mod tests {
                 BTreeSet::from([b"deep/sub".to_vec()])
             );
             assert!(added_gitlinks(Some(&after), &after).unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn paths_git_would_write_into_a_git_directory_are_refused() {
+        for good in [
+            "a",
+            "src/main.rs",
+            ".github/x",
+            ".gitignore",
+            "a/.gitx/b",
+            "git~2",
+        ] {
+            assert!(is_safe_path(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            ".git/hooks/post-checkout",
+            "sub/.GIT/config",
+            ".git./hooks/x",
+            ".git /hooks/x",
+            "GIT~1/hooks/x",
+            ".g\u{200c}it/hooks/x",
+            "a\\.git\\hooks",
+            "../x",
+            "a/./b",
+            "a//b",
+            "/etc/passwd",
+            "",
+        ] {
+            assert!(!is_safe_path(bad.as_bytes()), "{bad:?}");
         }
     }
 

@@ -98,6 +98,16 @@ pub fn resolve(
     private: &Path,
     run: &str,
 ) -> Result<Protections> {
+    // A workspace that holds sandbox's own files would let a command
+    // replace the placeholders every later run mounts.
+    if private.starts_with(workspace) || workspace.starts_with(private) {
+        bail!(
+            "the workspace {} holds sandbox's private directory {} — run from a project \
+             directory, or set XDG_RUNTIME_DIR (or TMPDIR) to a directory outside it",
+            workspace.display(),
+            private.display()
+        );
+    }
     let mut guard = Guard {
         workspace,
         own: Own::in_dir(private),
@@ -411,6 +421,8 @@ fn lock_file(private: &Path, workspace: &Path) -> Result<fs::File> {
 
 /// The empty directory and file mounted over missing names: read-only mounts
 /// of sandbox's own, so the path the engine resolves is never the command's.
+/// One found there must be exactly what sandbox makes: not a link, ours,
+/// empty, and writable by nobody.
 fn make_placeholders(private: &Path) -> Result<()> {
     let own = Own::in_dir(private);
     let context = || format!("cannot make the placeholders in {}", private.display());
@@ -420,7 +432,7 @@ fn make_placeholders(private: &Path) -> Result<()> {
         }
         _ => {}
     }
-    if !own.empty_file.exists() {
+    if fs::symlink_metadata(&own.empty_file).is_err() {
         let partial = private.join(format!("empty.{}.tmp", std::process::id()));
         fs::OpenOptions::new()
             .write(true)
@@ -429,6 +441,20 @@ fn make_placeholders(private: &Path) -> Result<()> {
             .open(&partial)
             .and_then(|_| fs::rename(&partial, &own.empty_file))
             .with_context(context)?;
+    }
+    let me = rustix::process::getuid().as_raw();
+    for (path, is_dir) in [(&own.empty_dir, true), (&own.empty_file, false)] {
+        let meta = fs::symlink_metadata(path).with_context(context)?;
+        let empty = match is_dir {
+            true => meta.is_dir() && fs::read_dir(path).with_context(context)?.next().is_none(),
+            false => meta.is_file() && meta.len() == 0,
+        };
+        if !empty || meta.uid() != me || meta.mode() & 0o222 != 0 {
+            bail!(
+                "{} is not the empty placeholder sandbox makes — remove it",
+                path.display()
+            );
+        }
     }
     Ok(())
 }
@@ -518,10 +544,30 @@ mod tests {
     }
 
     #[test]
+    fn a_workspace_that_holds_the_private_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("sandbox-1");
+        let err = resolve(dir.path(), &names(&[".envrc"]), &private, "r").unwrap_err();
+        assert!(err.to_string().contains("private directory"), "{err}");
+    }
+
+    #[test]
+    fn a_placeholder_that_is_not_ours_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("empty.d")).unwrap();
+        assert!(make_placeholders(dir.path()).is_err());
+        fs::remove_file(dir.path().join("empty.d")).unwrap();
+        make_placeholders(dir.path()).unwrap();
+        make_placeholders(dir.path()).unwrap();
+    }
+
+    #[test]
     fn a_link_at_a_protected_name_is_refused() {
         let dir = tempfile::tempdir().unwrap();
+        let private = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join(".vscode")).unwrap();
-        let err = resolve(dir.path(), &names(&[".vscode"]), dir.path(), "r").unwrap_err();
+        let err = resolve(dir.path(), &names(&[".vscode"]), private.path(), "r").unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
@@ -529,8 +575,9 @@ mod tests {
     fn something_the_user_made_is_never_taken_for_a_stand_in() {
         let dir = tempfile::tempdir().unwrap();
         let ws = dir.path();
+        let private = tempfile::tempdir().unwrap();
         fs::write(ws.join(".envrc"), "").unwrap();
-        let p = resolve(ws, &names(&[".envrc"]), dir.path(), "r").unwrap();
+        let p = resolve(ws, &names(&[".envrc"]), private.path(), "r").unwrap();
         assert!(p.placeholders.is_empty());
         assert!(
             ws.join(".envrc").exists(),

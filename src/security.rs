@@ -240,7 +240,9 @@ mod tests {
         let Command::Run(args) = Cli::parse_from(full).command else {
             panic!("not a run")
         };
-        let cwd = std::env::temp_dir();
+        // A workspace of its own: /tmp itself holds sandbox's private directory.
+        let cwd = std::env::temp_dir().join(format!("sandbox-security-{}", std::process::id()));
+        std::fs::create_dir_all(&cwd).unwrap();
         let env = BTreeMap::from([("LANG".to_string(), "C.UTF-8".to_string())]);
         let host = Host {
             env: &env,
