@@ -199,8 +199,15 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
     found
 }
 
+/// The stand-in claude's state directory for `ws`: the one workspace's
+/// under this test's own data home.
 fn agent_state(ws: &Workspace) -> std::path::PathBuf {
-    ws.home().join(".local/share/sandbox/agents/claude/.claude")
+    let agents = ws.home().join(".local/share/sandbox/agents/claude");
+    let mut dirs: Vec<_> = std::fs::read_dir(&agents)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(dirs.len() <= 1, "one workspace, one state: {dirs:?}");
+    dirs.pop().unwrap_or(agents).join(".claude")
 }
 
 #[test]
