@@ -2,6 +2,7 @@
 //! another machine): the workspace goes in before the command starts, and
 //! what the command changed comes back after it, whatever its status.
 
+use std::io;
 use std::pin::pin;
 
 use anyhow::{Context, Result};
@@ -111,7 +112,10 @@ async fn copy_back(
             excludes.clone(),
             plan.protected_paths.clone(),
         );
-        std::thread::spawn(move || sync::receive(&workspace, &sent, &excludes, &protected, rx))
+        let owner = owner_of_what_comes_back(plan);
+        std::thread::spawn(move || {
+            sync::receive(&workspace, &sent, &excludes, &protected, owner, rx)
+        })
     };
     let mut archive = pin!(engine.download(id, WORKDIR));
     let mut streamed = Ok(());
@@ -119,11 +123,14 @@ async fn copy_back(
         match chunk {
             Ok(chunk) => {
                 count(chunk.len() as u64);
-                if tx.send(chunk).await.is_err() {
+                if tx.send(Ok(chunk)).await.is_err() {
                     break;
                 }
             }
             Err(e) => {
+                // Told, the writer stops before deleting anything the
+                // missing part would have shown to be still there.
+                let _ = tx.send(Err(io::Error::other(format!("{e:#}")))).await;
                 streamed = Err(e);
                 break;
             }
@@ -140,6 +147,13 @@ async fn copy_back(
         ui.notice(&ui::describe_changes(&changes));
     }
     Ok(())
+}
+
+/// Who owns what comes back: the container's user when sandbox runs as root
+/// for someone else (`sudo`), else whoever sandbox runs as.
+fn owner_of_what_comes_back(plan: &RunPlan) -> Option<(u32, u32)> {
+    plan.numeric_user()
+        .filter(|_| rustix::process::geteuid().is_root())
 }
 
 /// A name no other run uses at the same moment.

@@ -7,6 +7,7 @@ mod common;
 
 mod agents;
 mod hardening;
+mod hostile_sync;
 mod podman;
 mod project;
 mod pull;
