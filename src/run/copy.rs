@@ -72,6 +72,9 @@ async fn copy_in(
     excludes: &sync::Excludes,
     ui: Ui,
 ) -> Result<sync::Manifest> {
+    if let Some(owner) = plan.numeric_user() {
+        give_root(engine, id, plan, owner, ui).await?;
+    }
     let progress = ui.transfer("copying in");
     let (tx, rx) = mpsc::channel(8);
     let walker = {
@@ -91,6 +94,30 @@ async fn copy_in(
     let sent = sent.context("cannot copy the workspace in")?;
     uploaded?;
     Ok(sent)
+}
+
+/// Gives /work itself to the container's user. An engine that will not
+/// take the root entry costs only this: the run goes on with /work as the
+/// engine made it.
+async fn give_root(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    owner: (u32, u32),
+    ui: Ui,
+) -> Result<()> {
+    let entry = sync::root_entry(plan.workspace(), owner)?;
+    let (tx, rx) = mpsc::channel(1);
+    // Cannot fail: the channel has room, and `rx` is alive.
+    let _ = tx.send(entry).await;
+    drop(tx);
+    if let Err(e) = engine.upload(id, WORKDIR, rx).await {
+        ui.warn(&format!(
+            "{WORKDIR} stays owned by root: {e:#} — the command cannot create \
+             or delete entries at its top"
+        ));
+    }
+    Ok(())
 }
 
 /// Brings back what the command changed in /work, and says what it was.

@@ -141,6 +141,37 @@ pub fn send(
     Ok(manifest)
 }
 
+/// A one-entry archive that gives the root of the directory it is unpacked
+/// in to `owner`, with the workspace's permissions: without it /work in a
+/// fresh volume belongs to root, and the command (running as the user)
+/// could not create or delete anything at its top.
+///
+/// The entry is named `/`: the engine's unpacker (moby `pkg/archive`
+/// `Unpack`) skips a root entry named `.` or `./` when the directory exists,
+/// but applies one named `/` (its "is-root" case) to the directory itself.
+pub fn root_entry(workspace: &Path, (uid, gid): (u32, u32)) -> Result<Bytes> {
+    let meta =
+        fs::metadata(workspace).with_context(|| format!("cannot read {}", workspace.display()))?;
+    let mut header = tar::Header::new_ustar();
+    // Set by hand: the tar crate refuses an absolute name, rightly for
+    // anything but this one entry.
+    header.as_old_mut().name[0] = b'/';
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(meta.mode() & 0o777);
+    header.set_uid(uid.into());
+    header.set_gid(gid.into());
+    header.set_mtime(meta.mtime().max(0) as u64);
+    header.set_size(0);
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append(&header, io::empty())
+        .context("cannot make the workspace's root entry")?;
+    let archive = tar
+        .into_inner()
+        .context("cannot make the workspace's root entry")?;
+    Ok(Bytes::from(archive))
+}
+
 fn walk<W: Write>(
     root: &Path,
     relative: &Path,
@@ -298,6 +329,25 @@ mod tests {
         assert_eq!(relative(Path::new("work/../etc/passwd")), None);
         assert_eq!(relative(Path::new("/etc/passwd")), None);
         assert_eq!(relative(Path::new("other/a")), None);
+    }
+
+    #[test]
+    fn the_root_entry_is_named_slash_and_belongs_to_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o2750),
+        )
+        .unwrap();
+        let bytes = root_entry(dir.path(), (4242, 4343)).unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let entries: Vec<_> = archive.entries().unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(entries.len(), 1);
+        let header = entries[0].header();
+        assert_eq!(&header.as_old().name[..2], b"/\0");
+        assert_eq!(header.entry_type(), tar::EntryType::Directory);
+        assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (4242, 4343));
+        assert_eq!(header.mode().unwrap(), 0o750, "no setgid");
     }
 
     /// The whole round trip without an engine: send a tree, change the

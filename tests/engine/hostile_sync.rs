@@ -1,13 +1,14 @@
 //! A copied workspace (`--copy-workspace`) against a command that knows how
 //! sync-back works: what it leaves in /work may not reach outside the
-//! workspace or plant a setuid file.
+//! workspace, plant a setuid file, or come back owned by root; and, copied,
+//! /work is the user's to change, as a mounted one is.
 
 use std::fs;
 use std::os::unix::fs::{lchown, symlink, MetadataExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use crate::common::{docker_group, tempdir, Output, Workspace};
+use crate::common::{docker, docker_group, tempdir, test_image, Output, Workspace};
 
 /// The unprivileged user sandbox runs as here.
 const UID: u32 = 4242;
@@ -112,4 +113,71 @@ fn links_the_command_made_never_carry_sync_back_outside() {
         fs::read_to_string(decoy.join("authorized_keys")).unwrap(),
         "ssh-rsa attacker\n"
     );
+}
+
+/// Copied, /work's root belongs to the user, so the command can create and
+/// delete at its top as in a mounted workspace.
+#[test]
+fn a_copied_work_is_the_users_to_change_at_its_top() {
+    let ws = Workspace::new();
+    fs::write(ws.path().join("old.txt"), "old\n").unwrap();
+    let out = run_as_user(
+        &ws,
+        &[
+            "sh",
+            "-c",
+            "stat -c %u /work && rm old.txt && echo new > new.txt && mkdir top",
+        ],
+    );
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(out.stdout, format!("{UID}\n"), "{out:?}");
+    assert!(!ws.path().join("old.txt").exists());
+    assert_eq!(
+        fs::read_to_string(ws.path().join("new.txt")).unwrap(),
+        "new\n"
+    );
+    assert!(ws.path().join("top").is_dir());
+
+    // The control: a fresh volume's root belongs to root, and the same user
+    // cannot create anything in it.
+    let user = format!("{UID}:{UID}");
+    let plain = docker(&[
+        "run",
+        "--rm",
+        "--user",
+        &user,
+        "--mount",
+        "type=volume,target=/work",
+        test_image(),
+        "touch",
+        "/work/x",
+    ]);
+    assert_ne!(plain.status, 0, "{plain:?}");
+    assert!(plain.stderr.contains("Permission denied"), "{plain:?}");
+}
+
+/// Under sudo sandbox runs as root for the user: what comes back is the
+/// user's, links included (the link itself, not its target).
+#[test]
+fn under_sudo_what_comes_back_belongs_to_the_user() {
+    let ws = Workspace::new();
+    let out: Output = ws
+        .run_command(&[
+            "--copy-workspace",
+            "sh",
+            "-c",
+            "echo x > made && mkdir dir && ln -s /etc/passwd link",
+        ])
+        .env("SUDO_UID", UID.to_string())
+        .env("SUDO_GID", "4343")
+        .output()
+        .expect("run sandbox")
+        .into();
+    assert_eq!(out.status, 0, "{out:?}");
+    for name in ["made", "dir", "link"] {
+        let meta = fs::symlink_metadata(ws.path().join(name)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (UID, 4343), "{name}");
+    }
+    let passwd = fs::metadata("/etc/passwd").unwrap();
+    assert_eq!(passwd.uid(), 0, "the link's target is never touched");
 }
