@@ -213,8 +213,10 @@ impl PullProgress {
 }
 
 /// "copied back 2 changed, 1 new, 1 deleted (12 KiB); not copied back:
-/// .git/hooks/pre-commit (protected)".
+/// .git/hooks/pre-commit (protected)". The refusals named are capped: the
+/// command chooses how many there are.
 pub fn describe_changes(changes: &crate::sync::Changes) -> String {
+    const NAMED: usize = 10;
     let mut line = format!(
         "copied back {} changed, {} new, {} deleted ({})",
         changes.changed,
@@ -223,11 +225,15 @@ pub fn describe_changes(changes: &crate::sync::Changes) -> String {
         indicatif::HumanBytes(changes.bytes)
     );
     if !changes.refused.is_empty() {
-        let refused: Vec<String> = changes
+        let mut refused: Vec<String> = changes
             .refused
             .iter()
+            .take(NAMED)
             .map(|(path, why)| format!("{} ({why})", path.display()))
             .collect();
+        if changes.refused.len() > NAMED {
+            refused.push(format!("{} more", changes.refused.len() - NAMED));
+        }
         let _ = write!(line, "; not copied back: {}", refused.join(", "));
     }
     line
@@ -401,6 +407,19 @@ mod tests {
             usage_error_line(rendered),
             "sandbox: the following required arguments were not provided: <COMMAND>... — see `sandbox --help`"
         );
+    }
+
+    #[test]
+    fn refusals_named_are_capped() {
+        let changes = crate::sync::Changes {
+            refused: (0..12)
+                .map(|i| (std::path::PathBuf::from(format!("p{i}")), "a special file"))
+                .collect(),
+            ..Default::default()
+        };
+        let line = describe_changes(&changes);
+        assert!(line.contains("p9 (a special file), 2 more"), "{line}");
+        assert!(!line.contains("p10"), "{line}");
     }
 
     #[test]

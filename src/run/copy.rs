@@ -2,6 +2,7 @@
 //! another machine): the workspace goes in before the command starts, and
 //! what the command changed comes back after it, whatever its status.
 
+use std::io;
 use std::pin::pin;
 
 use anyhow::{Context, Result};
@@ -71,6 +72,9 @@ pub(super) async fn copy_in(
     excludes: &sync::Excludes,
     ui: Ui,
 ) -> Result<sync::Manifest> {
+    if let Some(owner) = plan.numeric_user() {
+        give_root(engine, id, plan, owner, ui).await?;
+    }
     let progress = ui.transfer("copying in");
     let (tx, rx) = mpsc::channel(8);
     let walker = {
@@ -92,6 +96,30 @@ pub(super) async fn copy_in(
     Ok(sent)
 }
 
+/// Gives /work itself to the container's user. An engine that will not
+/// take the root entry costs only this: the run goes on with /work as the
+/// engine made it.
+async fn give_root(
+    engine: &Engine,
+    id: &str,
+    plan: &RunPlan,
+    owner: (u32, u32),
+    ui: Ui,
+) -> Result<()> {
+    let entry = sync::root_entry(plan.workspace(), owner)?;
+    let (tx, rx) = mpsc::channel(1);
+    // Cannot fail: the channel has room, and `rx` is alive.
+    let _ = tx.send(entry).await;
+    drop(tx);
+    if let Err(e) = engine.upload(id, WORKDIR, rx).await {
+        ui.warn(&format!(
+            "{WORKDIR} stays owned by root: {e:#} — the command cannot create \
+             or delete entries at its top"
+        ));
+    }
+    Ok(())
+}
+
 /// Brings back what the command changed in /work, and says what it was.
 pub(super) async fn copy_back(
     engine: &Engine,
@@ -111,7 +139,10 @@ pub(super) async fn copy_back(
             excludes.clone(),
             plan.protected_paths.clone(),
         );
-        std::thread::spawn(move || sync::receive(&workspace, &sent, &excludes, &protected, rx))
+        let owner = owner_of_what_comes_back(plan);
+        std::thread::spawn(move || {
+            sync::receive(&workspace, &sent, &excludes, &protected, owner, rx)
+        })
     };
     let mut archive = pin!(engine.download(id, WORKDIR));
     let mut streamed = Ok(());
@@ -119,11 +150,14 @@ pub(super) async fn copy_back(
         match chunk {
             Ok(chunk) => {
                 count(chunk.len() as u64);
-                if tx.send(chunk).await.is_err() {
+                if tx.send(Ok(chunk)).await.is_err() {
                     break;
                 }
             }
             Err(e) => {
+                // Told, the writer stops before deleting anything the
+                // missing part would have shown to be still there.
+                let _ = tx.send(Err(io::Error::other(format!("{e:#}")))).await;
                 streamed = Err(e);
                 break;
             }
@@ -140,6 +174,13 @@ pub(super) async fn copy_back(
         ui.notice(&ui::describe_changes(&changes));
     }
     Ok(())
+}
+
+/// Who owns what comes back: the container's user when sandbox runs as root
+/// for someone else (`sudo`), else whoever sandbox runs as.
+fn owner_of_what_comes_back(plan: &RunPlan) -> Option<(u32, u32)> {
+    plan.numeric_user()
+        .filter(|_| rustix::process::geteuid().is_root())
 }
 
 /// A name no other run uses at the same moment.

@@ -8,6 +8,7 @@ mod common;
 mod agents;
 mod hardening;
 mod hostile;
+mod hostile_sync;
 mod podman;
 mod project;
 mod pull;

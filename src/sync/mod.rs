@@ -1,6 +1,7 @@
 //! The workspace for an engine that cannot see this machine's files (a
-//! remote host): sent into the container as a tar stream before the command,
-//! and what the command changed brought back after it.
+//! remote host, or `--copy-workspace`): sent into the container as a tar
+//! stream before the command, and what the command changed brought back
+//! after it (`receive.rs`, through `beneath.rs`).
 //!
 //! Both directions stream: a thread walks the tree into `tar` and the chunks
 //! flow to the engine as they are made; the archive that comes back is read
@@ -9,19 +10,24 @@
 //! What was sent is remembered (size, mtime, mode or link target of every
 //! entry), so coming back only what differs is written and only what the
 //! command deleted is deleted. Excluded paths are never sent and never
-//! touched; protected paths (`.git/hooks`, ...) are never written back.
+//! touched; protected paths (`.git`, `.sandbox.yml`, ...) are never written
+//! back.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod beneath;
+mod receive;
+
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use tokio::sync::mpsc;
+
+pub use receive::receive;
 
 /// The exclude file at the workspace root, in gitignore's syntax.
 pub const IGNORE_FILE: &str = ".sandboxignore";
@@ -135,6 +141,37 @@ pub fn send(
     Ok(manifest)
 }
 
+/// A one-entry archive that gives the root of the directory it is unpacked
+/// in to `owner`, with the workspace's permissions: without it /work in a
+/// fresh volume belongs to root, and the command (running as the user)
+/// could not create or delete anything at its top.
+///
+/// The entry is named `/`: the engine's unpacker (moby `pkg/archive`
+/// `Unpack`) skips a root entry named `.` or `./` when the directory exists,
+/// but applies one named `/` (its "is-root" case) to the directory itself.
+pub fn root_entry(workspace: &Path, (uid, gid): (u32, u32)) -> Result<Bytes> {
+    let meta =
+        fs::metadata(workspace).with_context(|| format!("cannot read {}", workspace.display()))?;
+    let mut header = tar::Header::new_ustar();
+    // Set by hand: the tar crate refuses an absolute name, rightly for
+    // anything but this one entry.
+    header.as_old_mut().name[0] = b'/';
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(meta.mode() & 0o777);
+    header.set_uid(uid.into());
+    header.set_gid(gid.into());
+    header.set_mtime(meta.mtime().max(0) as u64);
+    header.set_size(0);
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append(&header, io::empty())
+        .context("cannot make the workspace's root entry")?;
+    let archive = tar
+        .into_inner()
+        .context("cannot make the workspace's root entry")?;
+    Ok(Bytes::from(archive))
+}
+
 fn walk<W: Write>(
     root: &Path,
     relative: &Path,
@@ -186,140 +223,6 @@ fn walk<W: Write>(
     Ok(())
 }
 
-/// Reads the archive of /work that the engine sends back (its entries under
-/// `work/`) and applies to `workspace` what differs from `sent`. Run it on a
-/// thread of its own: `rx` delivers the archive's chunks.
-pub fn receive(
-    workspace: &Path,
-    sent: &Manifest,
-    excludes: &Excludes,
-    protected: &[String],
-    rx: mpsc::Receiver<Bytes>,
-) -> Result<Changes> {
-    let mut changes = Changes::default();
-    let mut seen = BTreeSet::new();
-    let mut archive = tar::Archive::new(ChannelReader {
-        rx,
-        chunk: Bytes::new(),
-    });
-    let is_protected = |rel: &Path| {
-        protected
-            .iter()
-            .any(|p| rel.starts_with(p.trim_matches('/')))
-    };
-    for entry in archive
-        .entries()
-        .context("cannot read the workspace archive")?
-    {
-        let mut entry = entry.context("cannot read the workspace archive")?;
-        let Some(rel) = relative(&entry.path().context("a bad path in the archive")?) else {
-            continue;
-        };
-        if rel.as_os_str().is_empty() || excludes.excludes(&rel) {
-            continue;
-        }
-        seen.insert(rel.clone());
-        let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let now = match header.entry_type() {
-            tar::EntryType::Directory => Entry::Dir { mode },
-            tar::EntryType::Regular | tar::EntryType::Continuous => Entry::File {
-                size: header.size().unwrap_or(0),
-                mtime: header.mtime().map_or(0, |m| m as i64),
-                mode,
-            },
-            tar::EntryType::Symlink => Entry::Link {
-                target: entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default(),
-            },
-            _ => continue,
-        };
-        let before = sent.get(&rel);
-        if before == Some(&now) {
-            continue;
-        }
-        if is_protected(&rel) {
-            changes.refused.push((rel, "protected"));
-            continue;
-        }
-        let target = workspace.join(&rel);
-        apply(&mut entry, &target, &now)?;
-        if let Entry::File { size, .. } = now {
-            changes.bytes += size;
-        }
-        match before {
-            Some(_) => changes.changed += 1,
-            None => changes.created += 1,
-        }
-    }
-    // Deepest first, so a directory is empty by the time it goes.
-    for (rel, entry) in sent.iter().rev() {
-        if seen.contains(rel) {
-            continue;
-        }
-        if is_protected(rel) {
-            changes.refused.push((rel.clone(), "protected"));
-            continue;
-        }
-        let target = workspace.join(rel);
-        let removed = match entry {
-            Entry::Dir { .. } => fs::remove_dir(&target),
-            _ => fs::remove_file(&target),
-        };
-        match removed {
-            Ok(()) => changes.deleted += 1,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", target.display())),
-        }
-    }
-    Ok(changes)
-}
-
-/// Writes one entry that came back over what is on the host.
-fn apply<R: Read>(entry: &mut tar::Entry<R>, target: &Path, now: &Entry) -> Result<()> {
-    let context = || format!("cannot write {}", target.display());
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent).with_context(context)?;
-    }
-    // A path that changed kind (file → directory, ...) is replaced.
-    if let Ok(meta) = fs::symlink_metadata(target) {
-        let same_kind = match now {
-            Entry::Dir { .. } => meta.is_dir(),
-            Entry::File { .. } => meta.is_file(),
-            Entry::Link { .. } => meta.file_type().is_symlink(),
-        };
-        if !same_kind || matches!(now, Entry::Link { .. }) {
-            if meta.is_dir() {
-                fs::remove_dir_all(target).with_context(context)?;
-            } else {
-                fs::remove_file(target).with_context(context)?;
-            }
-        }
-    }
-    match now {
-        Entry::Dir { mode } => {
-            fs::create_dir_all(target).with_context(context)?;
-            fs::set_permissions(target, fs::Permissions::from_mode(*mode)).with_context(context)?;
-        }
-        Entry::Link { target: link } => {
-            std::os::unix::fs::symlink(link, target).with_context(context)?;
-        }
-        Entry::File { mtime, mode, .. } => {
-            let mut file = fs::File::create(target).with_context(context)?;
-            io::copy(entry, &mut file).with_context(context)?;
-            file.set_permissions(fs::Permissions::from_mode(*mode))
-                .with_context(context)?;
-            let modified = UNIX_EPOCH + Duration::from_secs((*mtime).max(0) as u64);
-            file.set_modified(modified).with_context(context)?;
-        }
-    }
-    Ok(())
-}
-
 /// `work/a/b` → `a/b`; `None` for anything that would leave the workspace.
 fn relative(path: &Path) -> Option<PathBuf> {
     let mut parts = path.components();
@@ -366,17 +269,27 @@ impl<F: FnMut(u64)> Write for ChannelWriter<F> {
     }
 }
 
-/// A `Read` over the chunks that arrive down a channel.
+/// A `Read` over the chunks that arrive down a channel. An error sent down
+/// it is the reader's error: a stream cut short must not look like its end.
 struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<io::Result<Bytes>>,
     chunk: Bytes,
+}
+
+impl ChannelReader {
+    fn new(rx: mpsc::Receiver<io::Result<Bytes>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            chunk: Bytes::new(),
+        }
+    }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
             match self.rx.blocking_recv() {
-                Some(chunk) => self.chunk = chunk,
+                Some(chunk) => self.chunk = chunk?,
                 None => return Ok(0),
             }
         }
@@ -416,6 +329,25 @@ mod tests {
         assert_eq!(relative(Path::new("work/../etc/passwd")), None);
         assert_eq!(relative(Path::new("/etc/passwd")), None);
         assert_eq!(relative(Path::new("other/a")), None);
+    }
+
+    #[test]
+    fn the_root_entry_is_named_slash_and_belongs_to_the_user() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o2750),
+        )
+        .unwrap();
+        let bytes = root_entry(dir.path(), (4242, 4343)).unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let entries: Vec<_> = archive.entries().unwrap().map(|e| e.unwrap()).collect();
+        assert_eq!(entries.len(), 1);
+        let header = entries[0].header();
+        assert_eq!(&header.as_old().name[..2], b"/\0");
+        assert_eq!(header.entry_type(), tar::EntryType::Directory);
+        assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (4242, 4343));
+        assert_eq!(header.mode().unwrap(), 0o750, "no setgid");
     }
 
     /// The whole round trip without an engine: send a tree, change the
@@ -480,15 +412,10 @@ mod tests {
             .unwrap();
         let back = back.into_inner().unwrap();
 
-        let (tx, rx) = mpsc::channel(4);
-        let feeder = std::thread::spawn(move || {
-            for chunk in back.chunks(1000) {
-                tx.blocking_send(Bytes::copy_from_slice(chunk)).unwrap();
-            }
-        });
         let protected = vec![".git/hooks".to_string()];
-        let changes = receive(&host, &manifest, &excludes, &protected, rx).unwrap();
-        feeder.join().unwrap();
+        let changes =
+            receive::tests::receive_bytes(&host, &manifest, &excludes, &protected, None, back)
+                .unwrap();
 
         assert_eq!(
             (changes.created, changes.changed, changes.deleted),
