@@ -44,7 +44,15 @@ fn git_ok(dir: &Path, args: &[&str]) -> String {
     out.stdout
 }
 
-/// A repository with one commit, owned by the invoking user.
+/// A workspace holding `repo/`, a repository with one commit.
+fn with_repository() -> (Workspace, PathBuf) {
+    let ws = Workspace::new();
+    let repo = ws.path().join("repo");
+    repository(&repo);
+    (ws, repo)
+}
+
+/// A repository with one commit.
 fn repository(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     git_ok(dir, &["init", "-q", "-b", "main"]);
@@ -178,6 +186,33 @@ fn host_status_runs_payload(dir: &Path, mark: &Path) -> bool {
     mark.exists()
 }
 
+/// `script` through sandbox in `dir`: it runs, `check` finds the host as it
+/// should be (before git touches anything), and the host's `git status`
+/// there runs no payload.
+fn sandbox_stops(
+    ws: &Workspace,
+    dir: &Path,
+    script: &str,
+    mark: &Path,
+    check: impl FnOnce(&Output),
+) {
+    let out = hostile_run(ws, dir, script, mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    check(&out);
+    assert!(
+        !host_status_runs_payload(dir, mark),
+        "the payload ran on the host: {out:?}"
+    );
+}
+
+/// The control: the same `script` in a plain `docker run -v`, after which
+/// the host's `git status` does run the payload, so the test can see it.
+fn plain_mount_lets_it_through(dir: &Path, script: &str, mark: &Path, what: &str) {
+    let out = plain_docker_run(dir, script, mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(host_status_runs_payload(dir, mark), "control: {what}");
+}
+
 /// Every way into the host repository's configuration: appending to it,
 /// hooks, a `commondir`, renaming `.git` away and making a new one, a
 /// submodule's config.
@@ -193,38 +228,23 @@ true
 
 #[test]
 fn git_metadata_the_host_executes_cannot_be_changed() {
-    let ws = Workspace::new();
-    let repo = ws.path().join("repo");
-    repository(&repo);
+    let (ws, repo) = with_repository();
     chown_tree(ws.path());
     let before = digest(&repo.join(".git"));
     let (_keep, mark) = marker();
     let script = format!("{PAYLOAD}{GIT_METADATA_ATTACKS}");
-    let out = hostile_run(&ws, &repo, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert_same(&digest(&repo.join(".git")), &before, "the host's .git");
-    assert!(
-        !host_status_runs_payload(&repo, &mark),
-        "the payload ran on the host"
-    );
-    assert!(!repo.join(".git-away").exists());
-
-    // Control: the same attack with the workspace simply mounted.
-    let out = plain_docker_run(&repo, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert!(
-        host_status_runs_payload(&repo, &mark),
-        "control: the attack should work against a plain bind mount"
-    );
+    sandbox_stops(&ws, &repo, &script, &mark, |_| {
+        assert_same(&digest(&repo.join(".git")), &before, "the host's .git");
+        assert!(!repo.join(".git-away").exists());
+    });
+    plain_mount_lets_it_through(&repo, &script, &mark, "the host's .git can be changed");
 }
 
 #[test]
 fn no_repository_can_appear_where_there_was_none() {
     // The workspace is a directory inside the user's repository: a `.git`
     // made there would be the one the host's git uses in it.
-    let ws = Workspace::new();
-    let repo = ws.path().join("repo");
-    repository(&repo);
+    let (ws, repo) = with_repository();
     let sub = repo.join("sub");
     std::fs::create_dir(&sub).unwrap();
     chown_tree(ws.path());
@@ -233,30 +253,15 @@ fn no_repository_can_appear_where_there_was_none() {
         "{PAYLOAD}git init -q . ; git config core.fsmonitor \"$W/pwn.sh\"; \
          mkdir -p .git/objects .git/refs; printf '%s' \"$cfg\" > .git/config; true"
     );
-    let out = hostile_run(&ws, &sub, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert!(
-        !host_status_runs_payload(&sub, &mark),
-        "the payload ran on the host"
-    );
-    assert!(
-        !sub.join(".git").exists(),
-        "the stand-in is removed after the run"
-    );
-
-    let out = plain_docker_run(&sub, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert!(
-        host_status_runs_payload(&sub, &mark),
-        "control: a plain mount lets .git appear"
-    );
+    sandbox_stops(&ws, &sub, &script, &mark, |_| {
+        assert!(!sub.join(".git").exists(), "the stand-in is removed");
+    });
+    plain_mount_lets_it_through(&sub, &script, &mark, "a plain mount lets .git appear");
 }
 
 #[test]
 fn an_index_that_adds_a_submodule_does_not_come_back() {
-    let ws = Workspace::new();
-    let repo = ws.path().join("repo");
-    repository(&repo);
+    let (ws, repo) = with_repository();
     chown_tree(ws.path());
     let index = std::fs::read(repo.join(".git/index")).unwrap();
     let (_keep, mark) = marker();
@@ -267,29 +272,17 @@ fn an_index_that_adds_a_submodule_does_not_come_back() {
          && cd .. && git update-index --add --cacheinfo \
          160000,0123456789abcdef0123456789abcdef01234567,sub"
     );
-    let out = hostile_run(&ws, &repo, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert!(out.stderr.contains("submodules (sub)"), "{out:?}");
-    assert_eq!(std::fs::read(repo.join(".git/index")).unwrap(), index);
-    assert!(
-        !host_status_runs_payload(&repo, &mark),
-        "the payload ran on the host"
-    );
-
+    sandbox_stops(&ws, &repo, &script, &mark, |out| {
+        assert!(out.stderr.contains("submodules (sub)"), "{out:?}");
+        assert_eq!(std::fs::read(repo.join(".git/index")).unwrap(), index);
+    });
     std::fs::remove_dir_all(repo.join("sub")).unwrap();
-    let out = plain_docker_run(&repo, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert!(
-        host_status_runs_payload(&repo, &mark),
-        "control: the gitlink makes git run it"
-    );
+    plain_mount_lets_it_through(&repo, &script, &mark, "the gitlink makes git run it");
 }
 
 #[test]
 fn commits_branches_and_the_index_work_from_inside() {
-    let ws = Workspace::new();
-    let repo = ws.path().join("repo");
-    repository(&repo);
+    let (ws, repo) = with_repository();
     chown_tree(ws.path());
     let (_keep, mark) = marker();
     let script = "echo new > new.txt && git add new.txt && git commit -qm 'from inside' \
@@ -319,9 +312,7 @@ fn commits_branches_and_the_index_work_from_inside() {
 
 #[test]
 fn a_linked_worktree_works_and_its_pointer_stays() {
-    let ws = Workspace::new();
-    let repo = ws.path().join("repo");
-    repository(&repo);
+    let (ws, repo) = with_repository();
     let linked = ws.path().join("linked");
     git_ok(&repo, &["worktree", "add", "-q", linked.to_str().unwrap()]);
     chown_tree(ws.path());
@@ -333,28 +324,14 @@ fn a_linked_worktree_works_and_its_pointer_stays() {
          mkdir -p evil/objects evil/refs; printf '%s' \"$cfg\" > evil/config; \
          echo 'ref: refs/heads/main' > evil/HEAD; echo \"gitdir: $W/evil\" > .git; true"
     );
-    let out = hostile_run(&ws, &linked, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert_eq!(std::fs::read(linked.join(".git")).unwrap(), pointer);
-    assert_eq!(
-        git_ok(&linked, &["log", "-1", "--format=%s"]),
-        "in the worktree\n"
-    );
-    assert_eq!(
-        git_ok(&linked, &["status", "--porcelain"]),
-        "?? evil/\n?? pwn.sh\n"
-    );
-    assert!(
-        !host_status_runs_payload(&linked, &mark),
-        "the payload ran on the host"
-    );
-
-    let out = plain_docker_run(&linked, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert!(
-        host_status_runs_payload(&linked, &mark),
-        "control: the pointer can be rewritten"
-    );
+    sandbox_stops(&ws, &linked, &script, &mark, |_| {
+        assert_eq!(std::fs::read(linked.join(".git")).unwrap(), pointer);
+        let log = git_ok(&linked, &["log", "-1", "--format=%s"]);
+        assert_eq!(log, "in the worktree\n");
+        let status = git_ok(&linked, &["status", "--porcelain"]);
+        assert_eq!(status, "?? evil/\n?? pwn.sh\n");
+    });
+    plain_mount_lets_it_through(&linked, &script, &mark, "the pointer can be rewritten");
 }
 
 /// What tools on the host act on: none of it can be written or made.
@@ -405,9 +382,7 @@ fn protected_names_cannot_be_made_or_changed() {
 /// being made. Here it keeps trying for the whole time a second run starts.
 #[test]
 fn a_running_command_cannot_change_what_the_next_container_mounts() {
-    let ws = Workspace::new();
-    let repo = ws.path().join("repo");
-    repository(&repo);
+    let (ws, repo) = with_repository();
     let victim = tempdir();
     std::fs::set_permissions(victim.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(victim.path().join("id_rsa"), "PRIVATE KEY\n").unwrap();
@@ -519,19 +494,14 @@ fn submodules_keep_their_git_directories() {
          mv deps deps-away && mkdir -p deps/inner && echo \"gitdir: $W/evil\" > deps/inner/.git; \
          true"
     );
-    let out = hostile_run(&ws, &repo, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert_eq!(std::fs::read(repo.join("lib/.git")).unwrap(), pointer);
-    assert!(!repo.join("deps-away").exists());
-    assert!(
-        !host_status_runs_payload(&repo, &mark),
-        "the payload ran on the host"
-    );
-
-    let out = plain_docker_run(&repo, &script, &mark);
-    assert_eq!(out.status, 0, "{out:?}");
-    assert!(
-        host_status_runs_payload(&repo, &mark),
-        "control: a submodule's pointer can be rewritten"
+    sandbox_stops(&ws, &repo, &script, &mark, |_| {
+        assert_eq!(std::fs::read(repo.join("lib/.git")).unwrap(), pointer);
+        assert!(!repo.join("deps-away").exists());
+    });
+    plain_mount_lets_it_through(
+        &repo,
+        &script,
+        &mark,
+        "a submodule's pointer can be rewritten",
     );
 }
