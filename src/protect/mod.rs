@@ -10,13 +10,16 @@
 //!   own, mounted over a mode-000 stand-in sandbox makes at that name for the
 //!   run (removed afterwards when no other container of the workspace is
 //!   left to need it);
-//! - `.git` is presented through a directory made for the run (`gitdir.rs`).
+//! - `.git` is presented through a directory made for the run (`gitdir.rs`);
+//! - each submodule's `.git` is read-only, and every directory down to it is
+//!   mounted over itself (writable, but immovable), because the host's
+//!   `git status` at the root runs git inside it.
 //!
-//! Only names at the root can be protected: a command can rename any
-//! directory it can write, and a mount point inside it moves along.
+//! Only names at the root can be configured: a command can rename any
+//! directory it can write, and a mount point inside it moves along. Stand-ins
+//! and placeholders live in `stand_in.rs`.
 
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -24,6 +27,11 @@ use anyhow::{bail, Context, Result};
 use crate::gitdir::{GitDir, Snapshot};
 use crate::hash::fnv1a;
 use crate::plan::{BindMount, WORKDIR};
+
+mod stand_in;
+
+use stand_in::{ensure_private, make_placeholders, Own};
+pub use stand_in::{is_placeholder, Hold, Placeholder};
 
 /// Protected by default: what git, direnv, editors, coding agents and
 /// sandbox itself read from a checkout and act on.
@@ -55,13 +63,6 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A missing protected name, covered for the run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Placeholder {
-    pub name: String,
-    pub is_dir: bool,
-}
-
 /// The protections of one run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Protections {
@@ -73,21 +74,6 @@ pub struct Protections {
     /// change: names the set, so a run can tell that a container of the
     /// workspace started with another (see `run/mod.rs`).
     pub key: Option<String>,
-}
-
-/// sandbox's own files for the run, in a directory only this user can write.
-struct Own {
-    empty_dir: PathBuf,
-    empty_file: PathBuf,
-}
-
-impl Own {
-    fn in_dir(private: &Path) -> Own {
-        Own {
-            empty_dir: private.join("empty.d"),
-            empty_file: private.join("empty"),
-        }
-    }
 }
 
 /// The protections for `names` in `workspace`. `private` is a directory no
@@ -264,12 +250,6 @@ impl Guard<'_> {
     }
 }
 
-/// A stand-in sandbox made: empty, and with no permissions at all, which no
-/// tool makes by itself.
-pub fn is_placeholder(meta: &fs::Metadata) -> bool {
-    meta.mode() & 0o7777 == 0 && (meta.is_dir() || (meta.is_file() && meta.len() == 0))
-}
-
 impl Protections {
     /// Whether there is nothing to prepare or undo.
     pub fn is_empty(&self) -> bool {
@@ -330,147 +310,6 @@ impl Protections {
         for placeholder in &self.placeholders {
             placeholder.remove(workspace);
         }
-    }
-}
-
-impl Placeholder {
-    /// Makes the mode-000 stand-in at the name, unless something is there.
-    pub fn stand_in(&self, workspace: &Path) -> Result<()> {
-        let path = workspace.join(&self.name);
-        // Neither call follows a link at the name: mkdir and O_EXCL fail on one.
-        let made = match self.is_dir {
-            true => fs::DirBuilder::new().mode(0o000).create(&path),
-            false => fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o000)
-                .open(&path)
-                .map(drop),
-        };
-        match made {
-            Ok(()) => Ok(()),
-            // A concurrent run made it; anything else there is refused when
-            // the engine mounts over it.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "cannot hold {} for the run — is the workspace writable?",
-                    path.display()
-                )
-            }),
-        }
-    }
-
-    /// Removes the stand-in if it is still one.
-    fn remove(&self, workspace: &Path) {
-        let path = workspace.join(&self.name);
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            return;
-        };
-        if !is_placeholder(&meta) {
-            return;
-        }
-        let _ = match meta.is_dir() {
-            true => fs::remove_dir(&path),
-            false => fs::remove_file(&path),
-        };
-    }
-}
-
-/// Held (shared) by every run and warm preparer of a workspace from the
-/// moment it makes stand-ins until its container is gone or started, so a
-/// run removes stand-ins only when it can take it alone: no other run is
-/// between the two, and so no container is about to mount over them.
-pub struct Hold {
-    /// The lock lasts as long as the open file.
-    _file: fs::File,
-}
-
-impl Hold {
-    /// Waits for a shared hold on `workspace`'s lock in `private`.
-    pub fn shared(private: &Path, workspace: &Path) -> Result<Hold> {
-        let file = lock_file(private, workspace)?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
-            .context("cannot lock the workspace's stand-ins")?;
-        Ok(Hold { _file: file })
-    }
-
-    /// An exclusive hold, if no one else holds one of any kind.
-    fn alone(private: &Path, workspace: &Path) -> Option<Hold> {
-        let file = lock_file(private, workspace).ok()?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
-        Some(Hold { _file: file })
-    }
-}
-
-fn lock_file(private: &Path, workspace: &Path) -> Result<fs::File> {
-    let dir = private.join("locks");
-    ensure_private(&dir)?;
-    let key = fnv1a(workspace.as_os_str().as_encoded_bytes());
-    let path = dir.join(format!("{key:016x}"));
-    fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))
-}
-
-/// The empty directory and file mounted over missing names: read-only mounts
-/// of sandbox's own, so the path the engine resolves is never the command's.
-/// One found there must be exactly what sandbox makes: not a link, ours,
-/// empty, and writable by nobody.
-fn make_placeholders(private: &Path) -> Result<()> {
-    let own = Own::in_dir(private);
-    let context = || format!("cannot make the placeholders in {}", private.display());
-    match fs::DirBuilder::new().mode(0o555).create(&own.empty_dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            return Err(e).with_context(context)
-        }
-        _ => {}
-    }
-    if fs::symlink_metadata(&own.empty_file).is_err() {
-        let partial = private.join(format!("empty.{}.tmp", std::process::id()));
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&partial)
-            .and_then(|_| fs::rename(&partial, &own.empty_file))
-            .with_context(context)?;
-    }
-    let me = rustix::process::getuid().as_raw();
-    for (path, is_dir) in [(&own.empty_dir, true), (&own.empty_file, false)] {
-        let meta = fs::symlink_metadata(path).with_context(context)?;
-        let empty = match is_dir {
-            true => meta.is_dir() && fs::read_dir(path).with_context(context)?.next().is_none(),
-            false => meta.is_file() && meta.len() == 0,
-        };
-        if !empty || meta.uid() != me || meta.mode() & 0o222 != 0 {
-            bail!(
-                "{} is not the empty placeholder sandbox makes — remove it",
-                path.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Creates `dir` (0700) inside a private directory, or checks the one there.
-fn ensure_private(dir: &Path) -> Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let meta = fs::symlink_metadata(dir)?;
-            if !meta.is_dir() || meta.permissions().mode() & 0o022 != 0 {
-                bail!("{} is not a private directory — remove it", dir.display());
-            }
-            Ok(())
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", dir.display())),
     }
 }
 
