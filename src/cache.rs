@@ -45,11 +45,9 @@ pub fn root(config: &CacheConfig, env: &BTreeMap<String, String>) -> Result<Path
 /// The cache directory of `workspace`: its name, for a person reading the
 /// listing, and a hash of its full path, so two `app` folders never share.
 pub fn dir_for(root: &Path, workspace: &Path) -> PathBuf {
-    root.join(format!(
-        "{}-{:016x}",
-        host_dirs::readable_name(workspace),
-        crate::hash::fnv1a(workspace.as_os_str().as_encoded_bytes())
-    ))
+    // A hash no repository's name can be chosen to collide with: a shared
+    // cache would let one project plant packages another picks up.
+    root.join(host_dirs::workspace_key(workspace))
 }
 
 /// Creates `dir` for `workspace` if needed, owned by the user the container
@@ -157,7 +155,7 @@ mod tests {
         assert_eq!(a, dir_for(root, Path::new("/home/me/app")), "stable");
         let name = a.file_name().unwrap().to_str().unwrap();
         assert!(
-            name.starts_with("app-") && name.len() == "app-".len() + 16,
+            name.starts_with("app-") && name.len() == "app-".len() + 32,
             "{name}"
         );
         let odd = dir_for(root, Path::new("/x/my app (1)"));

@@ -146,12 +146,14 @@ impl GitDir {
             Err(e) if is_not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e).context("cannot read the repository's index"),
         };
-        let links = gitmeta::gitlinks(&index).with_context(|| {
-            format!(
-                "cannot read {}/index, where sandbox looks for submodules",
-                self.worktree.display()
-            )
-        })?;
+        let links = gitmeta::parse(&index, self.object_format())
+            .with_context(|| {
+                format!(
+                    "cannot read {}/index, where sandbox looks for submodules",
+                    self.worktree.display()
+                )
+            })?
+            .gitlinks;
         let mut paths = Vec::new();
         for link in links {
             let path = PathBuf::from(String::from_utf8_lossy(&link).into_owned());
@@ -165,6 +167,12 @@ impl GitDir {
             paths.push(path);
         }
         Ok(paths)
+    }
+
+    /// The repository's object format, from its (read-only) configuration.
+    fn object_format(&self) -> gitmeta::ObjectFormat {
+        let config = read_capped(&self.common.join("config"), INFO_MAX).unwrap_or_default();
+        gitmeta::ObjectFormat::of_config(&String::from_utf8_lossy(&config))
     }
 
     /// Where the scratch directory appears inside the container.
@@ -341,26 +349,13 @@ impl GitDir {
             .as_ref()
             .is_some_and(|i| before.index.as_ref().is_none_or(|b| fnv1a(b) != fnv1a(i)));
         if let (Some(index), true) = (index, changed) {
-            match gitmeta::added_gitlinks(before.index.as_deref(), &index) {
+            let format = self.object_format();
+            match gitmeta::index_to_hand_back(before.index.as_deref(), &index, format) {
                 Err(e) => notes.push(refused("index", &format!("{e:#}"))),
-                Ok(added) if !added.is_empty() => {
-                    let paths: Vec<_> = added
-                        .iter()
-                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                        .collect();
-                    notes.push(refused(
-                        "index",
-                        &format!(
-                            "it adds submodules ({}), whose repositories the host's git would \
-                             run",
-                            paths.join(", ")
-                        ),
-                    ));
-                }
                 Ok(_) if !self.host_has("index", before.index.as_deref()) => {
                     notes.push(refused("index", "the host's changed during the run"));
                 }
-                Ok(_) => self.replace("index", &index)?,
+                Ok(entries) => self.replace("index", &entries)?,
             }
         }
         Ok(())

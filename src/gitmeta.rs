@@ -42,60 +42,154 @@ fn is_valid_branch(name: &str) -> bool {
             .all(|part| !part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"))
 }
 
-/// The paths of `index`'s gitlink entries that `before` did not have.
-pub fn added_gitlinks(before: Option<&[u8]>, after: &[u8]) -> Result<BTreeSet<Vec<u8>>> {
+/// The object ids' length in bytes: SHA-1's, or SHA-256's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ObjectFormat {
+    Sha1,
+    Sha256,
+}
+
+impl ObjectFormat {
+    /// The format a repository's `config` names (`extensions.objectFormat`).
+    pub fn of_config(config: &str) -> ObjectFormat {
+        let sha256 = config.lines().any(|line| {
+            let line = line.trim().to_ascii_lowercase();
+            line.starts_with("objectformat") && line.ends_with("sha256")
+        });
+        match sha256 {
+            true => ObjectFormat::Sha256,
+            false => ObjectFormat::Sha1,
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            ObjectFormat::Sha1 => 20,
+            ObjectFormat::Sha256 => 32,
+        }
+    }
+
+    fn digest(self, bytes: &[u8]) -> Vec<u8> {
+        let algorithm = match self {
+            ObjectFormat::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            ObjectFormat::Sha256 => &ring::digest::SHA256,
+        };
+        ring::digest::digest(algorithm, bytes).as_ref().to_vec()
+    }
+}
+
+/// A git index, read entry by entry exactly as git reads one.
+#[derive(Debug)]
+pub struct Index<'a> {
+    bytes: &'a [u8],
+    /// Where the entries end and the extensions begin.
+    entries_end: usize,
+    format: ObjectFormat,
+    /// The paths of the gitlink (submodule) entries.
+    pub gitlinks: BTreeSet<Vec<u8>>,
+}
+
+impl<'a> Index<'a> {
+    /// The header and the entries with a checksum of their own: every
+    /// extension left out. What git keeps there (trees, caches, offsets it
+    /// may read entries from, a split index's link) could make git read
+    /// something else than was checked; without them git recomputes what it
+    /// needs.
+    pub fn entries_only(&self) -> Vec<u8> {
+        let mut out = self.bytes[..self.entries_end].to_vec();
+        out.extend(self.format.digest(&out));
+        out
+    }
+}
+
+/// What of the command's index `after` may come back over the host's
+/// `before`: its entries alone (see `Index::entries_only`), refused when it
+/// adds a gitlink or has a path git must not write.
+pub fn index_to_hand_back(
+    before: Option<&[u8]>,
+    after: &[u8],
+    format: ObjectFormat,
+) -> Result<Vec<u8>> {
     let old = match before {
-        Some(index) => gitlinks(index).context("the host's index")?,
+        Some(index) => parse(index, format).context("the host's index")?.gitlinks,
         None => BTreeSet::new(),
     };
-    let new = gitlinks(after)?;
-    Ok(new.difference(&old).cloned().collect())
+    let index = parse(after, format)?;
+    let added: Vec<_> = index
+        .gitlinks
+        .difference(&old)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    if !added.is_empty() {
+        bail!(
+            "it adds submodules ({}), whose repositories the host's git would run",
+            added.join(", ")
+        );
+    }
+    Ok(index.entries_only())
 }
 
-/// The paths of every gitlink (mode 160000) entry of a git index, versions
-/// 2 to 4, with SHA-1 or SHA-256 object ids (an index whose whole layout,
-/// extensions and checksum included, does not add up is refused).
-pub fn gitlinks(index: &[u8]) -> Result<BTreeSet<Vec<u8>>> {
-    gitlinks_with(index, 20).or_else(|e| gitlinks_with(index, 32).map_err(|_| e))
-}
-
-fn gitlinks_with(index: &[u8], hash: usize) -> Result<BTreeSet<Vec<u8>>> {
+/// Reads `index`, versions 2 to 4, as git does: each entry's name as long as
+/// its flags say (git's rule, not the first NUL), its padding all NULs; the
+/// extensions must add up to the checksum. A split or sparse index is
+/// refused: its entries alone are not the index.
+pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
     // ctime, mtime (seconds and nanoseconds), dev, ino, mode, uid, gid, size.
     const STAT: usize = 40;
     const GITLINK: u32 = 0o160000;
+    const NAME_MASK: u16 = 0x0fff;
     let mut r = Reader { data: index, at: 0 };
     ensure!(r.take(4)? == b"DIRC", "not a git index");
     let version = r.u32()?;
     ensure!((2..=4).contains(&version), "index version {version}");
     let count = r.u32()?;
-    let mut found = BTreeSet::new();
+    let mut gitlinks = BTreeSet::new();
     let mut previous: Vec<u8> = Vec::new();
     for _ in 0..count {
         let start = r.at;
         let stat = r.take(STAT)?;
         let mode = u32::from_be_bytes(stat[24..28].try_into().expect("four bytes"));
-        r.take(hash)?;
+        r.take(format.len())?;
         let flags = r.u16()?;
         if flags & 0x4000 != 0 {
             ensure!(version >= 3, "extended flags in a version 2 index");
             r.take(2)?;
         }
+        let named = usize::from(flags & NAME_MASK);
         let name = if version == 4 {
             let strip = r.varint()?;
             let keep = previous
                 .len()
                 .checked_sub(strip)
                 .context("a path shorter than its prefix")?;
+            let rest = r.peek_until_nul()?;
+            let len = match named == usize::from(NAME_MASK) {
+                true => keep + rest,
+                false => named,
+            };
+            let suffix = len
+                .checked_sub(keep)
+                .context("a name shorter than its prefix")?;
             let mut name = previous[..keep].to_vec();
-            name.extend_from_slice(r.until_nul()?);
+            name.extend_from_slice(r.take(suffix)?);
+            ensure!(r.take(1)? == b"\0", "a name without its end");
             name
         } else {
-            let name = r.until_nul()?.to_vec();
+            let len = match named == usize::from(NAME_MASK) {
+                true => r.peek_until_nul()?,
+                false => named,
+            };
+            let name = r.take(len)?.to_vec();
             // Entries are padded with NULs to a multiple of eight bytes.
-            let padded = (r.at - start + 7) & !7;
-            r.take(start + padded - r.at)?;
+            let end = (r.at - start + 8) & !7;
+            let padding = r.take(start + end - r.at)?;
+            ensure!(
+                padding.iter().all(|&b| b == 0),
+                "an entry's padding is not NULs"
+            );
             name
         };
+        ensure!(!name.contains(&0), "a name with a NUL inside");
         if !is_safe_path(&name) {
             bail!(
                 "it has an entry at {:?}, which git would write outside the work tree or into \
@@ -104,21 +198,31 @@ fn gitlinks_with(index: &[u8], hash: usize) -> Result<BTreeSet<Vec<u8>>> {
             );
         }
         if mode & 0o170000 == GITLINK {
-            found.insert(name.clone());
+            gitlinks.insert(name.clone());
         }
         previous = name;
     }
+    let entries_end = r.at;
     // Extensions (a signature and a length each), then the checksum.
-    while r.data.len() - r.at > hash {
-        r.take(4)?;
+    while r.data.len().saturating_sub(r.at) > format.len() {
+        let signature = r.take(4)?;
+        ensure!(
+            signature != b"link" && signature != b"sdir",
+            "a split or sparse index"
+        );
         let len = r.u32()? as usize;
         r.take(len)?;
     }
     ensure!(
-        r.data.len() - r.at == hash,
+        r.data.len() - r.at == format.len(),
         "the index does not end in its checksum"
     );
-    Ok(found)
+    Ok(Index {
+        bytes: index,
+        entries_end,
+        format,
+        gitlinks,
+    })
 }
 
 /// git's own rule for index paths (`verify_path`, with the NTFS and HFS
@@ -179,15 +283,12 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes(self.take(2)?.try_into()?))
     }
 
-    /// The bytes up to a NUL, which is consumed.
-    fn until_nul(&mut self) -> Result<&'a [u8]> {
-        let rest = &self.data[self.at..];
-        let len = rest
+    /// How many bytes there are before the next NUL.
+    fn peek_until_nul(&self) -> Result<usize> {
+        self.data[self.at..]
             .iter()
             .position(|&b| b == 0)
-            .context("a path without its end")?;
-        self.at += len + 1;
-        Ok(&rest[..len])
+            .context("a path without its end")
     }
 
     /// git's offset varint (varint.c): each continuation adds one before
@@ -270,16 +371,51 @@ mod tests {
             }
             let after = std::fs::read(dir.path().join(".git/index")).unwrap();
             assert_eq!(
-                gitlinks(&after).unwrap(),
+                parse(&after, SHA1).unwrap().gitlinks,
                 BTreeSet::from([b"deep/sub".to_vec()]),
                 "version {version}"
             );
-            assert_eq!(
-                added_gitlinks(Some(&before), &after).unwrap(),
-                BTreeSet::from([b"deep/sub".to_vec()])
-            );
-            assert!(added_gitlinks(Some(&after), &after).unwrap().is_empty());
+            let err = index_to_hand_back(Some(&before), &after, SHA1).unwrap_err();
+            assert!(err.to_string().contains("deep/sub"), "{err}");
+            // What comes back is what git reads: the same entries.
+            let back = index_to_hand_back(Some(&after), &after, SHA1).unwrap();
+            std::fs::write(dir.path().join(".git/index"), &back).unwrap();
+            let listed = Command::new("git")
+                .args(["ls-files", "--stage"])
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            assert!(listed.status.success(), "{listed:?}");
+            let listed = String::from_utf8(listed.stdout).unwrap();
+            assert!(listed.contains("160000 0123456789abcdef"), "{listed}");
+            assert_eq!(listed.lines().count(), 4 + usize::from(version == "3"));
         }
+    }
+
+    const SHA1: ObjectFormat = ObjectFormat::Sha1;
+
+    /// An index whose first entry's flags say one name length and whose
+    /// bytes hold another: git follows the flags, and so must sandbox, or a
+    /// gitlink hides where only git sees it.
+    #[test]
+    fn names_are_as_long_as_their_flags_say() {
+        let entry = |mode: u32, name: &[u8], flag_len: u16| {
+            let mut e = vec![0u8; 40];
+            e[24..28].copy_from_slice(&mode.to_be_bytes());
+            e.extend([0x11; 20]);
+            e.extend(flag_len.to_be_bytes());
+            e.extend(name);
+            e
+        };
+        let mut index = b"DIRC\0\0\0\x02\0\0\0\x02".to_vec();
+        // git: name "a" (flags say 1), then padding, which must be NULs.
+        let mut first = entry(0o100644, b"a", 1);
+        first.extend(b"xxxxxxx");
+        index.extend(&first);
+        index.extend(entry(0o160000, b"evil\0\0\0\0\0\0", 4));
+        index.extend([0u8; 20]);
+        let err = parse(&index, SHA1).unwrap_err();
+        assert!(err.to_string().contains("padding"), "{err}");
     }
 
     #[test]
@@ -314,8 +450,15 @@ mod tests {
 
     #[test]
     fn a_broken_index_is_refused() {
-        assert!(gitlinks(b"").is_err());
-        assert!(gitlinks(b"DIRC\0\0\0\x02\0\0\0\x05").is_err());
-        assert!(gitlinks(b"DIRC\0\0\0\x09\0\0\0\0").is_err());
+        assert!(parse(b"", SHA1).is_err());
+        assert!(parse(b"DIRC\0\0\0\x02\0\0\0\x05", SHA1).is_err());
+        assert!(parse(b"DIRC\0\0\0\x09\0\0\0\0", SHA1).is_err());
+        let mut empty = b"DIRC\0\0\0\x02\0\0\0\0".to_vec();
+        empty.extend(b"link\0\0\0\0");
+        empty.extend([0u8; 20]);
+        assert!(parse(&empty, SHA1)
+            .unwrap_err()
+            .to_string()
+            .contains("split"));
     }
 }

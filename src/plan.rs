@@ -199,7 +199,10 @@ impl RunPlan {
         mounts.extend(protections.mounts.iter().cloned());
         let has_git_dir = protections.git.is_some();
 
-        let cache = match config.cache.enabled && !args.no_cache && !copy {
+        // Not for an agent: every run of the workspace writes the cache,
+        // setup steps included, and agents load plugins from it with their
+        // key in hand (opencode's under XDG_CACHE_HOME).
+        let cache = match config.cache.enabled && !args.no_cache && !copy && agent.is_none() {
             true => Some(cache::dir_for(
                 &cache::root(&config.cache, host.env)?,
                 &workspace,
@@ -262,6 +265,17 @@ impl RunPlan {
                 .with_context(|| format!("--env-file {}: cannot read it", file.display()))?;
             let entries = env_filter::parse_env_file(&text)
                 .with_context(|| format!("--env-file {}", file.display()))?;
+            if agent.is_some() {
+                for (name, _) in entries.iter().filter_map(|e| e.split_once('=')) {
+                    if let Some(why) = crate::config::project::steers_an_agent(name, config) {
+                        bail!(
+                            "--env-file {}: {name} would steer the agent ({why}); the file may \
+                             come with the repository — pass it with -e {name}=...",
+                            file.display()
+                        );
+                    }
+                }
+            }
             from_files.extend(entries.iter().cloned());
             explicit.extend(filter.env_file(entries));
         }
@@ -631,7 +645,11 @@ mod tests {
             );
         }
         assert_eq!(setup["PIP_NO_INPUT"], "1", "configured constants");
-        assert_eq!(setup["XDG_CACHE_HOME"], "/cache", "the cache's variables");
+        assert!(
+            !setup.contains_key("XDG_CACHE_HOME"),
+            "an agent's run keeps no package cache"
+        );
+        assert!(plan.cache.is_none());
         assert_eq!(setup["HOME"], "/home/sandbox");
         assert_eq!(plan.argv(), ["claude"], "the command runs alone");
 

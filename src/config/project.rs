@@ -29,6 +29,7 @@ mod refused;
 
 use file::{read_untrusted, redacted, shown_key};
 use refused::refused_name;
+pub use refused::steers_an_agent;
 
 pub const FILE: &str = ".sandbox.yml";
 /// The largest project file sandbox reads: a real one is a few hundred bytes.

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::hash::fnv1a;
 
 /// A missing protected name, covered for the run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -111,8 +110,7 @@ impl Hold {
 fn lock_file(private: &Path, workspace: &Path) -> Result<fs::File> {
     let dir = private.join("locks");
     ensure_private(&dir)?;
-    let key = fnv1a(workspace.as_os_str().as_encoded_bytes());
-    let path = dir.join(format!("{key:016x}"));
+    let path = dir.join(crate::host_dirs::workspace_key(workspace));
     fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -505,3 +505,66 @@ fn submodules_keep_their_git_directories() {
         "a submodule's pointer can be rewritten",
     );
 }
+
+/// An index git and a careless parser read differently: the first entry's
+/// flags say its name is one byte long, and what follows is not the NUL
+/// padding git skips. Read by the first NUL instead, the gitlink `evil`
+/// behind it hides inside a long name; git sees it, and runs git in it.
+fn index_hiding_a_gitlink(repo: &Path) -> Vec<u8> {
+    let oid = |rev: &str| {
+        let hex = git_ok(repo, &["rev-parse", rev]);
+        (0..40)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    let entry = |mode: u32, oid: &[u8], name_len: u16, rest: &[u8]| {
+        let mut e = vec![0u8; 40];
+        e[24..28].copy_from_slice(&mode.to_be_bytes());
+        e.extend(oid);
+        e.extend(name_len.to_be_bytes());
+        e.extend(rest);
+        e
+    };
+    let mut index = b"DIRC\0\0\0\x02\0\0\0\x02".to_vec();
+    index.extend(entry(0o100644, &oid("HEAD:README"), 6, b"READMEX\0\0\0"));
+    index.extend(entry(0o160000, &oid("HEAD"), 4, b"evil\0\0\0\0z\0"));
+    let digest = Command::new("sh")
+        .arg("-c")
+        .arg("sha1sum | cut -c1-40")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&index)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let hex = String::from_utf8(digest.stdout).unwrap();
+    index.extend(
+        (0..40)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()),
+    );
+    index
+}
+
+#[test]
+fn an_index_read_differently_by_git_does_not_come_back() {
+    let (ws, repo) = with_repository();
+    std::fs::write(repo.join("payload.idx"), index_hiding_a_gitlink(&repo)).unwrap();
+    chown_tree(ws.path());
+    let (_keep, mark) = marker();
+    let script = format!(
+        "{PAYLOAD}git init -q evil && git -C evil config core.fsmonitor \"$W/pwn.sh\" \
+         && cp payload.idx .git/index.new && mv -f .git/index.new .git/index"
+    );
+    let index = std::fs::read(repo.join(".git/index")).unwrap();
+    sandbox_stops(&ws, &repo, &script, &mark, |out| {
+        assert!(out.stderr.contains("index was not brought back"), "{out:?}");
+        assert_eq!(std::fs::read(repo.join(".git/index")).unwrap(), index);
+    });
+    std::fs::remove_dir_all(repo.join("evil")).unwrap();
+    plain_mount_lets_it_through(&repo, &script, &mark, "git reads the gitlink and runs it");
+}

@@ -150,6 +150,18 @@ pub fn refused_name(name: &str, config: &Config) -> Option<String> {
     })
 }
 
+/// Why an env file may not set `name` in an agent's run: what the project
+/// file may not set, credentials aside (an env file is where a person keeps
+/// them). The file may come with the repository, and these names would send
+/// the agent's key, or its requests, somewhere else.
+pub fn steers_an_agent(name: &str, config: &Config) -> Option<String> {
+    let (_, credentials) = REFUSED[0];
+    if glob_set(credentials).is_match(name) {
+        return None;
+    }
+    refused_name(name, config)
+}
+
 fn glob_set(globs: &[&str]) -> GlobSet {
     let mut set = GlobSetBuilder::new();
     for glob in globs {
@@ -168,6 +180,22 @@ fn glob_set(globs: &[&str]) -> GlobSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_env_file_may_hold_keys_but_not_steer_the_agent() {
+        let config = Config::default();
+        for key in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GITHUB_TOKEN"] {
+            assert_eq!(steers_an_agent(key, &config), None, "{key}");
+        }
+        for steer in [
+            "ANTHROPIC_BASE_URL",
+            "HTTPS_PROXY",
+            "NODE_OPTIONS",
+            "CLAUDE_CONFIG_DIR",
+        ] {
+            assert!(steers_an_agent(steer, &config).is_some(), "{steer}");
+        }
+    }
 
     #[test]
     fn env_set_cannot_name_credentials_endpoints_or_loaders() {
