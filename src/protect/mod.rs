@@ -109,7 +109,8 @@ pub fn resolve(
         };
         if name == Path::new(".git") {
             let scratch = private.join("git").join(run);
-            if let Some(git) = GitDir::find(workspace, &meta, scratch)? {
+            if let Some(mut git) = GitDir::find(workspace, &meta, scratch)? {
+                git.protected = names.to_vec();
                 guard.protections.mounts.extend(git.mounts());
                 guard.protections.git = Some(git);
                 continue;

