@@ -256,6 +256,20 @@ def main():
     row("`true`, cold", [x[0] for x in a], [x[0] for x in b])
     rss_run = (max(x[1] for x in a), max(x[1] for x in b))
 
+    # In a git repository sandbox makes the run's own git directory and
+    # hands HEAD and the index back; docker run mounts the repository as is.
+    repo = os.path.join(workspace, "repo")
+    os.mkdir(repo)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    sh(*git, "init", "-q", repo)
+    with open(os.path.join(repo, "README"), "w") as f:
+        f.write("bench\n")
+    sh(*git, "-C", repo, "add", "README")
+    sh(*git, "-C", repo, "commit", "-qm", "bench")
+    a, b = pairs(args.runs, lambda: timed(sandbox_cmd("true"), cwd=repo),
+                 lambda: timed(docker_cmd(repo, "true"), cwd=repo))
+    row("`true`, cold, in a git repository", [x[0] for x in a], [x[0] for x in b])
+
     # Warm: the container is prepared between runs, untimed, as it would be
     # while a person or an agent reads the last result.
     timed(sandbox_cmd("true", warm=True), cwd=workspace)

@@ -173,6 +173,42 @@ impl GitDir {
         Ok(paths)
     }
 
+    /// What the host's git configuration (the repository's, with what it
+    /// includes, the user's and the system's) names inside `workspace`:
+    /// files it runs or reads as configuration (`gitconfig.rs`).
+    pub fn named_in_worktree(
+        &self,
+        workspace: &Path,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<crate::gitconfig::Named> {
+        let home = env
+            .get("HOME")
+            .filter(|h| h.starts_with('/'))
+            .map(Path::new);
+        let xdg = env
+            .get("XDG_CONFIG_HOME")
+            .filter(|d| d.starts_with('/'))
+            .map(PathBuf::from)
+            .or_else(|| home.map(|h| h.join(".config")));
+        let mut files = vec![
+            self.common.join("config"),
+            self.worktree.join("config.worktree"),
+        ];
+        files.extend(home.map(|h| h.join(".gitconfig")));
+        files.extend(xdg.map(|d| d.join("git/config")));
+        files.push(PathBuf::from("/etc/gitconfig"));
+        let read = |path: &Path| {
+            let bytes = read_capped(path, INFO_MAX).ok()?;
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        crate::gitconfig::paths_in_worktree(&crate::gitconfig::Sources {
+            files,
+            worktree: workspace,
+            home,
+            read: &read,
+        })
+    }
+
     /// The repository's object format, from its (read-only) configuration.
     fn object_format(&self) -> gitmeta::ObjectFormat {
         let config = read_capped(&self.common.join("config"), INFO_MAX).unwrap_or_default();

@@ -12,6 +12,7 @@ mod config;
 mod engine;
 mod env_filter;
 mod exit;
+mod gitconfig;
 mod gitdir;
 mod gitmeta;
 mod hash;

@@ -193,6 +193,7 @@ impl RunPlan {
                 &config.security.protected_paths,
                 &private_dir,
                 &run_name(),
+                host.env,
             )?,
             false => Protections::default(),
         };

@@ -171,7 +171,9 @@ pub fn defaults() -> BTreeMap<String, AgentConfig> {
                 "GEMINI_API_KEY",
                 "OPENROUTER_API_KEY",
             ],
-            &[],
+            // Aider loads the repository's .env over its environment: a
+            // planted OPENAI_API_BASE would send the key elsewhere.
+            &[("AIDER_ENV_FILE", "/dev/null")],
             &[],
         ),
     ])

@@ -19,6 +19,7 @@
 //! directory it can write, and a mount point inside it moves along. Stand-ins
 //! and placeholders live in `stand_in.rs`.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -33,23 +34,45 @@ mod stand_in;
 use stand_in::{ensure_private, make_placeholders, Own};
 pub use stand_in::{is_placeholder, Hold, Placeholder};
 
-/// Protected by default: what git, direnv, editors, coding agents and
-/// sandbox itself read from a checkout and act on.
-pub const DEFAULT: [&str; 8] = [
+/// Protected by default: what git, direnv, editors, the coding agents sandbox
+/// runs (and others a user may run on the same checkout) and sandbox itself
+/// read from a checkout and act on: hooks, MCP servers, plugins, tasks, a
+/// dev container's host-side commands.
+pub const DEFAULT: [&str; 17] = [
     ".git",
     ".gitmodules",
     ".sandbox.yml",
     ".envrc",
     ".vscode",
     ".idea",
+    ".devcontainer",
     ".claude",
     ".mcp.json",
+    ".codex",
+    ".gemini",
+    ".opencode",
+    "opencode.json",
+    "opencode.jsonc",
+    ".kilocode",
+    ".aider.conf.yml",
+    ".cursor",
 ];
 
 /// Names that are directories when present; a missing one is covered by an
 /// empty directory. Others (and user names without a trailing `/`) by an
 /// empty file.
-const DIRECTORIES: [&str; 4] = [".git", ".vscode", ".idea", ".claude"];
+const DIRECTORIES: [&str; 10] = [
+    ".git",
+    ".vscode",
+    ".idea",
+    ".devcontainer",
+    ".claude",
+    ".codex",
+    ".gemini",
+    ".opencode",
+    ".kilocode",
+    ".cursor",
+];
 
 /// Whether `name` can be protected: one entry at the workspace root.
 pub fn check_name(name: &str) -> Result<()> {
@@ -70,9 +93,9 @@ pub struct Protections {
     pub mounts: Vec<BindMount>,
     pub placeholders: Vec<Placeholder>,
     pub git: Option<GitDir>,
-    /// Set when the protections follow the repository's submodules, which
-    /// change: names the set, so a run can tell that a container of the
-    /// workspace started with another (see `run/mod.rs`).
+    /// Set when the protections follow the repository's submodules or its
+    /// configuration, which change: names the set, so a run can tell that a
+    /// container of the workspace started with another (see `run/mod.rs`).
     pub key: Option<String>,
 }
 
@@ -83,6 +106,7 @@ pub fn resolve(
     names: &[String],
     private: &Path,
     run: &str,
+    env: &BTreeMap<String, String>,
 ) -> Result<Protections> {
     // A workspace that holds sandbox's own files would let a command
     // replace the placeholders every later run mounts.
@@ -118,15 +142,21 @@ pub fn resolve(
         }
         guard.read_only(name);
     }
-    let submodules = match &guard.protections.git {
-        Some(git) => git.submodules()?,
-        None => Vec::new(),
+    // The host's `git status` runs git inside every populated submodule,
+    // with the configuration its `.git` names; and git runs or reads what
+    // its configuration names in the work tree (`gitconfig.rs`).
+    let (submodules, named) = match &guard.protections.git {
+        Some(git) => (git.submodules()?, git.named_in_worktree(workspace, env)),
+        None => (Vec::new(), Vec::new()),
     };
     for path in &submodules {
-        guard.submodule(path, names)?;
+        guard.nested(&path.join(".git"), false, names)?;
+    }
+    for (path, is_dir) in &named {
+        guard.nested(path, *is_dir, names)?;
     }
     let mut protections = guard.protections;
-    if !submodules.is_empty() {
+    if !submodules.is_empty() || !named.is_empty() {
         let targets: Vec<_> = protections
             .mounts
             .iter()
@@ -210,21 +240,25 @@ impl Guard<'_> {
         self.over_itself(rel, true);
     }
 
-    /// The host's `git status` runs git inside every populated submodule,
-    /// with the configuration its `.git` names. So the submodule's `.git`
-    /// is read-only (a stand-in when missing), and every directory down to
-    /// it is a mount point, which no command can rename to put a `.git` of
-    /// its own in its place.
-    fn submodule(&mut self, path: &Path, names: &[String]) -> Result<()> {
-        let covered = path.components().next().is_some_and(|first| {
-            let first = first.as_os_str().to_string_lossy();
-            names.iter().any(|n| n.trim_end_matches('/') == first)
-        });
-        if covered {
+    /// Keeps `leaf`, somewhere below the root, from changing: every
+    /// directory down to it is mounted over itself (writable, but no command
+    /// can rename it to put something of its own in its place), and `leaf`
+    /// itself is read-only, or a stand-in (a directory if `leaf_is_dir`)
+    /// when it is missing.
+    fn nested(&mut self, leaf: &Path, leaf_is_dir: bool, names: &[String]) -> Result<()> {
+        let mut parts = leaf.components();
+        let Some(first) = parts.next() else {
+            bail!(
+                "git's configuration names the workspace itself as a file it runs or reads — \
+                 sandbox cannot protect that; use --read-only-workspace"
+            );
+        };
+        let first = first.as_os_str().to_string_lossy();
+        if names.iter().any(|n| n.trim_end_matches('/') == first) {
             return Ok(());
         }
         let mut dir = PathBuf::new();
-        for part in path.components() {
+        for part in leaf.parent().into_iter().flat_map(|p| p.components()) {
             dir.push(part);
             if self.has(&dir) {
                 continue;
@@ -237,15 +271,26 @@ impl Guard<'_> {
                     return Ok(());
                 }
                 Some(_) => bail!(
-                    "{} is a file where the index has a submodule — commit or remove it",
-                    self.workspace.join(&dir).display()
+                    "{} is a file where {} lies below it — commit or remove it",
+                    self.workspace.join(&dir).display(),
+                    leaf.display()
                 ),
             }
         }
-        let dot_git = path.join(".git");
-        match self.inspect(&dot_git)? {
-            Some(_) => self.read_only(&dot_git),
-            None => self.stand_in(&dot_git, false),
+        let target = Guard::target(leaf);
+        if let Some(mount) = self
+            .protections
+            .mounts
+            .iter_mut()
+            .find(|m| m.target == target)
+        {
+            // Already a directory above another protected path: now read-only.
+            mount.read_only = true;
+            return Ok(());
+        }
+        match self.inspect(leaf)? {
+            Some(_) => self.read_only(leaf),
+            None => self.stand_in(leaf, leaf_is_dir),
         }
         Ok(())
     }
@@ -340,7 +385,7 @@ mod tests {
         fs::create_dir_all(ws.join(".vscode")).unwrap();
         fs::write(ws.join(".envrc"), "export A=1").unwrap();
         let list = names(&[".vscode", ".envrc", ".claude", ".mcp.json", "build/"]);
-        let p = resolve(&ws, &list, &private, "run").unwrap();
+        let p = resolve(&ws, &list, &private, "run", &BTreeMap::new()).unwrap();
         let mounts: Vec<_> = p
             .mounts
             .iter()
@@ -364,7 +409,10 @@ mod tests {
         let mcp = fs::symlink_metadata(ws.join(".mcp.json")).unwrap();
         assert!(mcp.is_file() && is_placeholder(&mcp));
         // A stand-in counts as missing next time.
-        assert_eq!(resolve(&ws, &list, &private, "run").unwrap(), p);
+        assert_eq!(
+            resolve(&ws, &list, &private, "run", &BTreeMap::new()).unwrap(),
+            p
+        );
 
         let remove = |others: bool| {
             tokio::runtime::Builder::new_current_thread()
@@ -387,7 +435,14 @@ mod tests {
     fn a_workspace_that_holds_the_private_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let private = dir.path().join("sandbox-1");
-        let err = resolve(dir.path(), &names(&[".envrc"]), &private, "r").unwrap_err();
+        let err = resolve(
+            dir.path(),
+            &names(&[".envrc"]),
+            &private,
+            "r",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("private directory"), "{err}");
     }
 
@@ -407,7 +462,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let private = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc", dir.path().join(".vscode")).unwrap();
-        let err = resolve(dir.path(), &names(&[".vscode"]), private.path(), "r").unwrap_err();
+        let err = resolve(
+            dir.path(),
+            &names(&[".vscode"]),
+            private.path(),
+            "r",
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
@@ -417,7 +479,14 @@ mod tests {
         let ws = dir.path();
         let private = tempfile::tempdir().unwrap();
         fs::write(ws.join(".envrc"), "").unwrap();
-        let p = resolve(ws, &names(&[".envrc"]), private.path(), "r").unwrap();
+        let p = resolve(
+            ws,
+            &names(&[".envrc"]),
+            private.path(),
+            "r",
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(p.placeholders.is_empty());
         assert!(
             ws.join(".envrc").exists(),

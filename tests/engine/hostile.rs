@@ -634,3 +634,47 @@ fn protected_names_do_not_arrive_through_the_index() {
         "control: the index writes it out"
     );
 }
+
+/// Read-only configuration protects nothing if it names files in the work
+/// tree: an included config file, husky's hooks directory, a relative
+/// filter. What git's configuration names is kept as the config itself is.
+#[test]
+fn what_the_git_configuration_names_stays() {
+    let (ws, repo) = with_repository();
+    std::fs::create_dir_all(repo.join(".husky")).unwrap();
+    std::fs::write(repo.join(".husky/pre-commit"), "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::write(repo.join(".gitconfig"), "[core]\n\tautocrlf = false\n").unwrap();
+    std::fs::create_dir_all(repo.join("tools")).unwrap();
+    std::fs::write(repo.join("tools/clean"), "#!/bin/sh\ncat\n").unwrap();
+    git_ok(&repo, &["config", "include.path", "../.gitconfig"]);
+    git_ok(&repo, &["config", "core.hooksPath", ".husky"]);
+    git_ok(&repo, &["config", "filter.tidy.clean", "tools/clean"]);
+    chown_tree(ws.path());
+    let before = digest(&repo);
+    let (_keep, mark) = marker();
+    let script = format!(
+        "{PAYLOAD}printf '%s' \"$cfg\" >> .gitconfig; \
+         printf '#!/bin/sh\\ntouch \"%s\"\\n' \"$MARK\" > .husky/post-checkout; \
+         printf '#!/bin/sh\\ntouch \"%s\"\\n' \"$MARK\" > tools/clean; \
+         mv tools tools-away; true"
+    );
+    sandbox_stops(&ws, &repo, &script, &mark, |_| {
+        let now = digest(&repo);
+        let kept = |map: &BTreeMap<PathBuf, (u32, Vec<u8>)>| -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+            map.iter()
+                .filter(|(p, _)| {
+                    [".gitconfig", ".husky", "tools"]
+                        .iter()
+                        .any(|k| p.starts_with(k))
+                })
+                .map(|(p, v)| (p.clone(), v.clone()))
+                .collect()
+        };
+        assert_same(
+            &kept(&now),
+            &kept(&before),
+            "what git's configuration names",
+        );
+    });
+    plain_mount_lets_it_through(&repo, &script, &mark, "an included config can be rewritten");
+}
