@@ -7,7 +7,7 @@
 //! writable, so commits and branches land on the host as they are made;
 //! `config`, `hooks/`, `modules/`, `worktrees/`, `packed-refs` and `shallow`
 //! are the repository's own, read-only; `info/` is a copy, whose `exclude`
-//! also names the run's placeholders (`protect.rs`) so that `git add -A`
+//! also names the run's placeholders (`protect/`) so that `git add -A`
 //! inside does not pick them up. Anything else the command
 //! writes there (a `commondir`, rebase state, reflogs, a new `config`) stays
 //! in that directory and is thrown away. After the run `HEAD` and the index

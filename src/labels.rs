@@ -10,7 +10,7 @@ pub const COMMAND: &str = "dev.sandbox.command";
 /// On a warm container: the hash of the settings it was prepared for.
 pub const WARM: &str = "dev.sandbox.warm";
 /// The set of protections a container was made with, when it follows the
-/// repository's submodules (`protect.rs`).
+/// repository's submodules (`protect/`).
 pub const GUARDS: &str = "dev.sandbox.guards";
 /// On a warm container, which is created from an image ID: the image as the
 /// run named it.

@@ -40,7 +40,7 @@ pub struct Warm {
     pub body: ContainerCreateBody,
     /// How long it waits unused, in seconds.
     pub idle: u64,
-    /// The stand-ins its mounts cover (`protect.rs`), made before it starts.
+    /// The stand-ins its mounts cover (`protect/`), made before it starts.
     #[serde(default)]
     pub stand_ins: Vec<crate::protect::Placeholder>,
     #[serde(default)]

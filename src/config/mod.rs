@@ -96,7 +96,7 @@ pub struct SecurityConfig {
     /// Accept a container whose limits the engine said it could not enforce.
     pub allow_engine_warnings: bool,
     /// Names at the workspace root a command may not write, create, rename
-    /// or remove, even when /work is writable (`protect.rs`).
+    /// or remove, even when /work is writable (`protect/`).
     #[serde(default)]
     pub protected_paths: Vec<String>,
     /// Mount the whole workspace read-only.

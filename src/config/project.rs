@@ -98,7 +98,7 @@ pub struct Manifest {
 /// The manifest in `workspace`, if there is one.
 pub fn load(workspace: &Path) -> Result<Option<Manifest>> {
     let path = workspace.join(FILE);
-    // A run's stand-in for a missing file (`protect.rs`) is no project file.
+    // A run's stand-in for a missing file (`protect/`) is no project file.
     if std::fs::symlink_metadata(&path).is_ok_and(|m| crate::protect::is_placeholder(&m)) {
         return Ok(None);
     }
