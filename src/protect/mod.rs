@@ -37,8 +37,10 @@ pub use stand_in::{is_placeholder, Hold, Placeholder};
 /// Protected by default: what git, direnv, editors, the coding agents sandbox
 /// runs (and others a user may run on the same checkout) and sandbox itself
 /// read from a checkout and act on: hooks, MCP servers, plugins, tasks, a
-/// dev container's host-side commands.
-pub const DEFAULT: [&str; 17] = [
+/// dev container's host-side commands. Hidden names only: a missing one is
+/// covered by a stand-in, which a plain `ls` would otherwise show in every
+/// workspace (so `opencode.json` is left to the user's own list).
+pub const DEFAULT: [&str; 15] = [
     ".git",
     ".gitmodules",
     ".sandbox.yml",
@@ -51,8 +53,6 @@ pub const DEFAULT: [&str; 17] = [
     ".codex",
     ".gemini",
     ".opencode",
-    "opencode.json",
-    "opencode.jsonc",
     ".kilocode",
     ".aider.conf.yml",
     ".cursor",
