@@ -443,6 +443,37 @@ impl GitDir {
     }
 }
 
+/// Removes the git directories of runs whose `sandbox` is gone (killed, or
+/// the machine restarted): each is named `run-<pid>-<nanos>` by the process
+/// that made it (`plan.rs`). A pid now taken by another process only keeps
+/// a directory a while longer.
+pub fn sweep(runs: &Path) {
+    let Ok(entries) = fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let pid = name
+            .strip_prefix("run-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw);
+        let Some(pid) = pid else { continue };
+        let gone = matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        );
+        if gone {
+            let path = entry.path();
+            let _ = match name.ends_with(".gitfile") {
+                true => fs::remove_file(&path),
+                false => remove_all(&path),
+            };
+        }
+    }
+}
+
 /// Removes `dir`, which the command could write, whatever it left there:
 /// directories it made unreadable are opened up, links are removed, never
 /// followed, and everything is reached through open directories, so no path
@@ -683,6 +714,22 @@ mod tests {
         let notes = git_dir.hand_back(&before);
         assert!(notes[0].contains("submodules (sub)"), "{notes:?}");
         assert_eq!(fs::read(ws.join(".git/index")).unwrap(), host_index);
+    }
+
+    #[test]
+    fn runs_whose_sandbox_is_gone_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join(format!("run-{}-1", std::process::id()));
+        // No process has this pid: pids stop well below it.
+        let gone = dir.path().join("run-2147483646-1");
+        for run in [&mine, &gone] {
+            fs::create_dir_all(run.join("objects")).unwrap();
+        }
+        fs::write(dir.path().join("run-2147483646-1.gitfile"), "gitdir: x\n").unwrap();
+        sweep(dir.path());
+        assert!(mine.exists(), "a live run keeps its directory");
+        assert!(!gone.exists());
+        assert!(!dir.path().join("run-2147483646-1.gitfile").exists());
     }
 
     #[test]

@@ -453,7 +453,9 @@ pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A name for this run's own files, unique on this machine.
+/// A name for this run's own files, unique on this machine:
+/// `run-<pid>-<nanos>`, whose pid `gitdir::sweep` reads back to tell a run
+/// whose `sandbox` is gone.
 fn run_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

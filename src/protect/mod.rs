@@ -320,6 +320,7 @@ impl Protections {
         match &self.git {
             Some(git) => {
                 ensure_private(&private.join("git"))?;
+                crate::gitdir::sweep(&private.join("git"));
                 let names: Vec<_> = self.placeholders.iter().map(|p| p.name.clone()).collect();
                 Ok(Some(git.prepare(&names, owner)?))
             }
