@@ -8,33 +8,13 @@
 //! `git commit` would run it. So those files are protected too
 //! (`protect/`). The repository's configuration is read, with what it
 //! includes, and so are the user's (`~/.gitconfig`, `$XDG_CONFIG_HOME/git/config`
-//! and the system's), whose relative paths resolve in every work tree.
+//! and the system's, or what `GIT_CONFIG_GLOBAL`/`SYSTEM` name, and
+//! `GIT_CONFIG_KEY_n`), whose relative paths resolve in every work tree.
 
 use std::path::{Component, Path, PathBuf};
 
-/// Keys whose value is a file, relative to the work tree's root.
+/// Keys whose whole value is a file, relative to the work tree's root.
 const FILES: [&str; 3] = ["core.hookspath", "core.excludesfile", "core.attributesfile"];
-
-/// Keys whose value is a command; `*` stands for any subsection.
-const COMMANDS: [&str; 17] = [
-    "core.fsmonitor",
-    "core.sshcommand",
-    "core.pager",
-    "core.editor",
-    "core.askpass",
-    "sequence.editor",
-    "diff.external",
-    "gpg.program",
-    "gpg.*.program",
-    "credential.helper",
-    "credential.*.helper",
-    "filter.*.clean",
-    "filter.*.smudge",
-    "filter.*.process",
-    "diff.*.textconv",
-    "diff.*.command",
-    "merge.*.driver",
-];
 
 /// How many includes deep git's configuration is followed (git's own limit
 /// is 10).
@@ -45,28 +25,45 @@ pub struct Sources<'a> {
     /// The repository's own `config` (and, for a linked worktree, its
     /// `config.worktree`), then the user's and the system's.
     pub files: Vec<PathBuf>,
-    /// The work tree's root: the workspace.
+    /// Entries given in the environment (`GIT_CONFIG_KEY_n`/`VALUE_n`).
+    pub extra: Vec<(String, String)>,
+    /// The work tree's root: the workspace, canonical.
     pub worktree: &'a Path,
     /// The user's home, for `~/` in values.
     pub home: Option<&'a Path>,
-    /// Reads a file, or `None` (absent, unreadable, too large).
+    /// Reads a file, following links (these files are the user's), or
+    /// `None` (absent, unreadable, too large).
     pub read: &'a dyn Fn(&Path) -> Option<String>,
+    /// Where a path really is: links outside the work tree resolved.
+    pub real: &'a dyn Fn(&Path) -> PathBuf,
 }
 
 /// A file the configuration names, and whether it is a directory of hooks.
 pub type Named = (PathBuf, bool);
 
-/// Every path inside `worktree` that the configuration names, lexically
-/// resolved (links are the protections' to refuse), relative to it.
+/// Every path inside `worktree` that the configuration names, relative to
+/// it: the configuration files themselves when they are there, what they
+/// include, the files their path keys name, and every word of every value
+/// that is a path in the work tree (a program a command runs, or what it
+/// passes it: `sh tools/clean.sh`, `FOO=1 ./x`, `!./helper`). Over-reaching
+/// is cheap (a file kept read-only); missing one is not.
 pub fn paths_in_worktree(sources: &Sources) -> Vec<Named> {
     let mut found = Vec::new();
     for file in &sources.files {
+        found.push(((sources.real)(file), false));
         visit(sources, file, 0, &mut found);
+    }
+    for (key, value) in &sources.extra {
+        named_by(sources, key, value, &mut found);
     }
     let mut inside: Vec<Named> = found
         .into_iter()
-        .filter_map(|(p, is_dir)| Some((normalize(&p)?, is_dir)))
         .filter_map(|(p, is_dir)| {
+            let p = normalize(&p)?;
+            let p = match p.starts_with(sources.worktree) {
+                true => p,
+                false => normalize(&(sources.real)(&p))?,
+            };
             Some((p.strip_prefix(sources.worktree).ok()?.to_path_buf(), is_dir))
         })
         .collect();
@@ -84,23 +81,80 @@ fn visit(sources: &Sources, file: &Path, depth: usize, found: &mut Vec<Named>) {
         if key == "include.path" || (key.starts_with("includeif.") && key.ends_with(".path")) {
             let included = resolve(&value, dir, sources.home);
             let included = normalize(&included).unwrap_or(included);
-            found.push((included.clone(), false));
+            found.push(((sources.real)(&included), false));
             if depth < MAX_DEPTH {
                 visit(sources, &included, depth + 1, found);
             }
-        } else if FILES.contains(&key.as_str()) {
-            let is_dir = key == "core.hookspath";
-            found.push((resolve(&value, sources.worktree, sources.home), is_dir));
-        } else if COMMANDS.iter().any(|pattern| matches(pattern, &key)) {
-            let command = value.trim_start().trim_start_matches('!');
-            let program = command.split_whitespace().next().unwrap_or_default();
-            let program = program.trim_matches(|c| c == '"' || c == '\'');
-            // Without a `/` the shell looks the program up in PATH.
-            if program.contains('/') {
-                found.push((resolve(program, sources.worktree, sources.home), false));
-            }
+        } else {
+            named_by(sources, &key, &value, found);
         }
     }
+}
+
+/// What one entry names in the work tree.
+fn named_by(sources: &Sources, key: &str, value: &str, found: &mut Vec<Named>) {
+    let root = sources.worktree;
+    if FILES.contains(&key) {
+        found.push((resolve(value, root, sources.home), key == "core.hookspath"));
+        return;
+    }
+    let words = words(value.trim_start().trim_start_matches('!'));
+    for (i, word) in words.iter().enumerate() {
+        let word = word.as_str();
+        let explicit = ["/", "./", "../", "~/"].iter().any(|p| word.starts_with(p));
+        let path = resolve(word, root, sources.home);
+        let first_exists = Path::new(word)
+            .components()
+            .next()
+            .is_some_and(|c| root.join(c).symlink_metadata().is_ok());
+        // A first word without `/` is a program the shell finds in PATH; a
+        // later one is an argument, a script when it is a file here.
+        let named = explicit
+            || (word.contains('/') && !word.contains("://") && first_exists)
+            || (i > 0 && !word.contains('/') && root.join(word).is_file());
+        if named {
+            found.push((path, false));
+        }
+    }
+}
+
+/// The words of a command as `sh` splits them, quotes removed, with the
+/// values of `NAME=value` and `--option=value` words standing for them.
+fn words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = command.chars();
+    let mut push = |word: &mut String| {
+        if !word.is_empty() {
+            let taken = std::mem::take(word);
+            let value = match taken.split_once('=') {
+                Some((name, value)) if name.starts_with("--") || is_name(name) => value,
+                _ => taken.as_str(),
+            };
+            if !value.is_empty() {
+                words.push(value.to_string());
+            }
+        }
+    };
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => word.extend(chars.next()),
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '\\') => word.extend(chars.next()),
+            (None, c) if c.is_whitespace() || ";|&()<>`$".contains(c) => push(&mut word),
+            (None, c) => word.push(c),
+        }
+    }
+    push(&mut word);
+    words
+}
+
+fn is_name(text: &str) -> bool {
+    text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `value` as a path: `~/` is the home, a relative one is under `base`.
@@ -130,57 +184,72 @@ fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Whether `key` (`section.sub.name`, section and name lower-case) matches
-/// `pattern`, whose `*` stands for the subsection.
-fn matches(pattern: &str, key: &str) -> bool {
-    match pattern.split_once(".*.") {
-        Some((section, name)) => key
-            .strip_prefix(section)
-            .and_then(|rest| rest.strip_prefix('.'))
-            .and_then(|rest| rest.rsplit_once('.'))
-            .is_some_and(|(sub, n)| !sub.is_empty() && n == name),
-        None => key == pattern,
-    }
-}
-
 /// The `section[.subsection].key = value` entries of a git config file, the
-/// section and key lower-cased as git compares them. Lenient: what it cannot
-/// read it skips, and git would refuse such a file anyway.
-fn entries(text: &str) -> Vec<(String, String)> {
+/// section and key lower-cased as git compares them. A value continues on
+/// the next line only after a backslash outside a comment, as in git.
+pub fn entries(text: &str) -> Vec<(String, String)> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     let mut section = String::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
-        let mut line = line.trim_start().to_string();
-        // A value continues on the next line after a trailing backslash.
-        while line.ends_with('\\') && !line.ends_with("\\\\") {
-            line.pop();
-            line.push_str(lines.next().unwrap_or_default());
+        let mut rest = line.trim();
+        if rest.starts_with('[') {
+            let Some((inside, after)) = rest[1..].split_once(']') else {
+                continue;
+            };
+            section = section_name(inside);
+            rest = after.trim();
         }
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        let rest = match line.strip_prefix('[') {
-            Some(header) => {
-                let Some((inside, rest)) = header.split_once(']') else {
-                    continue;
-                };
-                section = section_name(inside);
-                rest.trim()
-            }
-            None => line,
-        };
         if rest.is_empty() || rest.starts_with('#') || rest.starts_with(';') {
             continue;
         }
-        let (name, value) = rest.split_once('=').unwrap_or((rest, "true"));
+        let (name, value) = match rest.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (rest, None),
+        };
+        let value = match value {
+            Some(value) => read_value(value, &mut lines),
+            None => "true".to_string(),
+        };
         out.push((
             format!("{section}.{}", name.trim().to_ascii_lowercase()),
-            unquote(value.trim()),
+            value,
         ));
     }
     out
+}
+
+/// A value with its quotes and escapes resolved, a comment cut, and lines
+/// joined where one ends in a backslash.
+fn read_value<'a>(first: &'a str, lines: &mut impl Iterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut line = first;
+    'lines: loop {
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => quoted = !quoted,
+                '\\' => match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(other) => out.push(other),
+                    None => match lines.next() {
+                        Some(next) => {
+                            line = next;
+                            continue 'lines;
+                        }
+                        None => break 'lines,
+                    },
+                },
+                '#' | ';' if !quoted => break 'lines,
+                c => out.push(c),
+            }
+        }
+        break;
+    }
+    out.trim().to_string()
 }
 
 /// `core`, `filter "lfs"` or the old `filter.lfs`, as `core` or `filter.lfs`.
@@ -198,74 +267,65 @@ fn section_name(header: &str) -> String {
     }
 }
 
-/// A value with its quotes and escapes resolved and a trailing comment cut.
-fn unquote(value: &str) -> String {
-    let mut out = String::new();
-    let mut quoted = false;
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => quoted = !quoted,
-            '\\' => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some(other) => out.push(other),
-                None => {}
-            },
-            '#' | ';' if !quoted => break,
-            c => out.push(c),
-        }
-    }
-    out.trim().to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn found(files: &[(&str, &str)]) -> Vec<Named> {
+    fn found(files: &[(&str, &str)], exists: &[&str]) -> Vec<Named> {
+        let real = |p: &Path| p.to_path_buf();
+        let dir = tempfile::tempdir().unwrap();
+        let ws = dir.path().join("ws");
+        for name in exists {
+            let path = ws.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        std::fs::create_dir_all(&ws).unwrap();
+        let with_ws = |p: &str| PathBuf::from(p.replace("/ws", ws.to_str().unwrap()));
         let contents: BTreeMap<PathBuf, String> = files
             .iter()
-            .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+            .map(|(p, t)| (with_ws(p), t.replace("/ws", ws.to_str().unwrap())))
             .collect();
         let read = |p: &Path| contents.get(p).cloned();
         let sources = Sources {
             files: vec![
-                PathBuf::from("/ws/.git/config"),
+                with_ws("/ws/.git/config"),
                 PathBuf::from("/home/me/.gitconfig"),
             ],
-            worktree: Path::new("/ws"),
+            extra: vec![("diff.external".into(), "./ext".into())],
+            worktree: &ws,
             home: Some(Path::new("/home/me")),
             read: &read,
+            real: &real,
         };
         paths_in_worktree(&sources)
     }
 
     #[test]
     fn what_the_configuration_names_in_the_work_tree_is_found() {
-        let paths = found(&[
-            (
-                "/ws/.git/config",
-                "[core]\n\thooksPath = .husky\n\tfsmonitor = \"./tools/fsmon --fast\"\n\
-                 [include]\n\tpath = ../.gitconfig\n\
-                 [filter \"lfs\"]\n\tclean = git-lfs clean -- %f\n\tsmudge = bin/smudge %f\n\
-                 [diff \"pdf\"]\n\ttextconv = /ws/scripts/pdf2txt ; comment\n",
-            ),
-            (
-                "/ws/.gitconfig",
-                "[includeIf \"gitdir:/ws/\"]\n\tpath = conf/more\n",
-            ),
-            (
-                "/ws/conf/more",
-                "[credential]\n\thelper = !./helper.sh get\n",
-            ),
-            (
-                "/home/me/.gitconfig",
-                "[core]\n\texcludesFile = ~/.gitignore_global\n\tattributesFile = .attrs\n\
-                 [sequence]\n\teditor = vim\n",
-            ),
-        ]);
+        let paths = found(
+            &[
+                (
+                    "/ws/.git/config",
+                    "\u{feff}[core]\n\thooksPath = .husky\n\tfsmonitor = \"./tools/fsmon --fast\"\n\
+                     [include]\n\tpath = ../.gitconfig\n\
+                     [filter \"lfs\"]\n\tclean = git-lfs clean -- %f\n\tsmudge = sh bin/smudge %f\n\
+                     [diff \"pdf\"]\n\ttextconv = FOO=1 /ws/scripts/pdf2txt ; comment \\\n\
+                     [alias]\n\tst = !'my dir/st' --x=conv.py\n\
+                     [remote \"origin\"]\n\turl = https://example.com/a/b.git\n\
+                     \tfetch = +refs/heads/*:refs/remotes/origin/*\n",
+                ),
+                ("/ws/.gitconfig", "[includeIf \"gitdir:/ws/\"]\n\tpath = conf/more\n"),
+                ("/ws/conf/more", "[credential]\n\thelper = !./helper.sh get\n"),
+                (
+                    "/home/me/.gitconfig",
+                    "[core]\n\texcludesFile = ~/.gitignore_global\n\tattributesFile = .attrs\n\
+                     [sequence]\n\teditor = vim\n",
+                ),
+            ],
+            &["conv.py", "bin/smudge", "my dir/st"],
+        );
         let shown: Vec<_> = paths
             .iter()
             .map(|(p, is_dir)| (p.to_str().unwrap(), *is_dir))
@@ -274,11 +334,15 @@ mod tests {
             shown,
             [
                 (".attrs", false),
+                (".git/config", false),
                 (".gitconfig", false),
                 (".husky", true),
                 ("bin/smudge", false),
                 ("conf/more", false),
+                ("conv.py", false),
+                ("ext", false),
                 ("helper.sh", false),
+                ("my dir/st", false),
                 ("scripts/pdf2txt", false),
                 ("tools/fsmon", false),
             ]
@@ -286,22 +350,29 @@ mod tests {
     }
 
     #[test]
-    fn a_configuration_that_names_nothing_here_finds_nothing() {
-        let paths = found(&[(
-            "/ws/.git/config",
-            "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\
-             [remote \"origin\"]\n\turl = git@example.com:me/x.git\n",
-        )]);
-        assert!(paths.is_empty(), "{paths:?}");
+    fn a_comment_ending_in_a_backslash_ends_its_line() {
+        let read = entries("[user]\n\tname = me ; note \\\n[core]\n\thooksPath = hooks\n");
+        assert!(
+            read.contains(&("core.hookspath".into(), "hooks".into())),
+            "{read:?}"
+        );
+        let joined = entries("[a]\n\tb = one \\\n two\n");
+        assert_eq!(joined, [("a.b".to_string(), "one  two".to_string())]);
     }
 
     #[test]
-    fn keys_match_with_any_subsection() {
-        assert!(matches("filter.*.clean", "filter.lfs.clean"));
-        assert!(matches("filter.*.clean", "filter.a.b.clean"));
-        assert!(!matches("filter.*.clean", "filter.clean"));
-        assert!(!matches("filter.*.clean", "filter.lfs.smudge"));
+    fn words_split_as_the_shell_splits_them() {
+        assert_eq!(
+            words("FOO=1 ./x 'a b' --o=c \"d\\\"e\""),
+            ["1", "./x", "a b", "c", "d\"e"]
+        );
+        assert_eq!(words("sh -c ./x;y|z"), ["sh", "-c", "./x", "y", "z"]);
+    }
+
+    #[test]
+    fn keys_name_sections_as_git_compares_them() {
         assert_eq!(section_name("Filter \"LFS\""), "filter.LFS");
         assert_eq!(section_name("core"), "core");
+        assert_eq!(section_name("remote.origin"), "remote.origin");
     }
 }

@@ -181,12 +181,9 @@ impl GitDir {
         workspace: &Path,
         env: &std::collections::BTreeMap<String, String>,
     ) -> Vec<crate::gitconfig::Named> {
-        let home = env
-            .get("HOME")
-            .filter(|h| h.starts_with('/'))
-            .map(Path::new);
-        let xdg = env
-            .get("XDG_CONFIG_HOME")
+        let var = |name: &str| env.get(name).filter(|v| !v.is_empty());
+        let home = var("HOME").filter(|h| h.starts_with('/')).map(Path::new);
+        let xdg = var("XDG_CONFIG_HOME")
             .filter(|d| d.starts_with('/'))
             .map(PathBuf::from)
             .or_else(|| home.map(|h| h.join(".config")));
@@ -194,18 +191,58 @@ impl GitDir {
             self.common.join("config"),
             self.worktree.join("config.worktree"),
         ];
-        files.extend(home.map(|h| h.join(".gitconfig")));
-        files.extend(xdg.map(|d| d.join("git/config")));
-        files.push(PathBuf::from("/etc/gitconfig"));
+        // As git reads them: the environment may name other files.
+        match var("GIT_CONFIG_GLOBAL") {
+            Some(global) => files.push(PathBuf::from(global)),
+            None => {
+                files.extend(home.map(|h| h.join(".gitconfig")));
+                files.extend(xdg.map(|d| d.join("git/config")));
+            }
+        }
+        if var("GIT_CONFIG_NOSYSTEM").is_none() {
+            files.push(PathBuf::from(
+                var("GIT_CONFIG_SYSTEM").map_or("/etc/gitconfig", |s| s.as_str()),
+            ));
+        }
+        let count = var("GIT_CONFIG_COUNT").and_then(|c| c.parse::<usize>().ok());
+        let extra = (0..count.unwrap_or(0).min(1000))
+            .filter_map(|i| {
+                let key = var(&format!("GIT_CONFIG_KEY_{i}"))?.to_ascii_lowercase();
+                Some((key, var(&format!("GIT_CONFIG_VALUE_{i}"))?.clone()))
+            })
+            .collect();
+        // These files are the user's (or in the protected git directory):
+        // their links are followed, as git follows them.
         let read = |path: &Path| {
-            let bytes = read_capped(path, INFO_MAX).ok()?;
-            Some(String::from_utf8_lossy(&bytes).into_owned())
+            let file = fs::File::open(path).ok()?;
+            let mut text = String::new();
+            file.take(INFO_MAX).read_to_string(&mut text).ok()?;
+            Some(text)
+        };
+        // Links outside the work tree resolved, as far as the path exists.
+        let real = |path: &Path| {
+            let mut existing = path.to_path_buf();
+            let mut rest = Vec::new();
+            while !existing.exists() {
+                match (existing.file_name(), existing.parent()) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name.to_os_string());
+                        existing = parent.to_path_buf();
+                    }
+                    _ => return path.to_path_buf(),
+                }
+            }
+            let mut real = existing.canonicalize().unwrap_or(existing);
+            real.extend(rest.iter().rev());
+            real
         };
         crate::gitconfig::paths_in_worktree(&crate::gitconfig::Sources {
             files,
+            extra,
             worktree: workspace,
             home,
             read: &read,
+            real: &real,
         })
     }
 

@@ -92,11 +92,13 @@ pub struct Index<'a> {
     /// Every entry by path: what git would check out there, and the bits
     /// that hide it from `git status`.
     entries: BTreeMap<Vec<u8>, Entry>,
+    /// Where each entry's stat data starts, with its path, in order.
+    stats: Vec<(usize, Vec<u8>)>,
 }
 
-/// What an entry says, beyond its path and file system stat data.
-#[derive(Debug, Clone, PartialEq)]
-struct Entry {
+/// What an entry says about its path.
+#[derive(Debug, Clone)]
+pub struct Entry {
     mode: u32,
     oid: Vec<u8>,
     /// The merge stage (0 outside a conflict).
@@ -105,6 +107,8 @@ struct Entry {
     assume_valid: bool,
     /// `skip-worktree`: git neither compares nor checks the file out.
     skip_worktree: bool,
+    /// The file system data git compares to decide the file is unchanged.
+    stat: Vec<u8>,
 }
 
 impl<'a> Index<'a> {
@@ -113,8 +117,24 @@ impl<'a> Index<'a> {
     /// may read entries from, a split index's link) could make git read
     /// something else than was checked; without them git recomputes what it
     /// needs.
-    pub fn entries_only(&self) -> Vec<u8> {
+    ///
+    /// Each entry keeps the host's stat data where the host has the same
+    /// content at that path, and none (zeros) otherwise: the command could
+    /// record a changed file's stat beside the old content, and `git status`
+    /// would never look at the file again. With zeros git hashes it anew.
+    pub fn entries_only(&self, host: &BTreeMap<Vec<u8>, Entry>) -> Vec<u8> {
         let mut out = self.bytes[..self.entries_end].to_vec();
+        for (at, path) in &self.stats {
+            let same = match (self.entries.get(path), host.get(path)) {
+                (Some(mine), Some(theirs)) => mine.mode == theirs.mode && mine.oid == theirs.oid,
+                _ => false,
+            };
+            let stat = &mut out[*at..*at + STAT];
+            match (same, host.get(path)) {
+                (true, Some(theirs)) => stat.copy_from_slice(&theirs.stat),
+                _ => stat.fill(0),
+            }
+        }
         out.extend(self.format.digest(&out));
         out
     }
@@ -127,7 +147,7 @@ impl<'a> Index<'a> {
 ///   `git status` run a repository the command made; a removed one would
 ///   leave the host's unprotected by the next run, until the user's own
 ///   `git reset` brings it back with the command's `.git` in place;
-/// - any entry under a `protected` name differs: the user's next
+/// - any entry at or under a `protected` path differs: the user's next
 ///   `git checkout -- .` or `git stash pop` would write it out;
 /// - an entry gained `assume-unchanged` or `skip-worktree`, which hide it
 ///   from `git status`.
@@ -172,16 +192,30 @@ pub fn index_to_hand_back(
             show(removed)
         );
     }
+    // A protected path and everything below it.
     let is_protected = |path: &[u8]| {
-        let first = path.split(|&b| b == b'/').next().unwrap_or_default();
-        protected
-            .iter()
-            .any(|p| p.trim_end_matches('/').as_bytes() == first)
+        protected.iter().any(|p| {
+            let p = p.trim_end_matches('/').as_bytes();
+            path.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"))
+        })
+    };
+    // Stat data aside: git compares it only to decide whether to look.
+    let content = |e: &Entry| {
+        (
+            e.mode,
+            e.oid.clone(),
+            e.stage,
+            e.assume_valid,
+            e.skip_worktree,
+        )
     };
     let paths: BTreeSet<&Vec<u8>> = host.keys().chain(index.entries.keys()).collect();
     let changed: Vec<_> = paths
         .into_iter()
-        .filter(|p| is_protected(p) && host.get(*p) != index.entries.get(*p))
+        .filter(|p| {
+            is_protected(p) && host.get(*p).map(content) != index.entries.get(*p).map(content)
+        })
         .collect();
     if !changed.is_empty() {
         bail!(
@@ -202,18 +236,18 @@ pub fn index_to_hand_back(
     if !hidden.is_empty() {
         bail!("it hides entries from `git status` ({})", show(hidden));
     }
-    Ok(index.entries_only())
+    Ok(index.entries_only(&host))
 }
 
 const GITLINK: u32 = 0o160000;
+/// ctime, mtime (seconds and nanoseconds), dev, ino, mode, uid, gid, size.
+const STAT: usize = 40;
 
 /// Reads `index`, versions 2 to 4, as git does: each entry's name as long as
 /// its flags say (git's rule, not the first NUL), its padding all NULs; the
 /// extensions must add up to the checksum. A split or sparse index is
 /// refused: its entries alone are not the index.
 pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
-    // ctime, mtime (seconds and nanoseconds), dev, ino, mode, uid, gid, size.
-    const STAT: usize = 40;
     const NAME_MASK: u16 = 0x0fff;
     let mut r = Reader { data: index, at: 0 };
     ensure!(r.take(4)? == b"DIRC", "not a git index");
@@ -222,6 +256,7 @@ pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
     let count = r.u32()?;
     let mut gitlinks = BTreeSet::new();
     let mut entries = BTreeMap::new();
+    let mut stats = Vec::new();
     let mut previous: Vec<u8> = Vec::new();
     for _ in 0..count {
         let start = r.at;
@@ -279,7 +314,9 @@ pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
         if mode & 0o170000 == GITLINK {
             gitlinks.insert(name.clone());
         }
+        stats.push((start, name.clone()));
         let entry = Entry {
+            stat: stat.to_vec(),
             mode,
             oid,
             stage: (flags >> 12) & 0x3,
@@ -311,6 +348,7 @@ pub fn parse(index: &[u8], format: ObjectFormat) -> Result<Index<'_>> {
         format,
         gitlinks,
         entries,
+        stats,
     })
 }
 
@@ -552,6 +590,24 @@ mod tests {
         std::fs::write(dir.path().join(".git/index"), &host).unwrap();
         git(&["update-index", "--assume-unchanged", "a"]);
         assert!(back(&host, &index(&dir)).unwrap_err().contains("hides"));
+
+        // What the host has keeps the host's stat data; what changed has
+        // none, so git looks at the file again.
+        std::fs::write(dir.path().join(".git/index"), &host).unwrap();
+        std::fs::write(dir.path().join("a"), "changed").unwrap();
+        git(&["add", "a"]);
+        let handed = back(&host, &index(&dir)).unwrap();
+        let (handed, host_entries) = (
+            parse(&handed, SHA1).unwrap().entries,
+            parse(&host, SHA1).unwrap().entries,
+        );
+        assert_eq!(handed[&b"a".to_vec()].stat, vec![0u8; 40]);
+        assert_eq!(
+            handed[&b".envrc".to_vec()].stat,
+            host_entries[&b".envrc".to_vec()].stat
+        );
+        std::fs::write(dir.path().join(".git/index"), &host).unwrap();
+        git(&["update-index", "--assume-unchanged", "a"]);
 
         // The host's own bits, and changes elsewhere, pass.
         let hidden = index(&dir);

@@ -93,9 +93,9 @@ pub struct Protections {
     pub mounts: Vec<BindMount>,
     pub placeholders: Vec<Placeholder>,
     pub git: Option<GitDir>,
-    /// Set when the protections follow the repository's submodules or its
-    /// configuration, which change: names the set, so a run can tell that a
-    /// container of the workspace started with another (see `run/mod.rs`).
+    /// Names the set of protections, which follow the configuration, the
+    /// repository's submodules and its git configuration, so a run can tell
+    /// that a container of the workspace started with another (`run/mod.rs`).
     pub key: Option<String>,
 }
 
@@ -133,8 +133,7 @@ pub fn resolve(
         };
         if name == Path::new(".git") {
             let scratch = private.join("git").join(run);
-            if let Some(mut git) = GitDir::find(workspace, &meta, scratch)? {
-                git.protected = names.to_vec();
+            if let Some(git) = GitDir::find(workspace, &meta, scratch)? {
                 guard.protections.mounts.extend(git.mounts());
                 guard.protections.git = Some(git);
                 continue;
@@ -149,21 +148,36 @@ pub fn resolve(
         Some(git) => (git.submodules()?, git.named_in_worktree(workspace, env)),
         None => (Vec::new(), Vec::new()),
     };
+    let mut leaves: Vec<String> = names
+        .iter()
+        .map(|n| n.trim_end_matches('/').to_string())
+        .collect();
     for path in &submodules {
         guard.nested(&path.join(".git"), false, names)?;
     }
     for (path, is_dir) in &named {
         guard.nested(path, *is_dir, names)?;
+        leaves.push(path.to_string_lossy().into_owned());
     }
     let mut protections = guard.protections;
-    if !submodules.is_empty() || !named.is_empty() {
-        let targets: Vec<_> = protections
-            .mounts
-            .iter()
-            .map(|m| m.target.as_str())
-            .collect();
-        protections.key = Some(format!("{:016x}", fnv1a(targets.join("\n").as_bytes())));
+    // The index comes back with nothing under these changed.
+    if let Some(git) = protections.git.as_mut() {
+        git.protected = leaves;
     }
+    // Which paths are covered and how, so a run can tell that a container
+    // of the workspace was made with other protections (`run/mod.rs`).
+    let shape: Vec<String> = protections
+        .mounts
+        .iter()
+        .map(|m| {
+            let kind = match m.source.starts_with(private) {
+                true => "sandbox's",
+                false => "itself",
+            };
+            format!("{} {} {kind}", m.target, m.read_only)
+        })
+        .collect();
+    protections.key = Some(format!("{:016x}", fnv1a(shape.join("\n").as_bytes())));
     Ok(protections)
 }
 

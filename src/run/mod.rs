@@ -88,11 +88,11 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
     result
 }
 
-/// Protections that follow submodules are mounted over paths inside the
-/// workspace, which only containers made with the same set cannot move: one
-/// made before the submodules changed could swap what this run's engine
-/// mounts, so the run waits for it to end. Waiting containers of a warm
-/// start run no command yet, and do not count.
+/// Protections are mounted over paths inside the workspace, which only
+/// containers made with the same set cannot move: one made before the
+/// configuration, the submodules or git's configuration changed could swap
+/// what this run's engine mounts, so the run waits for it to end. Waiting
+/// containers of a warm start run no command yet, and do not count.
 async fn refuse_other_guards(engine: &Engine, workspace: &str, key: &str) -> Result<()> {
     let others = engine.list(false).await?;
     let older = others.iter().find(|c| {
@@ -103,7 +103,8 @@ async fn refuse_other_guards(engine: &Engine, workspace: &str, key: &str) -> Res
     });
     if let Some(older) = older {
         bail!(
-            "container {} of this workspace runs with the protections of other submodules — \
+            "container {} of this workspace runs with other protections (the protected names, \
+             submodules or git's configuration changed since it started) — \
              wait for it to end, or stop it (`docker rm -f {}`), then run again",
             short_id(&older.id),
             short_id(&older.id)
