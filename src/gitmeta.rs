@@ -132,7 +132,11 @@ impl<'a> Index<'a> {
             let stat = &mut out[*at..*at + STAT];
             match (same, host.get(path)) {
                 (true, Some(theirs)) => stat.copy_from_slice(&theirs.stat),
-                _ => stat.fill(0),
+                // All but the mode, which lives among them.
+                _ => {
+                    stat[..24].fill(0);
+                    stat[28..].fill(0);
+                }
             }
         }
         out.extend(self.format.digest(&out));
@@ -601,7 +605,9 @@ mod tests {
             parse(&handed, SHA1).unwrap().entries,
             parse(&host, SHA1).unwrap().entries,
         );
-        assert_eq!(handed[&b"a".to_vec()].stat, vec![0u8; 40]);
+        let stat = &handed[&b"a".to_vec()].stat;
+        assert!(stat[..24].iter().chain(&stat[28..]).all(|&b| b == 0), "{stat:?}");
+        assert_eq!(handed[&b"a".to_vec()].mode, 0o100644);
         assert_eq!(
             handed[&b".envrc".to_vec()].stat,
             host_entries[&b".envrc".to_vec()].stat

@@ -187,15 +187,24 @@ impl RunPlan {
         // A copy has no host paths to mount over: protected paths are kept
         // from coming back instead, and host-side caches and state stay out.
         let private_dir = crate::host_dirs::private_runtime_dir(host.env)?;
-        let protections = match !read_only_workspace && !copy {
-            true => protect::resolve(
+        let protections = match read_only_workspace {
+            false => protect::resolve(
                 &workspace,
                 &config.security.protected_paths,
                 &private_dir,
                 &run_name(),
                 host.env,
             )?,
-            false => Protections::default(),
+            true => Protections::default(),
+        };
+        // A copy is kept by what comes back, not by mounts.
+        let protected_paths = match protections.paths.is_empty() {
+            true => config.security.protected_paths.clone(),
+            false => protections.paths.clone(),
+        };
+        let protections = match copy {
+            true => Protections::default(),
+            false => protections,
         };
         mounts.extend(protections.mounts.iter().cloned());
         let has_git_dir = protections.git.is_some();
@@ -380,7 +389,7 @@ impl RunPlan {
             pull: args.pull.unwrap_or(config.container.pull),
             cache,
             agent: agent.map(|(run, _)| run.name),
-            protected_paths: config.security.protected_paths.clone(),
+            protected_paths,
             host: engine_host,
             private_dir,
             transfer: match copy {

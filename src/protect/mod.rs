@@ -93,6 +93,9 @@ pub struct Protections {
     pub mounts: Vec<BindMount>,
     pub placeholders: Vec<Placeholder>,
     pub git: Option<GitDir>,
+    /// Every protected path, names and what git's configuration names, for
+    /// what must not come back from a copied workspace.
+    pub paths: Vec<String>,
     /// Names the set of protections, which follow the configuration, the
     /// repository's submodules and its git configuration, so a run can tell
     /// that a container of the workspace started with another (`run/mod.rs`).
@@ -160,10 +163,12 @@ pub fn resolve(
         leaves.push(path.to_string_lossy().into_owned());
     }
     let mut protections = guard.protections;
-    // The index comes back with nothing under these changed.
+    // The index comes back with nothing under these changed, and neither
+    // does a copied workspace.
     if let Some(git) = protections.git.as_mut() {
-        git.protected = leaves;
+        git.protected = leaves.clone();
     }
+    protections.paths = leaves;
     // Which paths are covered and how, so a run can tell that a container
     // of the workspace was made with other protections (`run/mod.rs`).
     let shape: Vec<String> = protections

@@ -678,3 +678,43 @@ fn what_the_git_configuration_names_stays() {
     });
     plain_mount_lets_it_through(&repo, &script, &mark, "an included config can be rewritten");
 }
+
+/// A copied workspace brings back what the command changed, but not what
+/// git's configuration names: the hooks would run on the host's next commit.
+#[test]
+fn a_copied_workspace_brings_back_nothing_git_runs() {
+    let (ws, repo) = with_repository();
+    std::fs::create_dir_all(repo.join("hooks")).unwrap();
+    std::fs::write(repo.join("hooks/pre-commit"), "#!/bin/sh\nexit 0\n").unwrap();
+    git_ok(&repo, &["config", "core.hooksPath", "hooks"]);
+    chown_tree(ws.path());
+    let mut cmd = ws.command();
+    cmd.current_dir(&repo)
+        .args([
+            "run",
+            "--image",
+            git_image(),
+            "--pull",
+            "never",
+            "--copy-workspace",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "echo evil > hooks/pre-commit; echo fine > notes.txt",
+        ])
+        .uid(UID)
+        .gid(gid());
+    let out: Output = cmd.output().unwrap().into();
+    assert_eq!(out.status, 0, "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("hooks/pre-commit")).unwrap(),
+        "#!/bin/sh\nexit 0\n",
+        "{out:?}"
+    );
+    // The control: what git's configuration does not name comes back.
+    assert_eq!(
+        std::fs::read_to_string(repo.join("notes.txt")).unwrap(),
+        "fine\n"
+    );
+}
