@@ -181,71 +181,116 @@ impl GitDir {
         workspace: &Path,
         env: &std::collections::BTreeMap<String, String>,
     ) -> Vec<crate::gitconfig::Named> {
-        let var = |name: &str| env.get(name).filter(|v| !v.is_empty());
-        let home = var("HOME").filter(|h| h.starts_with('/')).map(Path::new);
-        let xdg = var("XDG_CONFIG_HOME")
-            .filter(|d| d.starts_with('/'))
-            .map(PathBuf::from)
-            .or_else(|| home.map(|h| h.join(".config")));
-        let mut files = vec![
+        let own = vec![
             self.common.join("config"),
             self.worktree.join("config.worktree"),
         ];
-        // As git reads them: the environment may name other files.
-        match var("GIT_CONFIG_GLOBAL") {
-            Some(global) => files.push(PathBuf::from(global)),
-            None => {
-                files.extend(home.map(|h| h.join(".gitconfig")));
-                files.extend(xdg.map(|d| d.join("git/config")));
-            }
-        }
-        if var("GIT_CONFIG_NOSYSTEM").is_none() {
-            files.push(PathBuf::from(
-                var("GIT_CONFIG_SYSTEM").map_or("/etc/gitconfig", |s| s.as_str()),
-            ));
-        }
-        let count = var("GIT_CONFIG_COUNT").and_then(|c| c.parse::<usize>().ok());
-        let extra = (0..count.unwrap_or(0).min(1000))
-            .filter_map(|i| {
-                let key = var(&format!("GIT_CONFIG_KEY_{i}"))?.to_ascii_lowercase();
-                Some((key, var(&format!("GIT_CONFIG_VALUE_{i}"))?.clone()))
-            })
-            .collect();
-        // These files are the user's (or in the protected git directory):
-        // their links are followed, as git follows them.
-        let read = |path: &Path| {
-            let file = fs::File::open(path).ok()?;
-            let mut text = String::new();
-            file.take(INFO_MAX).read_to_string(&mut text).ok()?;
-            Some(text)
-        };
-        // Links outside the work tree resolved, as far as the path exists.
-        let real = |path: &Path| {
-            let mut existing = path.to_path_buf();
-            let mut rest = Vec::new();
-            while !existing.exists() {
-                match (existing.file_name(), existing.parent()) {
-                    (Some(name), Some(parent)) => {
-                        rest.push(name.to_os_string());
-                        existing = parent.to_path_buf();
-                    }
-                    _ => return path.to_path_buf(),
-                }
-            }
-            let mut real = existing.canonicalize().unwrap_or(existing);
-            real.extend(rest.iter().rev());
-            real
-        };
-        crate::gitconfig::paths_in_worktree(&crate::gitconfig::Sources {
-            files,
-            extra,
-            worktree: workspace,
-            home,
-            read: &read,
-            real: &real,
-        })
+        named_by_config(own, workspace, env)
     }
 
+    /// The same for the submodule at `path`: the host's `git status` at the
+    /// root runs git inside it, with its own configuration and the user's.
+    /// Paths relative to the workspace.
+    pub fn named_in_submodule(
+        workspace: &Path,
+        path: &Path,
+        env: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<crate::gitconfig::Named> {
+        let root = workspace.join(path);
+        let dot_git = root.join(".git");
+        let gitdir = match fs::symlink_metadata(&dot_git) {
+            Ok(meta) if meta.is_dir() => dot_git,
+            Ok(_) => match read_capped(&dot_git, gitmeta::HEAD_MAX)
+                .ok()
+                .and_then(|t| String::from_utf8(t).ok())
+                .and_then(|t| Some(t.strip_prefix("gitdir:")?.trim().to_string()))
+            {
+                Some(pointed) => root.join(pointed),
+                None => return Vec::new(),
+            },
+            // Not checked out: git does not go in.
+            Err(_) => return Vec::new(),
+        };
+        let Ok(root) = root.canonicalize() else {
+            return Vec::new();
+        };
+        named_by_config(vec![gitdir.join("config")], &root, env)
+            .into_iter()
+            .map(|(p, is_dir)| (path.join(p), is_dir))
+            .collect()
+    }
+}
+
+/// What git's configuration, the repository's `own` files first, then the
+/// user's and the system's, names inside `worktree`.
+fn named_by_config(
+    own: Vec<PathBuf>,
+    worktree: &Path,
+    env: &std::collections::BTreeMap<String, String>,
+) -> Vec<crate::gitconfig::Named> {
+    let var = |name: &str| env.get(name).filter(|v| !v.is_empty());
+    let home = var("HOME").filter(|h| h.starts_with('/')).map(Path::new);
+    let xdg = var("XDG_CONFIG_HOME")
+        .filter(|d| d.starts_with('/'))
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".config")));
+    let mut files = own;
+    // As git reads them: the environment may name other files.
+    match var("GIT_CONFIG_GLOBAL") {
+        Some(global) => files.push(PathBuf::from(global)),
+        None => {
+            files.extend(home.map(|h| h.join(".gitconfig")));
+            files.extend(xdg.map(|d| d.join("git/config")));
+        }
+    }
+    if var("GIT_CONFIG_NOSYSTEM").is_none() {
+        files.push(PathBuf::from(
+            var("GIT_CONFIG_SYSTEM").map_or("/etc/gitconfig", |s| s.as_str()),
+        ));
+    }
+    let count = var("GIT_CONFIG_COUNT").and_then(|c| c.parse::<usize>().ok());
+    let extra = (0..count.unwrap_or(0).min(1000))
+        .filter_map(|i| {
+            let key = var(&format!("GIT_CONFIG_KEY_{i}"))?.to_ascii_lowercase();
+            Some((key, var(&format!("GIT_CONFIG_VALUE_{i}"))?.clone()))
+        })
+        .collect();
+    // These files are the user's (or in the protected git directory):
+    // their links are followed, as git follows them.
+    let read = |path: &Path| {
+        let file = fs::File::open(path).ok()?;
+        let mut text = String::new();
+        file.take(INFO_MAX).read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    // Links outside the work tree resolved, as far as the path exists.
+    let real = |path: &Path| {
+        let mut existing = path.to_path_buf();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            match (existing.file_name(), existing.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent.to_path_buf();
+                }
+                _ => return path.to_path_buf(),
+            }
+        }
+        let mut real = existing.canonicalize().unwrap_or(existing);
+        real.extend(rest.iter().rev());
+        real
+    };
+    crate::gitconfig::paths_in_worktree(&crate::gitconfig::Sources {
+        files,
+        extra,
+        worktree,
+        home,
+        read: &read,
+        real: &real,
+    })
+}
+
+impl GitDir {
     /// The repository's object format, from its (read-only) configuration.
     fn object_format(&self) -> gitmeta::ObjectFormat {
         let config = read_capped(&self.common.join("config"), INFO_MAX).unwrap_or_default();

@@ -606,7 +606,10 @@ mod tests {
             parse(&host, SHA1).unwrap().entries,
         );
         let stat = &handed[&b"a".to_vec()].stat;
-        assert!(stat[..24].iter().chain(&stat[28..]).all(|&b| b == 0), "{stat:?}");
+        assert!(
+            stat[..24].iter().chain(&stat[28..]).all(|&b| b == 0),
+            "{stat:?}"
+        );
         assert_eq!(handed[&b"a".to_vec()].mode, 0o100644);
         assert_eq!(
             handed[&b".envrc".to_vec()].stat,

@@ -21,6 +21,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -147,10 +148,13 @@ pub fn resolve(
     // The host's `git status` runs git inside every populated submodule,
     // with the configuration its `.git` names; and git runs or reads what
     // its configuration names in the work tree (`gitconfig.rs`).
-    let (submodules, named) = match &guard.protections.git {
+    let (submodules, mut named) = match &guard.protections.git {
         Some(git) => (git.submodules()?, git.named_in_worktree(workspace, env)),
         None => (Vec::new(), Vec::new()),
     };
+    for path in &submodules {
+        named.extend(GitDir::named_in_submodule(workspace, path, env));
+    }
     let mut leaves: Vec<String> = names
         .iter()
         .map(|n| n.trim_end_matches('/').to_string())
@@ -161,6 +165,21 @@ pub fn resolve(
     for (path, is_dir) in &named {
         guard.nested(path, *is_dir, names)?;
         leaves.push(path.to_string_lossy().into_owned());
+    }
+    let hooks: Vec<PathBuf> = guard
+        .protections
+        .git
+        .iter()
+        .map(|g| g.common.join("hooks"))
+        .collect();
+    let named_dirs = named
+        .iter()
+        .filter(|(_, is_dir)| *is_dir)
+        .map(|(p, _)| workspace.join(p));
+    for dir in hooks.into_iter().chain(named_dirs) {
+        for kept in guard.link_targets(&dir, names)? {
+            leaves.push(kept.to_string_lossy().into_owned());
+        }
     }
     let mut protections = guard.protections;
     // The index comes back with nothing under these changed, and neither
@@ -218,7 +237,40 @@ impl Guard<'_> {
                 path.display()
             );
         }
+        // Another name for the same file could be anywhere in the workspace.
+        if kind.is_file() && meta.nlink() > 1 {
+            bail!(
+                "{} has other hard links: a command could change it through them — copy it \
+                 (`cp --remove-destination`) so it stands alone",
+                path.display()
+            );
+        }
         Ok(Some(meta))
+    }
+
+    /// Hooks are run through their links: what a hook in `dir` (the
+    /// repository's hooks, or a hooks directory git's configuration names)
+    /// links to inside the workspace is kept as the hook is. Returns the
+    /// paths kept.
+    fn link_targets(&mut self, dir: &Path, names: &[String]) -> Result<Vec<PathBuf>> {
+        let mut kept = Vec::new();
+        let Ok(entries) = fs::read_dir(dir) else {
+            return Ok(kept);
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
+            let Ok(target) = entry.path().canonicalize() else {
+                continue;
+            };
+            if let Ok(rel) = target.strip_prefix(self.workspace) {
+                let rel = rel.to_path_buf();
+                self.nested(&rel, target.is_dir(), names)?;
+                kept.push(rel);
+            }
+        }
+        Ok(kept)
     }
 
     fn target(rel: &Path) -> String {

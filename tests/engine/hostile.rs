@@ -718,3 +718,53 @@ fn a_copied_workspace_brings_back_nothing_git_runs() {
         "fine\n"
     );
 }
+
+/// What a submodule's configuration names, and what the repository's hooks
+/// link to, run on the host as much as the hooks themselves.
+#[test]
+fn what_hooks_and_submodules_point_at_stays() {
+    let (ws, upstream) = with_repository();
+    let repo = ws.path().join("main");
+    repository(&repo);
+    let add = ["-c", "protocol.file.allow=always", "submodule", "add", "-q"];
+    git_ok(
+        &repo,
+        &[&add[..], &[upstream.to_str().unwrap(), "sub"]].concat(),
+    );
+    git_ok(&repo, &["commit", "-qm", "a submodule"]);
+    std::fs::create_dir_all(repo.join("sub/tools")).unwrap();
+    std::fs::write(repo.join("sub/tools/clean"), "#!/bin/sh\ncat\n").unwrap();
+    git_ok(
+        &repo.join("sub"),
+        &["config", "filter.tidy.clean", "tools/clean"],
+    );
+    std::fs::create_dir_all(repo.join("scripts")).unwrap();
+    std::fs::write(repo.join("scripts/pre-commit"), "#!/bin/sh\nexit 0\n").unwrap();
+    std::os::unix::fs::symlink(
+        "../../scripts/pre-commit",
+        repo.join(".git/hooks/pre-commit"),
+    )
+    .unwrap();
+    chown_tree(ws.path());
+    let (_keep, mark) = marker();
+    let script = "echo evil > sub/tools/clean; echo evil > scripts/pre-commit; \
+                  mv scripts scripts-away; mv sub/tools sub/tools-away; true";
+    let out = hostile_run(&ws, &repo, script, &mark);
+    assert_eq!(out.status, 0, "{out:?}");
+    for (file, was) in [
+        ("sub/tools/clean", "#!/bin/sh\ncat\n"),
+        ("scripts/pre-commit", "#!/bin/sh\nexit 0\n"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(repo.join(file)).unwrap(),
+            was,
+            "{out:?}"
+        );
+    }
+
+    assert_eq!(plain_docker_run(&repo, script, &mark).status, 0);
+    assert!(
+        repo.join("scripts-away/pre-commit").exists() && repo.join("sub/tools-away").exists(),
+        "control: a plain mount lets both be changed"
+    );
+}
