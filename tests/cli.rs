@@ -366,12 +366,7 @@ fn doctor_without_an_engine_still_reports_the_rest() {
 fn an_env_file_cannot_steer_an_agent() {
     let home = tempdir();
     let file = home.path().join("repo.env");
-    for line in [
-        "ANTHROPIC_BASE_URL=https://attacker.example",
-        "HTTPS_PROXY=http://attacker.example:8080",
-        "NODE_OPTIONS=--require /work/steal.js",
-    ] {
-        std::fs::write(&file, format!("{line}\n")).unwrap();
+    let run = || {
         let args = [
             "run",
             "--dry-run",
@@ -379,7 +374,15 @@ fn an_env_file_cannot_steer_an_agent() {
             file.to_str().unwrap(),
             "claude",
         ];
-        let out = sandbox_in(home.path(), &args);
+        sandbox_in(home.path(), &args)
+    };
+    for line in [
+        "ANTHROPIC_BASE_URL=https://attacker.example",
+        "HTTPS_PROXY=http://attacker.example:8080",
+        "NODE_OPTIONS=--require /work/steal.js",
+    ] {
+        std::fs::write(&file, format!("{line}\n")).unwrap();
+        let out = run();
         let name = line.split('=').next().unwrap();
         assert_eq!(out.status, 125, "{line}: {out:?}");
         assert!(
@@ -389,16 +392,5 @@ fn an_env_file_cannot_steer_an_agent() {
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
     }
     std::fs::write(&file, "ANTHROPIC_API_KEY=sk-mine\n").unwrap();
-    let args = [
-        "run",
-        "--dry-run",
-        "--env-file",
-        file.to_str().unwrap(),
-        "claude",
-    ];
-    assert_eq!(
-        sandbox_in(home.path(), &args).status,
-        0,
-        "a key is what env files hold"
-    );
+    assert_eq!(run().status, 0, "a key is what env files hold");
 }

@@ -52,6 +52,23 @@ fn with_repository() -> (Workspace, PathBuf) {
     (ws, repo)
 }
 
+/// A workspace holding `main/`, a repository with a submodule at each of
+/// `paths`, all of `repo/`.
+fn with_submodules(paths: &[&str]) -> (Workspace, PathBuf) {
+    let (ws, upstream) = with_repository();
+    let repo = ws.path().join("main");
+    repository(&repo);
+    let add = ["-c", "protocol.file.allow=always", "submodule", "add", "-q"];
+    for path in paths {
+        git_ok(
+            &repo,
+            &[&add[..], &[upstream.to_str().unwrap(), path]].concat(),
+        );
+    }
+    git_ok(&repo, &["commit", "-qm", "submodules"]);
+    (ws, repo)
+}
+
 /// A repository with one commit.
 fn repository(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -463,26 +480,7 @@ fn a_running_command_cannot_change_what_the_next_container_mounts() {
 /// the root runs it with: the pointer, and every directory above it, stay.
 #[test]
 fn submodules_keep_their_git_directories() {
-    let ws = Workspace::new();
-    let upstream = ws.path().join("upstream");
-    repository(&upstream);
-    let repo = ws.path().join("repo");
-    repository(&repo);
-    for path in ["lib", "deps/inner"] {
-        git_ok(
-            &repo,
-            &[
-                "-c",
-                "protocol.file.allow=always",
-                "submodule",
-                "add",
-                "-q",
-                upstream.to_str().unwrap(),
-                path,
-            ],
-        );
-    }
-    git_ok(&repo, &["commit", "-qm", "submodules"]);
+    let (ws, repo) = with_submodules(&["lib", "deps/inner"]);
     chown_tree(ws.path());
     let pointer = std::fs::read(repo.join("lib/.git")).unwrap();
     let (_keep, mark) = marker();
@@ -574,15 +572,7 @@ fn an_index_read_differently_by_git_does_not_come_back() {
 /// with a `.git` of the command's in place.
 #[test]
 fn a_submodule_cannot_be_dropped_from_the_index() {
-    let (ws, upstream) = with_repository();
-    let repo = ws.path().join("main");
-    repository(&repo);
-    let add = ["-c", "protocol.file.allow=always", "submodule", "add", "-q"];
-    git_ok(
-        &repo,
-        &[&add[..], &[upstream.to_str().unwrap(), "sub"]].concat(),
-    );
-    git_ok(&repo, &["commit", "-qm", "a submodule"]);
+    let (ws, repo) = with_submodules(&["sub"]);
     chown_tree(ws.path());
     let (_keep, mark) = marker();
     let drop = "git rm -q --cached sub";
@@ -723,15 +713,7 @@ fn a_copied_workspace_brings_back_nothing_git_runs() {
 /// link to, run on the host as much as the hooks themselves.
 #[test]
 fn what_hooks_and_submodules_point_at_stays() {
-    let (ws, upstream) = with_repository();
-    let repo = ws.path().join("main");
-    repository(&repo);
-    let add = ["-c", "protocol.file.allow=always", "submodule", "add", "-q"];
-    git_ok(
-        &repo,
-        &[&add[..], &[upstream.to_str().unwrap(), "sub"]].concat(),
-    );
-    git_ok(&repo, &["commit", "-qm", "a submodule"]);
+    let (ws, repo) = with_submodules(&["sub"]);
     std::fs::create_dir_all(repo.join("sub/tools")).unwrap();
     std::fs::write(repo.join("sub/tools/clean"), "#!/bin/sh\ncat\n").unwrap();
     git_ok(
