@@ -16,6 +16,38 @@ use std::path::{Component, Path, PathBuf};
 /// Keys whose whole value is a file, relative to the work tree's root.
 const FILES: [&str; 3] = ["core.hookspath", "core.excludesfile", "core.attributesfile"];
 
+/// Keys whose value git runs as a command (`*` stands for a subsection; a
+/// pattern ending in `.*` for any key of that section).
+const EXECUTED: [&str; 27] = [
+    "core.fsmonitor",
+    "core.sshcommand",
+    "core.pager",
+    "core.editor",
+    "core.askpass",
+    "core.gitproxy",
+    "sequence.editor",
+    "diff.external",
+    "gpg.program",
+    "gpg.*.program",
+    "gpg.ssh.defaultkeycommand",
+    "credential.helper",
+    "credential.*.helper",
+    "filter.*.clean",
+    "filter.*.smudge",
+    "filter.*.process",
+    "diff.*.textconv",
+    "diff.*.command",
+    "merge.*.driver",
+    "mergetool.*.cmd",
+    "difftool.*.cmd",
+    "interactive.difffilter",
+    "submodule.*.update",
+    "remote.*.uploadpack",
+    "remote.*.receivepack",
+    "pager.*",
+    "alias.*",
+];
+
 /// How many includes deep git's configuration is followed (git's own limit
 /// is 10).
 const MAX_DEPTH: usize = 10;
@@ -94,27 +126,78 @@ fn visit(sources: &Sources, file: &Path, depth: usize, found: &mut Vec<Named>) {
 /// What one entry names in the work tree.
 fn named_by(sources: &Sources, key: &str, value: &str, found: &mut Vec<Named>) {
     let root = sources.worktree;
-    if FILES.contains(&key) {
-        found.push((resolve(value, root, sources.home), key == "core.hookspath"));
+    if key == "core.hookspath" {
+        // A hook may run its neighbours (husky's `.husky/_/h` runs
+        // `.husky/pre-commit`): the whole top-level directory is kept.
+        let hooks = resolve(value, root, sources.home);
+        let top = normalize(&hooks)
+            .and_then(|h| Some(root.join(h.strip_prefix(root).ok()?.components().next()?)));
+        found.push((top.unwrap_or(hooks), true));
         return;
     }
-    let words = words(value.trim_start().trim_start_matches('!'));
-    for (i, word) in words.iter().enumerate() {
-        let word = word.as_str();
-        let explicit = ["/", "./", "../", "~/"].iter().any(|p| word.starts_with(p));
-        let path = resolve(word, root, sources.home);
-        let first_exists = Path::new(word)
+    if FILES.contains(&key) {
+        found.push((resolve(value, root, sources.home), false));
+        return;
+    }
+    let executed = EXECUTED.iter().any(|pattern| matches(pattern, key));
+    let exists = |rel: &str| {
+        Path::new(rel)
             .components()
             .next()
-            .is_some_and(|c| root.join(c).symlink_metadata().is_ok());
-        // A first word without `/` is a program the shell finds in PATH; a
-        // later one is an argument, a script when it is a file here.
-        let named = explicit
-            || (word.contains('/') && !word.contains("://") && first_exists)
-            || (i > 0 && !word.contains('/') && root.join(word).is_file());
-        if named {
-            found.push((path, false));
+            .is_some_and(|c| root.join(c).symlink_metadata().is_ok())
+    };
+    let mut words = words(value.trim_start().trim_start_matches('!'));
+    // What `sh -c '...'` runs is a command of its own.
+    let scripts: Vec<usize> = (1..words.len()).filter(|&i| words[i - 1] == "-c").collect();
+    let inner: Vec<String> = scripts
+        .iter()
+        .flat_map(|&i| self::words(&words[i]))
+        .collect();
+    words.extend(inner);
+    for (i, word) in words.iter().enumerate() {
+        let word = word.as_str();
+        if word.contains("://") || scripts.contains(&i) {
+            continue;
         }
+        let explicit = ["/", "./", "../", "~/"].iter().any(|p| word.starts_with(p));
+        // A first word without `/` is a program the shell finds in PATH; a
+        // later one is an argument: a script, or a directory of one.
+        let named = explicit
+            || (word.contains('/') && (executed || exists(word)))
+            || (i > 0 && !word.contains('/') && root.join(word).exists());
+        if named {
+            found.push((resolve(word, root, sources.home), false));
+        }
+        // A path built with an expansion (`$PWD/tools/x`,
+        // `"$(git rev-parse --show-toplevel)"/tools/x`) is the part after
+        // it, which git runs at the top of the work tree.
+        if executed {
+            for (at, _) in word.match_indices('/') {
+                let rest = &word[at + 1..];
+                if !rest.is_empty() && exists(rest) {
+                    found.push((root.join(rest), false));
+                }
+            }
+        }
+    }
+}
+
+/// Whether `key` (`section.sub.name`, section and name lower-case) matches
+/// `pattern`, whose `*` stands for the subsection, or, at its end, for any
+/// key of the section.
+fn matches(pattern: &str, key: &str) -> bool {
+    if let Some(section) = pattern.strip_suffix(".*") {
+        return key
+            .strip_prefix(section)
+            .is_some_and(|rest| rest.starts_with('.'));
+    }
+    match pattern.split_once(".*.") {
+        Some((section, name)) => key
+            .strip_prefix(section)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.rsplit_once('.'))
+            .is_some_and(|(sub, n)| !sub.is_empty() && n == name),
+        None => key == pattern,
     }
 }
 
@@ -141,10 +224,31 @@ fn words(command: &str) -> Vec<String> {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (Some('"'), '\\') => word.extend(chars.next()),
+            // An expansion's name is no part of a path: `$PWD/x` is `/x`.
+            (None | Some('"'), '$') => {
+                push(&mut word);
+                let mut ahead = chars.clone();
+                match ahead.next() {
+                    Some('{') => {
+                        chars.by_ref().take_while(|&c| c != '}').for_each(drop);
+                    }
+                    Some(c) if c.is_ascii_alphanumeric() || c == '_' => {
+                        while ahead
+                            .clone()
+                            .next()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                        {
+                            ahead.next();
+                        }
+                        chars = ahead;
+                    }
+                    _ => {}
+                }
+            }
             (Some(_), c) => word.push(c),
             (None, '\'' | '"') => quote = Some(c),
             (None, '\\') => word.extend(chars.next()),
-            (None, c) if c.is_whitespace() || ";|&()<>`$".contains(c) => push(&mut word),
+            (None, c) if c.is_whitespace() || ";|&()<>`".contains(c) => push(&mut word),
             (None, c) => word.push(c),
         }
     }
@@ -321,10 +425,14 @@ mod tests {
                 (
                     "/home/me/.gitconfig",
                     "[core]\n\texcludesFile = ~/.gitignore_global\n\tattributesFile = .attrs\n\
-                     [sequence]\n\teditor = vim\n",
+                     [sequence]\n\teditor = vim\n\
+                     [diff \"a\"]\n\ttextconv = \"$(git rev-parse --show-toplevel)\"/t/a\n\
+                     [diff \"b\"]\n\ttextconv = $PWD/t/b\n\
+                     [diff \"c\"]\n\ttextconv = sh -c './t/c \\\"$1\\\"' -\n\
+                     [filter \"f\"]\n\tclean = sh s/fmt.sh\n\tsmudge = node tool\n",
                 ),
             ],
-            &["conv.py", "bin/smudge", "my dir/st"],
+            &["conv.py", "bin/smudge", "my dir/st", "t/a", "t/b", "t/c", "tool/index.js"],
         );
         let shown: Vec<_> = paths
             .iter()
@@ -343,7 +451,12 @@ mod tests {
                 ("ext", false),
                 ("helper.sh", false),
                 ("my dir/st", false),
+                ("s/fmt.sh", false),
                 ("scripts/pdf2txt", false),
+                ("t/a", false),
+                ("t/b", false),
+                ("t/c", false),
+                ("tool", false),
                 ("tools/fsmon", false),
             ]
         );
