@@ -93,8 +93,18 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
 /// configuration, the submodules or git's configuration changed could swap
 /// what this run's engine mounts, so the run waits for it to end. Waiting
 /// containers of a warm start run no command yet, and do not count.
+///
+/// An engine whose listing sandbox cannot read (Podman reports a `stopped`
+/// state bollard does not know) cannot be asked; the run goes on, as it did
+/// before the check existed, and the README says so.
 async fn refuse_other_guards(engine: &Engine, workspace: &str, key: &str) -> Result<()> {
-    let others = engine.list(false).await?;
+    let others = match engine.list(false).await {
+        Ok(others) => others,
+        Err(e) => {
+            tracing::debug!("cannot compare protections with running containers: {e:#}");
+            return Ok(());
+        }
+    };
     let older = others.iter().find(|c| {
         c.workspace == workspace
             && c.guards != key
