@@ -117,6 +117,19 @@ pub struct Host<'a> {
 }
 
 impl<'a> Host<'a> {
+    /// User 1000:1000 with no terminal, for tests.
+    #[cfg(test)]
+    pub fn quiet(env: &'a BTreeMap<String, String>, cwd: &'a Path) -> Host<'a> {
+        Host {
+            env,
+            cwd,
+            uid: 1000,
+            gid: 1000,
+            stdin_is_terminal: false,
+            stdout_is_terminal: false,
+        }
+    }
+
     /// This process's view: its user, its terminals.
     pub fn current(env: &'a BTreeMap<String, String>, cwd: &'a Path) -> Host<'a> {
         use std::io::IsTerminal;
@@ -139,6 +152,7 @@ impl RunPlan {
         host: &Host,
     ) -> Result<RunPlan> {
         let home = config.container.home.clone();
+        let workspace = resolve_workspace(args.workspace.as_deref(), host.cwd)?;
         let agent = match config.agent(&args.command[0]) {
             Some(profile) => Some((
                 agent::resolve(
@@ -146,7 +160,7 @@ impl RunPlan {
                     &args.command[1..],
                     args.agent_state,
                     &home,
-                    &resolve_workspace(args.workspace.as_deref(), host.cwd)?,
+                    &workspace,
                     host.env,
                 )?,
                 profile,
@@ -166,7 +180,6 @@ impl RunPlan {
                 .to_string(),
         };
 
-        let workspace = resolve_workspace(args.workspace.as_deref(), host.cwd)?;
         let read_only_workspace = args.read_only_workspace || config.security.read_only_workspace;
         let mut mounts = vec![BindMount {
             source: workspace.clone(),
@@ -537,14 +550,7 @@ mod tests {
     fn the_cache_is_mounted_and_announced_with_flags_winning() {
         let dir = temp_dir("cache");
         let env: BTreeMap<_, _> = [("XDG_CACHE_HOME".to_string(), "/c".to_string())].into();
-        let host = Host {
-            env: &env,
-            cwd: &dir,
-            uid: 1000,
-            gid: 1000,
-            stdin_is_terminal: false,
-            stdout_is_terminal: false,
-        };
+        let host = Host::quiet(&env, &dir);
         let mut config = Config::default();
         config.env.set.insert("PIP_NO_INPUT".into(), "1".into());
         let argv = args(&["-e", "GOMODCACHE=/mine", "true"]);
@@ -593,14 +599,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let host = Host {
-            env: &env,
-            cwd: &dir,
-            uid: 1000,
-            gid: 1000,
-            stdin_is_terminal: false,
-            stdout_is_terminal: false,
-        };
+        let host = Host::quiet(&env, &dir);
         let mut config = Config::default();
         config.env.set.insert("PIP_NO_INPUT".into(), "1".into());
         // A user who allowed the agent's key name still keeps it from setup.

@@ -228,14 +228,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let host = Host {
-            env: &env,
-            cwd: &cwd,
-            uid: 1000,
-            gid: 1000,
-            stdin_is_terminal: false,
-            stdout_is_terminal: false,
-        };
+        let host = Host::quiet(&env, &cwd);
         let setup = ["npm ci".to_string()];
         RunPlan::resolve(&args, &Config::default(), &setup, &host).unwrap()
     }
