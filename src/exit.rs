@@ -4,8 +4,12 @@
 /// The command ran; how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// It exited with this status (128+N when killed by signal N).
+    /// It exited with this status (128+N when the engine saw it killed by
+    /// signal N).
     Exited(i64),
+    /// Sandbox stopped it, or never started it, on signal N: 128+N, as a
+    /// shell reports a command a signal ended.
+    Signalled(i64),
     /// It was stopped when the time limit passed.
     TimedOut,
 }
@@ -41,6 +45,7 @@ impl Outcome {
                 Ok(code) => code,
                 Err(_) => FAILED,
             },
+            Outcome::Signalled(signal) => Outcome::Exited(128 + signal).code(),
             Outcome::TimedOut => TIMED_OUT,
         }
     }
@@ -66,6 +71,8 @@ mod tests {
         assert_eq!(Outcome::Exited(256).code(), 1, "never a false success");
         assert_eq!(Outcome::Exited(-1).code(), 255);
         assert_eq!(Outcome::TimedOut.code(), 124);
+        assert_eq!(Outcome::Signalled(2).code(), 130);
+        assert_eq!(Outcome::Signalled(15).code(), 143);
     }
 
     #[test]

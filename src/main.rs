@@ -21,8 +21,9 @@ mod image;
 mod labels;
 mod plan;
 mod protect;
+mod request;
 mod run;
-mod security;
+mod seccomp;
 mod streams;
 mod sync;
 mod tty;
@@ -127,10 +128,16 @@ fn run_command(
         }
         setup = manifest.project.setup;
     }
-    let host = plan::Host::current(env, cwd);
-    let plan = plan::RunPlan::resolve(args, &config, &setup, &host)?;
+    let world = plan::World {
+        make_dirs: !args.dry_run,
+        ..plan::World::current(env, cwd)
+    };
+    let plan = plan::resolve(args, &config, &setup, &world)?;
+    for note in &plan.notes {
+        ui.warn(note);
+    }
     if args.dry_run {
-        ui::print(&ui::render_plan(&plan))?;
+        ui::print(&plan::render(&plan))?;
         return Ok(Outcome::Exited(0));
     }
     block_on(run::run(plan, ui))

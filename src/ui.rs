@@ -8,8 +8,6 @@ use std::io::IsTerminal;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::engine::PullEvent;
-use crate::env_filter::Reason;
-use crate::plan::RunPlan;
 
 /// The error as one line: `sandbox: <what failed>: <cause> — <what to do>`.
 /// Contexts carry their advice after " — "; the first advice found is kept and
@@ -243,111 +241,8 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// The plan as `--dry-run` prints it: what would be sent, names but never values.
-pub fn render_plan(plan: &RunPlan) -> String {
-    let mut out = String::new();
-    let on_off = |on: bool, yes: &'static str, no: &'static str| if on { yes } else { no };
-    let _ = writeln!(out, "image:       {} (pull: {:?})", plan.image, plan.pull);
-    if let Some(agent) = &plan.agent {
-        let _ = writeln!(out, "agent:       {agent}");
-    }
-    let _ = writeln!(out, "command:     {}", shell_words(&plan.command));
-    for (i, step) in plan.setup.iter().enumerate() {
-        let _ = writeln!(out, "setup {}:     {}", i + 1, sanitize(step));
-    }
-    if !plan.setup.is_empty() {
-        // Its own container: the workspace and cache, none of the agent's
-        // state, keys or the values passed with -e and --env-file.
-        let names: Vec<_> = plan.setup_env.iter().map(|(k, _)| k.as_str()).collect();
-        let _ = writeln!(out, "setup env:   {}", names.join(" "));
-    }
-    for mount in &plan.mounts {
-        let mode = on_off(mount.read_only, "ro", "rw");
-        let _ = writeln!(
-            out,
-            "mount:       {} -> {} ({mode})",
-            mount.source.display(),
-            mount.target
-        );
-    }
-    let _ = writeln!(out, "workdir:     {}", crate::plan::WORKDIR);
-    if plan.cache.is_none() {
-        let _ = writeln!(out, "cache:       off");
-    }
-    let _ = writeln!(out, "user:        {} (HOME={})", plan.user, plan.home);
-    let names: Vec<_> = plan.env.iter().map(|(k, _)| k.as_str()).collect();
-    let _ = writeln!(
-        out,
-        "env passed:  {}",
-        if names.is_empty() {
-            "-".into()
-        } else {
-            names.join(" ")
-        }
-    );
-    for (name, reason) in &plan.withheld {
-        let why = match reason {
-            Reason::Blocked(glob) => format!("blocked by {glob}"),
-            Reason::NotAllowed => "not in the allow list".to_string(),
-        };
-        let _ = writeln!(out, "env held:    {name} ({why})");
-    }
-    let cpus = plan.cpus.map_or("no limit".to_string(), |c| c.to_string());
-    let timeout = plan.timeout.map_or("none".to_string(), |t| {
-        humantime::format_duration(t).to_string()
-    });
-    let _ = writeln!(out, "memory:      {} (swap {})", plan.memory, plan.memory);
-    let _ = writeln!(out, "cpus:        {cpus}");
-    let _ = writeln!(out, "pids limit:  {}", plan.pids_limit);
-    let _ = writeln!(out, "timeout:     {timeout}");
-    let _ = writeln!(out, "network:     {}", plan.network);
-    let _ = writeln!(
-        out,
-        "tmpfs:       /tmp and {} ({} each)",
-        plan.home, plan.tmpfs_size
-    );
-    let _ = writeln!(
-        out,
-        "root fs:     {}",
-        on_off(plan.read_only_root, "read-only", "writable")
-    );
-    let _ = writeln!(
-        out,
-        "capabilities: {}",
-        on_off(
-            plan.drop_all_capabilities,
-            "all dropped",
-            "the engine's defaults"
-        )
-    );
-    let _ = writeln!(
-        out,
-        "no-new-privileges: {}",
-        on_off(plan.no_new_privileges, "yes", "no")
-    );
-    let _ = writeln!(
-        out,
-        "seccomp:     {} ({} bytes, sent inline)",
-        plan.seccomp.name,
-        plan.seccomp.json.len()
-    );
-    let _ = writeln!(out, "init:        {}", on_off(plan.init, "yes", "no"));
-    let _ = writeln!(out, "tty:         {}", on_off(plan.tty, "yes", "no"));
-    let _ = writeln!(
-        out,
-        "stdin:       {}",
-        on_off(plan.stdin, "forwarded", "not forwarded")
-    );
-    let _ = writeln!(
-        out,
-        "keep:        {}",
-        on_off(plan.keep, "yes", "no (removed after the run)")
-    );
-    out
-}
-
 /// Arguments quoted where a shell would need it, for display.
-fn shell_words(words: &[String]) -> String {
+pub fn shell_words(words: &[String]) -> String {
     let quote = |w: &String| {
         let plain = !w.is_empty()
             && w.chars()

@@ -24,6 +24,8 @@ use bollard::models::ContainerCreateBody;
 
 use crate::engine::Engine;
 use crate::labels;
+use crate::plan::RunPlan;
+use crate::request::{self, Dialect, Purpose};
 
 /// Prefix of an unclaimed warm container's name.
 pub const NAME_PREFIX: &str = "sandbox-warm-";
@@ -50,36 +52,18 @@ pub struct Warm {
 }
 
 impl Warm {
-    /// The warm twin of a run's create request: the same container, with
-    /// stdin open to hand the command over.
-    pub fn for_run(run: &ContainerCreateBody, idle: Duration, host: &str) -> Warm {
-        let mut body = run.clone();
-        body.cmd = None;
-        body.tty = Some(false);
-        body.open_stdin = Some(true);
-        body.stdin_once = Some(true);
-        body.attach_stdin = Some(true);
-        // The command label differs per run; everything else must match.
-        if let Some(labels) = body.labels.as_mut() {
-            labels.remove(labels::COMMAND);
-        }
+    /// The warm twin of `plan`'s container, waiting `idle` for a command,
+    /// with what the preparer must make before it starts the container: the
+    /// run's stand-ins may be gone by then.
+    pub fn for_plan(plan: &RunPlan, idle: Duration) -> Warm {
         Warm {
-            host: host.to_string(),
-            body,
+            host: plan.lifecycle.host.clone(),
+            body: request::build(plan, Purpose::Warm, Dialect::Docker),
             idle: idle.as_secs(),
-            stand_ins: Vec::new(),
-            workspace: Default::default(),
-            private_dir: Default::default(),
+            stand_ins: plan.workspace.protections.placeholders.clone(),
+            workspace: plan.workspace().to_path_buf(),
+            private_dir: plan.workspace.private_dir.clone(),
         }
-    }
-
-    /// The same, with what the preparer must make before it starts the
-    /// container: the run's stand-ins may be gone by then.
-    pub fn with_stand_ins(mut self, plan: &crate::plan::RunPlan) -> Warm {
-        self.stand_ins = plan.protections.placeholders.clone();
-        self.workspace = plan.workspace().to_path_buf();
-        self.private_dir = plan.private_dir.clone();
-        self
     }
 
     /// The name and request of the warm container for the image whose ID is
@@ -286,29 +270,19 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn body_of(command: &str, env: &str) -> ContainerCreateBody {
-        ContainerCreateBody {
-            image: Some("img:1".into()),
-            cmd: Some(vec![command.into()]),
-            env: Some(vec![env.into()]),
-            labels: Some(HashMap::from([(
-                labels::COMMAND.to_string(),
-                command.to_string(),
-            )])),
-            ..Default::default()
-        }
+    fn warm(argv: &[&str], env: &[(&str, &str)]) -> Warm {
+        let plan = crate::plan::for_test(argv, env, "warm");
+        Warm::for_plan(&plan, Duration::from_secs(60))
     }
 
     const ID: &str = "sha256:1111";
 
     #[test]
     fn the_name_follows_the_settings_not_the_command() {
-        let idle = Duration::from_secs(60);
-        let (a, body) = Warm::for_run(&body_of("true", "A=1"), idle, "unix:///x").pinned(ID);
-        let (b, _) = Warm::for_run(&body_of("ls", "A=1"), idle, "unix:///x").pinned(ID);
-        let (c, _) = Warm::for_run(&body_of("true", "A=2"), idle, "unix:///x").pinned(ID);
+        let (a, body) = warm(&["true"], &[("LANG", "C")]).pinned(ID);
+        let (b, _) = warm(&["ls", "-l"], &[("LANG", "C")]).pinned(ID);
+        let (c, _) = warm(&["true"], &[("LANG", "C.UTF-8")]).pinned(ID);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.starts_with(NAME_PREFIX));
@@ -321,11 +295,7 @@ mod tests {
 
     #[test]
     fn the_name_and_the_request_follow_the_image_id() {
-        let warm = Warm::for_run(
-            &body_of("true", "A=1"),
-            Duration::from_secs(60),
-            "unix:///x",
-        );
+        let warm = warm(&["--image", "img:1", "true"], &[]);
         let (one, pinned) = warm.pinned(ID);
         let (two, _) = warm.pinned("sha256:2222");
         assert_ne!(one, two, "a moved tag finds no container of the old image");
@@ -336,10 +306,10 @@ mod tests {
 
     #[test]
     fn the_name_does_not_depend_on_map_order() {
-        let mut one = body_of("true", "A=1");
-        let mut two = body_of("true", "A=1");
-        for (i, b) in [&mut one, &mut two].into_iter().enumerate() {
-            let labels = b.labels.as_mut().unwrap();
+        let mut one = warm(&["true"], &[]);
+        let mut two = warm(&["true"], &[]);
+        for (i, w) in [&mut one, &mut two].into_iter().enumerate() {
+            let labels = w.body.labels.as_mut().unwrap();
             let keys = if i == 0 {
                 ["a", "b", "c", "d"]
             } else {
@@ -349,11 +319,7 @@ mod tests {
                 labels.insert(k.into(), k.into());
             }
         }
-        let idle = Duration::from_secs(60);
-        assert_eq!(
-            Warm::for_run(&one, idle, "unix:///x").pinned(ID).0,
-            Warm::for_run(&two, idle, "unix:///x").pinned(ID).0
-        );
+        assert_eq!(one.pinned(ID).0, two.pinned(ID).0);
     }
 
     #[test]

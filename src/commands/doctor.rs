@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use crate::config::{self, project, Source};
 use crate::engine::{self, Engine};
 use crate::exit::Outcome;
-use crate::plan::{self, Host};
+use crate::plan::{self, World};
 use crate::ui;
 
 pub async fn run(
@@ -70,7 +70,7 @@ pub async fn run(
         }
     }
 
-    let host = Host::current(env, cwd);
+    let host = World::current(env, cwd);
     let user = config
         .container
         .user

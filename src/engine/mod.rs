@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{anyhow, Context, Result};
 use bollard::container::LogOutput;
@@ -34,6 +35,9 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 pub struct Engine {
     docker: Docker,
     host: String,
+    /// Learned from the first create it refused: the engine reads seccomp
+    /// profiles from files (Podman), so every later request says so.
+    seccomp_from_files: AtomicBool,
 }
 
 /// A chunk of the command's output.
@@ -130,12 +134,22 @@ impl Engine {
         Ok(Engine {
             docker,
             host: host.to_string(),
+            seccomp_from_files: AtomicBool::new(false),
         })
     }
 
     /// Where the engine was reached.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Whether the engine has refused an inline seccomp profile.
+    pub fn reads_seccomp_from_files(&self) -> bool {
+        self.seccomp_from_files.load(Ordering::Relaxed)
+    }
+
+    pub fn learn_seccomp_from_files(&self) {
+        self.seccomp_from_files.store(true, Ordering::Relaxed);
     }
 
     /// Pulls `reference`, reporting progress to `report`.

@@ -10,11 +10,12 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::attach_and_supervise;
+use super::create::create;
 use super::signals::Signals;
 use crate::engine::Engine;
 use crate::exit::Outcome;
 use crate::plan::{RunPlan, WORKDIR};
-use crate::security;
+use crate::request::Purpose;
 use crate::sync;
 use crate::ui::{self, Ui};
 
@@ -39,18 +40,8 @@ pub async fn run_copied(
     let sent = match volume {
         // A read-only volume cannot be written through the run's container:
         // fill it through a container of its own that never starts.
-        Some(volume) => {
-            let mut body = security::create_body(plan);
-            body.cmd = Some(vec!["true".into()]);
-            if let Some(mounts) = body.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
-                for m in mounts
-                    .iter_mut()
-                    .filter(|m| m.source.as_deref() == Some(volume))
-                {
-                    m.read_only = Some(false);
-                }
-            }
-            let (filler, _) = engine.create(body, None).await?;
+        Some(_) => {
+            let (filler, _) = create(engine, plan, Purpose::Fill).await?;
             let sent = copy_in(engine, &filler, plan, &excludes, ui).await;
             engine.remove(&filler).await?;
             sent?
@@ -137,7 +128,7 @@ pub(super) async fn copy_back(
             plan.workspace().to_path_buf(),
             sent.clone(),
             excludes.clone(),
-            plan.protected_paths.clone(),
+            plan.workspace.protected_paths.clone(),
         );
         let owner = owner_of_what_comes_back(plan);
         std::thread::spawn(move || {
@@ -181,12 +172,4 @@ pub(super) async fn copy_back(
 fn owner_of_what_comes_back(plan: &RunPlan) -> Option<(u32, u32)> {
     plan.numeric_user()
         .filter(|_| rustix::process::geteuid().is_root())
-}
-
-/// A name no other run uses at the same moment.
-pub fn unique_name(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }

@@ -12,64 +12,51 @@ use std::pin::pin;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bollard::models::ContainerCreateBody;
 use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep_until, Instant};
 
-use crate::cache;
 use crate::cli::PullPolicy;
-use crate::engine::{short_id, Engine, ImageMissing, SeccompNeedsPath};
+use crate::engine::{short_id, Engine};
 use crate::exit::Outcome;
-use crate::host_dirs;
 use crate::plan::{RunPlan, Transfer};
+use crate::protect;
+use crate::request::Purpose;
 use crate::streams::{self, OutputEnd};
 use crate::tty::{self, RawMode};
 use crate::ui::Ui;
 use crate::warm::{self, Warm};
-use crate::{image, protect, security};
 
 mod copy;
+mod create;
 mod setup;
 mod signals;
 
-use copy::{run_copied, unique_name, Copy};
+use copy::{run_copied, Copy};
+use create::{check_warnings, create_pulling, pull, Made};
 use signals::{Signals, Stop};
 
 /// How long a command may take to exit after a forwarded signal (or the time
 /// limit) before it is killed.
 const GRACE: Duration = Duration::from_secs(5);
 
-pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
+pub async fn run(plan: RunPlan, ui: Ui) -> Result<Outcome> {
     // Handlers go in first: from here a Ctrl-C is ours to handle, so it can
     // never strike between create and the removal that must follow it.
     let signals = Signals::new()?;
-    let engine = Engine::connect(&plan.host).await?;
-    tracing::info!(host = engine.host(), image = %plan.image, "running");
-    // The cache only saves downloads: a run goes on without it.
-    if let Some(dir) = &plan.cache {
-        if let Err(e) = cache::ensure(dir, plan.workspace(), plan.numeric_user()) {
-            ui.warn(&format!(
-                "running without the package cache: {e:#} — set cache.dir or pass --no-cache"
-            ));
-            plan.drop_cache();
-        }
-    }
-    for dir in &plan.state_dirs {
-        host_dirs::ensure_owned(dir, plan.numeric_user())
-            .context("cannot create the agent's state directory")?;
-    }
-    let protections = plan.protections.clone();
-    let (workspace, private) = (plan.workspace().to_path_buf(), plan.private_dir.clone());
+    let engine = Engine::connect(&plan.lifecycle.host).await?;
+    tracing::info!(host = engine.host(), image = %plan.task.image, "running");
+    let protections = &plan.workspace.protections;
+    let (workspace, private) = (plan.workspace(), &plan.workspace.private_dir);
     let hold = match protections.is_empty() {
         true => None,
-        false => Some(protect::Hold::shared(&private, &workspace)?),
+        false => Some(protect::Hold::shared(private, workspace)?),
     };
     let label = workspace.to_string_lossy().into_owned();
     if let Some(key) = &protections.key {
         refuse_other_guards(&engine, &label, key).await?;
     }
-    let snapshot = protections.prepare(&workspace, &private, plan.numeric_user())?;
-    let result = run_protected(&engine, plan, signals, ui).await;
+    let snapshot = protections.prepare(workspace, private, plan.numeric_user())?;
+    let result = run_protected(&engine, &plan, signals, ui).await;
     // The container is gone: what the command did to git comes back, and
     // the stand-ins go when nothing else of the workspace's needs them.
     for note in protections.finish(snapshot.as_ref()) {
@@ -83,7 +70,7 @@ pub async fn run(mut plan: RunPlan, ui: Ui) -> Result<Outcome> {
             .map_or(true, |all| all.iter().any(|c| c.workspace == label))
     };
     protections
-        .remove_stand_ins(&workspace, &private, others)
+        .remove_stand_ins(workspace, private, others)
         .await;
     result
 }
@@ -126,115 +113,61 @@ async fn refuse_other_guards(engine: &Engine, workspace: &str, key: &str) -> Res
 /// The run once the workspace's protections are in place.
 async fn run_protected(
     engine: &Engine,
-    mut plan: RunPlan,
+    plan: &RunPlan,
     mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    // The project's setup steps, in a container of their own (setup.rs).
-    if let Some(ended) = setup::run(engine, &mut plan, &mut signals, ui).await? {
-        return Ok(ended);
-    }
-    // A read-only copy needs a named volume, filled before the run. The
-    // engine creates it, with the mount's labels, along with the container.
-    if let Transfer::Copy { volume, .. } = &mut plan.transfer {
-        if plan.mounts[0].read_only {
-            *volume = Some(unique_name("sandbox-work"));
+    // Pulled before the image's first use, setup's or the command's.
+    if plan.lifecycle.pull == PullPolicy::Always {
+        if let Some(stopped) = pull(engine, plan, &mut signals, ui).await? {
+            return Ok(stopped);
         }
     }
-    let body = security::create_body(&plan);
-    let warm = plan
-        .warm
-        .map(|idle| Warm::for_run(&body, idle, &plan.host).with_stand_ins(&plan));
-
+    // The project's setup steps, in a container of their own (setup.rs).
+    if let Some(ended) = setup::run(engine, plan, &mut signals, ui).await? {
+        return Ok(ended);
+    }
+    let warm = plan.lifecycle.warm.map(|idle| Warm::for_plan(plan, idle));
     if let Some(warm) = &warm {
         if let Some(id) = warm::claim(engine, warm).await? {
             tracing::debug!(id = short_id(&id), "claimed a warm container");
             let _next = prepare_next(warm, ui);
             let result = match signals.stops.pending() {
-                Some(signal) => Ok(Outcome::Exited(128 + signal.number())),
-                None => hand_over_and_supervise(engine, &id, &plan, signals, ui).await,
+                Some(signal) => Ok(Outcome::Signalled(signal.number())),
+                None => hand_over_and_supervise(engine, &id, plan, signals, ui).await,
             };
-            return finish(engine, &id, &plan, result, ui).await;
+            return finish(engine, &id, plan, result, ui).await;
         }
     }
 
-    if plan.pull == PullPolicy::Always {
-        if let Some(stopped) = pull(engine, &plan, &mut signals, ui).await? {
-            return Ok(stopped);
-        }
-    }
-    // Creating first and pulling only on "no such image" saves an inspect
-    // round trip on every run with a local image.
-    let (id, warnings) = match create(engine, &body, &plan).await {
-        Err(e) if e.is::<ImageMissing>() => {
-            if plan.pull == PullPolicy::Never {
-                bail!(
-                    "image {} is not present locally and --pull never forbids pulling — {}",
-                    plan.image,
-                    missing_image_advice(&plan, "or use --pull missing")
-                );
-            }
-            if let Some(stopped) = pull(engine, &plan, &mut signals, ui).await? {
-                return Ok(stopped);
-            }
-            create(engine, &body, &plan).await?
-        }
-        created => created?,
+    let (id, warnings) = match create_pulling(engine, plan, Purpose::Run, &mut signals, ui).await? {
+        Made::Container { id, warnings } => (id, warnings),
+        Made::Stopped(outcome) => return Ok(outcome),
     };
     tracing::debug!(id = short_id(&id), "created");
 
     let mut _next = None;
-    let result = match (
-        check_warnings(&plan, &warnings, ui),
-        signals.stops.pending(),
-    ) {
+    let result = match (check_warnings(plan, &warnings, ui), signals.stops.pending()) {
         (Err(e), _) => Err(e),
         // Stopped while the container was being created: it never starts.
-        (Ok(()), Some(signal)) => Ok(Outcome::Exited(128 + signal.number())),
+        (Ok(()), Some(signal)) => Ok(Outcome::Signalled(signal.number())),
         (Ok(()), None) => {
             if let Some(warm) = &warm {
                 _next = prepare_next(warm, ui);
             }
-            match &plan.transfer {
-                Transfer::Mount => attach_and_supervise(engine, &id, &plan, signals, ui).await,
+            match &plan.workspace.transfer {
+                Transfer::Mount => attach_and_supervise(engine, &id, plan, signals, ui).await,
                 Transfer::Copy { sync_back, volume } => {
                     let copy = Copy {
                         sync_back: *sync_back,
                         volume: volume.as_deref(),
                     };
-                    run_copied(engine, &id, &plan, copy, signals, ui).await
+                    run_copied(engine, &id, plan, copy, signals, ui).await
                 }
             }
         }
     };
-    finish(engine, &id, &plan, result, ui).await
-}
-
-/// Creates the run's container. Podman is recognised by its refusal of an
-/// inline seccomp profile, so Docker users pay nothing for it; it then gets
-/// the request in its own dialect, with the profile written to a file on this
-/// machine (only a local engine can read it).
-async fn create(
-    engine: &Engine,
-    body: &ContainerCreateBody,
-    plan: &RunPlan,
-) -> Result<(String, Vec<String>)> {
-    match engine.create(body.clone(), None).await {
-        Err(e) if e.is::<SeccompNeedsPath>() => {
-            if !crate::engine::is_local(&plan.host) {
-                bail!(
-                    "the engine at {} reads seccomp profiles from its own disk — run sandbox on \
-                     that machine, or use a Docker engine",
-                    plan.host
-                );
-            }
-            let path = security::profile_file(&plan.seccomp, &plan.private_dir)?;
-            let mut body = body.clone();
-            security::for_podman(&mut body, &path);
-            engine.create(body, None).await
-        }
-        created => created,
-    }
+    finish(engine, &id, plan, result, ui).await
 }
 
 /// Every run ends here: the container is removed (unless kept) whatever the
@@ -246,7 +179,7 @@ async fn finish(
     result: Result<Outcome>,
     ui: Ui,
 ) -> Result<Outcome> {
-    if plan.keep {
+    if plan.lifecycle.keep {
         ui.warn(&format!(
             "kept container {} (remove it with `sandbox prune`)",
             short_id(id)
@@ -264,7 +197,7 @@ async fn finish(
             ..
         },
         false,
-    ) = (&plan.transfer, plan.keep)
+    ) = (&plan.workspace.transfer, plan.lifecycle.keep)
     {
         if let Err(e) = engine.remove_volume(volume).await {
             ui.warn(&format!(
@@ -284,53 +217,6 @@ fn prepare_next(warm: &Warm, ui: Ui) -> Option<std::process::ChildStdin> {
         .ok()
 }
 
-/// Pulls the plan's image; a stop signal abandons the pull and says how to exit.
-async fn pull(
-    engine: &Engine,
-    plan: &RunPlan,
-    signals: &mut Signals,
-    ui: Ui,
-) -> Result<Option<Outcome>> {
-    let reference = image::pull_reference(&plan.image);
-    let mut progress = ui.pull_progress(&reference);
-    let pulled = tokio::select! {
-        pulled = engine.pull(&reference, |event| progress.update(event)) => pulled.map(|()| None),
-        signal = signals.stops.stop() => Ok(Some(Outcome::Exited(128 + signal.number()))),
-    };
-    progress.finish();
-    pulled.with_context(|| {
-        format!(
-            "the image {} is neither local nor pullable — {}",
-            plan.image,
-            missing_image_advice(plan, "or check its name")
-        )
-    })
-}
-
-/// What to do about a missing image: agents' images are built locally.
-fn missing_image_advice(plan: &RunPlan, otherwise: &str) -> String {
-    match &plan.agent {
-        Some(agent) => {
-            format!("build it with `make images AGENTS={agent}`, or set agents.{agent}.image")
-        }
-        None => format!("pull or build it first, {otherwise}"),
-    }
-}
-
-/// A limit the engine could not enforce is a promise broken: refuse to run
-/// unless the configuration allows it.
-fn check_warnings(plan: &RunPlan, warnings: &[String], ui: Ui) -> Result<()> {
-    if warnings.is_empty() {
-        return Ok(());
-    }
-    let text = warnings.join("; ");
-    if plan.allow_engine_warnings {
-        ui.warn(&format!("the engine warned: {text}"));
-        return Ok(());
-    }
-    bail!("the engine cannot enforce this container's settings: {text} — fix the engine, or set security.allow_engine_warnings: true to run anyway")
-}
-
 async fn attach_and_supervise(
     engine: &Engine,
     id: &str,
@@ -338,17 +224,17 @@ async fn attach_and_supervise(
     mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    let (output, input) = engine.attach(id, plan.stdin, plan.tty).await?;
-    let raw = if plan.tty { RawMode::enter()? } else { None };
+    let (output, input) = engine.attach(id, plan.io.stdin, plan.io.tty).await?;
+    let raw = if plan.io.tty { RawMode::enter()? } else { None };
     let result = async {
         engine.start(id).await?;
-        if plan.tty {
+        if plan.io.tty {
             if let Some((rows, cols)) = tty::size() {
                 // A failed resize leaves the default size; not worth failing the run.
                 let _ = engine.resize(id, rows, cols).await;
             }
         }
-        if plan.stdin {
+        if plan.io.stdin {
             streams::pump_stdin(input);
         } else {
             drop(input);
@@ -371,14 +257,14 @@ async fn hand_over_and_supervise(
 ) -> Result<Outcome> {
     let (output, mut input) = engine.attach(id, true, false).await?;
     input
-        .write_all(&warm::handoff(&plan.argv()))
+        .write_all(&warm::handoff(&plan.task.argv))
         .await
         .context("cannot hand the command to the warm container")?;
     input
         .flush()
         .await
         .context("cannot hand the command to the warm container")?;
-    if plan.stdin {
+    if plan.io.stdin {
         streams::pump_stdin(input);
     } else {
         // The command sees EOF, as in a cold run without stdin.
@@ -400,7 +286,7 @@ async fn supervise(
     let mut wait = pin!(engine.wait(id));
     let mut status = None;
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-    let deadline = plan.timeout.map(|t| Instant::now() + t);
+    let deadline = plan.limits.timeout.map(|t| Instant::now() + t);
     let mut timed_out = false;
     // Set when a stop is under way: the moment to stop asking and kill.
     let mut kill_at: Option<Instant> = None;
@@ -424,7 +310,7 @@ async fn supervise(
                 continue;
             }
             _ = signals.window.recv() => {
-                if let (true, Some((rows, cols))) = (plan.tty, tty::size()) {
+                if let (true, Some((rows, cols))) = (plan.io.tty, tty::size()) {
                     let _ = engine.resize(id, rows, cols).await;
                 }
                 continue;
@@ -457,7 +343,7 @@ async fn supervise(
 
     let status = status.unwrap_or(-1);
     if timed_out {
-        let limit = plan.timeout.map(humantime::format_duration);
+        let limit = plan.limits.timeout.map(humantime::format_duration);
         ui.notice(&format!(
             "the command was stopped: it reached the time limit of {} — raise it with --timeout or container.timeout",
             limit.map_or(String::new(), |l| l.to_string())
@@ -467,7 +353,7 @@ async fn supervise(
     if status == 137 && engine.was_oom_killed(id).await {
         ui.notice(&format!(
             "the command was killed: it hit the memory limit of {} — raise it with --memory or container.memory",
-            plan.memory
+            plan.limits.memory
         ));
     }
     Ok(Outcome::Exited(status))
