@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::gitmeta;
 use crate::hash::fnv1a;
-use crate::plan::{BindMount, WORKDIR};
+use crate::mount::{BindMount, WORKDIR};
 
 /// Where a linked worktree's git directory appears inside the container.
 pub const LINKED_TARGET: &str = "/run/sandbox/git";
@@ -527,7 +527,7 @@ impl GitDir {
 
 /// Removes the git directories of runs whose `sandbox` is gone (killed, or
 /// the machine restarted): each is named `run-<pid>-<nanos>` by the process
-/// that made it (`plan.rs`). A pid now taken by another process only keeps
+/// that made it (`plan/resolve.rs`). A pid now taken by another process only keeps
 /// a directory a while longer.
 pub fn sweep(runs: &Path) {
     let Ok(entries) = fs::read_dir(runs) else {

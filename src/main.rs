@@ -19,6 +19,7 @@ mod hash;
 mod host_dirs;
 mod image;
 mod labels;
+mod mount;
 mod plan;
 mod protect;
 mod request;

@@ -17,12 +17,10 @@ mod render;
 mod resolve;
 mod world;
 
+pub use crate::mount::{BindMount, WORKDIR};
 pub use render::render;
 pub use resolve::{invoking_user, resolve, resolve_workspace};
 pub use world::World;
-
-/// Where the workspace appears inside the container, and the working directory.
-pub const WORKDIR: &str = "/work";
 
 /// Everything a `sandbox run` will do, resolved.
 #[derive(Debug)]
@@ -148,13 +146,6 @@ pub enum Transfer {
         /// the run); anonymous if `None`.
         volume: Option<String>,
     },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BindMount {
-    pub source: PathBuf,
-    pub target: String,
-    pub read_only: bool,
 }
 
 impl RunPlan {

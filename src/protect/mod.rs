@@ -28,7 +28,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::gitdir::{GitDir, Snapshot};
 use crate::hash::fnv1a;
-use crate::plan::{BindMount, WORKDIR};
+use crate::mount::{BindMount, WORKDIR};
 
 mod stand_in;
 

@@ -1,7 +1,7 @@
 //! `sandbox run`: the pipeline from a resolved plan to an outcome.
 //!
-//! connect → create (pull on a missing image) → from here every path removes
-//! the container → attach (before start, so no output is lost) → raw mode →
+//! connect → create (`create.rs`: the request from `request.rs`, pulled on a
+//! missing image) → from here every path removes the container → attach (before start, so no output is lost) → raw mode →
 //! start → resize → supervise → restore the terminal → remove. The same order
 //! as docker/cli's `run.go`. A copied workspace (`copy.rs`) goes in before
 //! the start and comes back before the removal; `signals.rs` holds what the

@@ -6,7 +6,7 @@
 //! capabilities, user, read-only root, limits, network), the workspace with
 //! its protected paths and the package cache, but none of the agent's keys
 //! or state directories, nothing from `-e` or `--env-file`, no SSH agent
-//! (`RunPlan::setup_env` says which variables). The command's keys are out
+//! (`plan.env.setup` says which variables). The command's keys are out
 //! of reach as well: its container, and so its `/proc/*/environ`, does not
 //! exist yet. What setup leaves behind is what it wrote to /work and /cache;
 //! its HOME and /tmp go with its container.
