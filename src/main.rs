@@ -116,7 +116,8 @@ fn run_command(
     cwd: &Path,
     ui: Ui,
 ) -> Result<Outcome> {
-    let workspace = plan::resolve_workspace(args.workspace.as_deref(), cwd)?;
+    let workspace =
+        plan::run_workspace(args.workspace.as_deref(), &plan::World::current(env, cwd))?;
     let mut config = config.clone();
     let mut setup = Vec::new();
     if let Some(manifest) = config::project::load(&workspace)? {

@@ -19,7 +19,7 @@ mod world;
 
 pub use crate::mount::{BindMount, WORKDIR};
 pub use render::render;
-pub use resolve::{invoking_user, resolve, resolve_workspace};
+pub use resolve::{invoking_user, resolve, resolve_workspace, run_workspace};
 pub use world::World;
 
 /// Everything a `sandbox run` will do, resolved.

@@ -32,7 +32,7 @@ pub fn resolve(
     setup: &[String],
     world: &World,
 ) -> Result<RunPlan> {
-    let dir = resolve_workspace(args.workspace.as_deref(), world.cwd)?;
+    let dir = run_workspace(args.workspace.as_deref(), world)?;
     let home = config.container.home.clone();
     let agent = match config.agent(&args.command[0]) {
         Some(profile) => {
@@ -494,6 +494,36 @@ pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The workspace of a run: never `/`, and never the home directory or a
+/// directory that holds it unless `-w` names it. Mounted writable, either
+/// would hand the command the user's shell startup files, keys and every
+/// project, and from `/` as root, the machine's `/etc`.
+pub fn run_workspace(flag: Option<&Path>, world: &World) -> Result<PathBuf> {
+    let dir = resolve_workspace(flag, world.cwd)?;
+    if dir == Path::new("/") {
+        bail!(
+            "the workspace cannot be / (the whole machine) — run from a project directory, \
+             or name one with -w"
+        );
+    }
+    let home = world
+        .env
+        .get("HOME")
+        .filter(|h| h.starts_with('/'))
+        .and_then(|h| Path::new(h).canonicalize().ok());
+    if let (Some(home), None) = (home, flag) {
+        if home.starts_with(&dir) {
+            bail!(
+                "the workspace would be {}, which holds your home directory — run from a \
+                 project directory, or pass -w {} if you mean it",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    Ok(dir)
+}
+
 /// A name for this run's own files, unique on this machine:
 /// `run-<pid>-<nanos>`, whose pid `gitdir::sweep` reads back to tell a run
 /// whose `sandbox` is gone.
@@ -898,6 +928,28 @@ mod tests {
         std::os::unix::fs::symlink(&outside, dir.join(".claude")).unwrap();
         let err = plan_in(&["true"], &BTreeMap::new(), &dir).unwrap_err();
         assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+    }
+
+    #[test]
+    fn the_machine_and_the_home_directory_are_no_workspace() {
+        let home = temp_dir("home");
+        let project = home.join("src/app");
+        std::fs::create_dir_all(&project).unwrap();
+        let env: BTreeMap<_, _> = [("HOME".to_string(), home.display().to_string())].into();
+        let err =
+            |argv: &[&str], cwd: &Path| format!("{:#}", plan_in(argv, &env, cwd).unwrap_err());
+        assert!(err(&["true"], Path::new("/")).contains("cannot be /"));
+        assert!(err(&["-w", "/", "true"], &project).contains("cannot be /"));
+        assert!(err(&["true"], &home).contains("holds your home directory"));
+        let parent = home.parent().unwrap();
+        assert!(err(&["true"], parent).contains("holds your home directory"));
+        // Named with -w, it is what the person means.
+        let named = plan_in(&["-w", home.to_str().unwrap(), "true"], &env, &project).unwrap();
+        assert_eq!(named.workspace(), home);
+        assert_eq!(
+            plan_in(&["true"], &env, &project).unwrap().workspace(),
+            project
+        );
     }
 
     #[test]
