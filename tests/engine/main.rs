@@ -6,16 +6,15 @@
 mod common;
 
 mod agents;
-mod hardening;
 mod hostile;
 mod hostile_sync;
 mod podman;
+mod probes;
 mod project;
 mod pull;
 mod remote;
 mod run;
 mod runtime;
-mod security;
 mod setuid;
 mod signals;
 mod terminal;

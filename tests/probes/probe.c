@@ -1,8 +1,7 @@
 /*
- * The second probe, for tests/engine/security.rs: the calls and paths that
- * tests/probes/syscalls.c (tests/engine/hardening.rs) does not try. Each
- * call is made raw with syscall(2), so no libc fallback hides what the
- * kernel, or the seccomp filter in front of it, answered.
+ * The second probe, for tests/engine/probes/security.rs: the calls and paths
+ * that syscalls.c (tests/engine/probes/hardening.rs) does not try. What a
+ * probe prints, and the helpers, are in common.h.
  *
  *   probe NAME   prints "allowed" or "denied ERRNO_NAME" and exits 0;
  *                "caps" prints "caps eff=HEX prm=HEX", a probe whose setup
@@ -13,31 +12,24 @@
  * Nothing a probe does may outlast it: a control run may let a call
  * succeed, and the probes after it run in the same container.
  */
-#define _GNU_SOURCE
-#include <errno.h>
+#include "common.h"
+
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/fanotify.h>
 #include <linux/kcmp.h>
 #include <linux/mount.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
-#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/quota.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #ifndef SYS_cachestat
 #define SYS_cachestat 451 /* the same number on every architecture */
@@ -50,53 +42,8 @@
 #endif
 #define X32_SYSCALL_BIT 0x40000000L
 
-/* The name of errno `e`, as in <errno.h>; any number has one. */
-static const char *errno_name(int e) {
-    const char *name = strerrorname_np(e);
-    if (name)
-        return name;
-    static char buf[32];
-    snprintf(buf, sizeof buf, "errno%d", e);
-    return buf;
-}
-
-static int report(long ret, int err) {
-    if (ret >= 0)
-        puts("allowed");
-    else
-        printf("denied %s\n", errno_name(err));
-    return 0;
-}
-
-/* The verdict for a call that just returned `ret` (errno set on failure). */
-static int verdict(long ret) { return report(ret, errno); }
-
-static int setup_failed(void) {
-    printf("setup-failed %s\n", errno_name(errno));
-    return 0;
-}
-
-/* A child that waits to be looked at, with a page of its own to look at. */
+/* A page of our own, which a sleeping child has too, to look at. */
 static char target[4096] __attribute__((aligned(4096)));
-
-static pid_t sleeper(void) {
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Gone with us, even if a filter kills us first. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(0);
-        pause();
-        _exit(0);
-    }
-    return pid;
-}
-
-static void reap(pid_t pid) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
 
 /* Runs `call` on a sleeping child (a pidfd to it when `pidfd`), kills it,
  * then reports. The child is our own: only the filter stands in the way. */
@@ -195,19 +142,10 @@ static long do_nice_raise(void) {
     /* The raw call returns 20 - nice. */
     return syscall(SYS_setpriority, PRIO_PROCESS, 0, (int)(20 - now) - 1);
 }
-/* Somewhere writable for a scratch file: /tmp in a sandbox, else cwd. */
-static const char *scratch(const char *name) {
-    static char path[256];
-    snprintf(path, sizeof path, "%s/%s", access("/tmp", W_OK) == 0 ? "/tmp" : ".", name);
-    return path;
-}
-
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PROBE\n", argv[0]);
+    const char *p = probe_arg(argc, argv);
+    if (!p)
         return 2;
-    }
-    const char *p = argv[1];
     static char buf[256];
 
     /* Sanity: calls every profile allows. */
@@ -392,6 +330,5 @@ int main(int argc, char **argv) {
         return verdict(fd);
     }
 
-    fprintf(stderr, "unknown probe %s\n", p);
-    return 2;
+    return unknown_probe(p);
 }

@@ -1,6 +1,7 @@
 /*
- * One system call per probe, made raw with syscall(2) so no libc fallback
- * hides what the kernel (and the seccomp filter in front of it) answered.
+ * The first probe: one dangerous system call per probe, and each call that
+ * sets a file's mode (tests/engine/probes/hardening.rs). What a probe
+ * prints, and the helpers, are in common.h.
  *
  *   syscalls NAME   prints "allowed" or "denied ERRNO_NAME", exits 0
  *   syscalls CALL-MODE   (chmod-4755, openat-0644, ...) makes CALL with that
@@ -8,33 +9,25 @@
  *                the mode the file then has, or "denied ERRNO_NAME" when
  *                the call failed and left the file as it was
  *
- * Built static by the engine tests and run inside the container. A probe
- * must be able to print "allowed": the tests run each one again under a
- * permissive profile to show it.
+ * Built static by the engine tests and run inside the container.
  */
-#define _GNU_SOURCE
-#include <errno.h>
+#include "common.h"
+
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/openat2.h>
 #include <linux/perf_event.h>
 #include <linux/reboot.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #ifndef AF_VSOCK
 #define AF_VSOCK 40
@@ -46,44 +39,6 @@
 #define SYS_fchmodat2 452 /* Linux 6.6; the same number on every architecture */
 #endif
 
-static const char *errno_name(int e) {
-    switch (e) {
-    case EPERM: return "EPERM";
-    case ENOSYS: return "ENOSYS";
-    case EACCES: return "EACCES";
-    case EINVAL: return "EINVAL";
-    case EROFS: return "EROFS";
-    case ENOENT: return "ENOENT";
-    case EFAULT: return "EFAULT";
-    case EBADF: return "EBADF";
-    case EAFNOSUPPORT: return "EAFNOSUPPORT";
-    case EPROTONOSUPPORT: return "EPROTONOSUPPORT";
-    case ESOCKTNOSUPPORT: return "ESOCKTNOSUPPORT";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case ENOTDIR: return "ENOTDIR";
-    case EBUSY: return "EBUSY";
-    case ENOMEM: return "ENOMEM";
-    case ESRCH: return "ESRCH";
-    case ENODEV: return "ENODEV";
-    case ENOEXEC: return "ENOEXEC";
-    case E2BIG: return "E2BIG";
-    default: {
-        static char buf[32];
-        snprintf(buf, sizeof buf, "errno%d", e);
-        return buf;
-    }
-    }
-}
-
-/* Prints the verdict for a call that returned `ret`. */
-static int verdict(long ret) {
-    if (ret >= 0)
-        puts("allowed");
-    else
-        printf("denied %s\n", errno_name(errno));
-    return 0;
-}
-
 /* clone(flags) with a child that exits at once: raw, so glibc's wrapper and
  * its stack handling stay out of it. */
 static int probe_clone(unsigned long flags) {
@@ -93,29 +48,6 @@ static int probe_clone(unsigned long flags) {
     if (pid > 0)
         waitpid((pid_t)pid, NULL, 0);
     return verdict(pid);
-}
-
-/* A child that waits to be looked at, for ptrace and process_vm_readv. */
-static pid_t sleeper(void) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        pause();
-        _exit(0);
-    }
-    return pid;
-}
-
-static void reap(pid_t pid) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-}
-
-/* Somewhere writable for a scratch file: /tmp in a sandbox, else the
- * working directory. */
-static const char *scratch(const char *name) {
-    static char path[256];
-    snprintf(path, sizeof path, "%s/%s", access("/tmp", W_OK) == 0 ? "/tmp" : ".", name);
-    return path;
 }
 
 /* The mode bits of `path` (without its type), or -1 if it is not there. */
@@ -145,10 +77,8 @@ static int mode_probe(const char *call, mode_t mode) {
     int fd = -1;
     if (changes) {
         int made = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
-        if (made < 0) {
-            printf("setup-failed %s\n", errno_name(errno));
-            return 0;
-        }
+        if (made < 0)
+            return setup_failed();
         close(made);
         before = 0644;
     }
@@ -192,11 +122,9 @@ static int mode_probe(const char *call, mode_t mode) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PROBE\n", argv[0]);
+    const char *p = probe_arg(argc, argv);
+    if (!p)
         return 2;
-    }
-    const char *p = argv[1];
     static char buf[64];
 
     if (!strcmp(p, "getpid")) return verdict(syscall(SYS_getpid));
@@ -214,8 +142,7 @@ int main(int argc, char **argv) {
         if (ret >= 0)
             umount2("probe-mnt", MNT_DETACH);
         rmdir("probe-mnt");
-        errno = saved;
-        return verdict(ret);
+        return report(ret, saved);
     }
     if (!strcmp(p, "umount2")) return verdict(syscall(SYS_umount2, "probe-no-mount", MNT_DETACH));
     if (!strcmp(p, "pivot_root")) return verdict(syscall(SYS_pivot_root, "probe-no-mount", "probe-no-mount"));
@@ -300,8 +227,8 @@ int main(int argc, char **argv) {
     if (!strcmp(p, "settimeofday")) return verdict(syscall(SYS_settimeofday, NULL, NULL));
     if (!strcmp(p, "mknod")) {
         /* Somewhere writable, so the answer is about the device, not the
-         * directory: /tmp in a sandbox, the workspace in a control run. */
-        const char *node = access("/tmp", W_OK) == 0 ? "/tmp/probe-null" : "probe-null";
+         * directory. */
+        const char *node = scratch("probe-null");
         long ret = syscall(SYS_mknodat, AT_FDCWD, node, S_IFCHR | 0600, makedev(1, 3));
         if (ret >= 0)
             unlink(node);
@@ -327,8 +254,7 @@ int main(int argc, char **argv) {
         long ret = syscall(SYS_ptrace, PTRACE_ATTACH, child, 0, 0);
         int saved = errno;
         reap(child);
-        errno = saved;
-        return verdict(ret);
+        return report(ret, saved);
     }
     if (!strcmp(p, "process_vm_readv")) {
         pid_t child = sleeper();
@@ -337,8 +263,7 @@ int main(int argc, char **argv) {
         long ret = syscall(SYS_process_vm_readv, child, &local, 1, &remote, 1, 0);
         int saved = errno;
         reap(child);
-        errno = saved;
-        return verdict(ret);
+        return report(ret, saved);
     }
 
 #if defined(__x86_64__)
@@ -348,13 +273,7 @@ int main(int argc, char **argv) {
          * number. */
         long ret;
         __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
-        if (ret >= 0) {
-            puts("allowed");
-        } else {
-            errno = (int)-ret;
-            printf("denied %s\n", errno_name(errno));
-        }
-        return 0;
+        return report(ret, (int)-ret);
     }
 #endif
 
@@ -377,6 +296,5 @@ int main(int argc, char **argv) {
             return 0;
     }
 
-    fprintf(stderr, "unknown probe %s\n", p);
-    return 2;
+    return unknown_probe(p);
 }

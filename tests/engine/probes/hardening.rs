@@ -1,15 +1,15 @@
-//! The probe suite: from inside the container, each dangerous system call is
-//! tried and must fail with the exact errno the profile and the dropped
-//! capabilities give. Every probe is run again in a control container that
-//! allows it (a permissive seccomp profile, or capabilities and no seccomp),
-//! where its answer must differ: a probe that cannot report success proves
-//! nothing.
+//! From inside the container, each dangerous system call is tried
+//! (`tests/probes/syscalls.c`) and must fail with the exact errno the profile
+//! and the dropped capabilities give. Every probe is run again in a control
+//! container that allows it (a permissive seccomp profile, or capabilities
+//! and no seccomp), where its answer must differ.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
-use crate::common::{docker, test_image, Workspace};
+use super::{
+    allow_all, binaries, expect, plain_docker, under_profile, with_controls, workspace, Answers,
+    Bin,
+};
 
 /// What each probe answers under the default profile, as uid 4242.
 /// EPERM is the profile's answer to any call it does not list (and the
@@ -77,7 +77,7 @@ const DEFAULT: &[(&str, &str)] = &[
 /// as uid 4242, and under a profile that allows everything, which shows the
 /// probe sees the bit set where nothing refuses it. A file made setuid in the
 /// workspace stays setuid on the host, where anyone could run it as the user.
-pub(crate) const MODE_BITS: &[(&str, &str, &str)] = &[
+pub(super) const MODE_BITS: &[(&str, &str, &str)] = &[
     // Changing a mode: setuid, setgid or both refused, and the file's
     // mode left as it was (0644); any other mode is set.
     ("chmod-4755", "denied EPERM", "allowed 4755"),
@@ -146,117 +146,34 @@ const CONTROL_CAPS: &[&str] = &[
     "SYS_MODULE",
 ];
 
-/// The probe, compiled once per test run with the machine's gcc.
-fn probe_binary() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probes/syscalls.c");
-        let out = std::env::temp_dir().join(format!("sandbox-probe-{}", std::process::id()));
-        let built = std::process::Command::new("gcc")
-            .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-            .arg(&out)
-            .arg(source)
-            .output()
-            .expect("gcc runs (it builds the probe; install gcc and libc6-dev)");
-        assert!(
-            built.status.success(),
-            "the probe does not build: {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        out
-    })
-}
-
-/// A workspace holding the probe at /work/probe.
-fn workspace() -> Workspace {
-    let ws = Workspace::new();
-    std::fs::copy(probe_binary(), ws.path().join("probe")).expect("copy the probe");
-    ws
-}
-
-/// A shell loop that runs every probe and prints `NAME: ANSWER` lines.
-fn script(probes: &[&str]) -> String {
-    format!(
-        "for p in {}; do echo \"$p: $(/work/probe $p 2>&1)\"; done",
-        probes.join(" ")
-    )
-}
-
-fn parse(stdout: &str) -> BTreeMap<String, String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+/// The probes of `DEFAULT`.
+fn default_probes() -> Vec<(Bin, &'static str)> {
+    DEFAULT
+        .iter()
+        .map(|(name, _)| (Bin::Syscalls, *name))
         .collect()
 }
 
-/// Every probe through sandbox, as uid 4242, with `args` added.
-fn sandboxed(ws: &Workspace, args: &[&str], probes: &[&str]) -> BTreeMap<String, String> {
-    let loop_ = script(probes);
-    let mut full = vec!["--user", "4242:4242", "--network", "none"];
-    full.extend_from_slice(args);
-    full.extend(["sh", "-c", &loop_]);
-    let out = ws.run(&full);
-    assert_eq!(out.status, 0, "{out:?}");
-    parse(&out.stdout)
-}
-
-/// Every probe in a plain docker container with capabilities and no seccomp.
-fn with_capabilities(ws: &Workspace, probes: &[&str]) -> BTreeMap<String, String> {
-    let volume = format!("{}:/work", ws.path().display());
-    let mut args = vec![
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--security-opt",
-        "seccomp=unconfined",
-    ];
-    for cap in CONTROL_CAPS {
-        args.extend(["--cap-add", cap]);
-    }
-    let loop_ = script(probes);
-    args.extend([
-        "-v",
-        &volume,
-        "-w",
-        "/work",
-        test_image(),
-        "sh",
-        "-c",
-        &loop_,
-    ]);
-    let out = docker(&args);
-    assert_eq!(out.status, 0, "{out:?}");
-    parse(&out.stdout)
-}
-
-/// A seccomp profile that allows everything, on every x86 ABI.
-fn allow_all(ws: &Workspace) -> String {
-    let path = ws.home().join("allow-all.json");
-    std::fs::write(
-        &path,
-        r#"{"defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]}"#,
-    )
-    .expect("write the permissive profile");
-    path.to_str().expect("utf-8 path").to_string()
+/// The probes of `MODE_BITS`.
+pub(super) fn mode_probes() -> Vec<(Bin, &'static str)> {
+    MODE_BITS
+        .iter()
+        .map(|(name, _, _)| (Bin::Syscalls, *name))
+        .collect()
 }
 
 #[test]
 fn every_dangerous_call_is_refused_and_every_probe_can_tell() {
     let ws = workspace();
-    let names: Vec<&str> = DEFAULT.iter().map(|(name, _)| *name).collect();
-    let got = sandboxed(&ws, &[], &names);
-    let permissive = sandboxed(&ws, &["--seccomp", &allow_all(&ws)], &names);
-    let capable = with_capabilities(&ws, &names);
+    let Answers {
+        got,
+        permissive,
+        capable,
+    } = with_controls(&ws, CONTROL_CAPS, &default_probes());
 
     let mut wrong = Vec::new();
     for (name, expected) in DEFAULT {
-        let answer = got.get(*name).map_or("(no answer)", String::as_str);
-        if answer != *expected {
-            wrong.push(format!("{name}: expected {expected}, got {answer}"));
-        }
+        expect(&mut wrong, "default", &got, name, expected);
         if expected.starts_with("denied") {
             let controls = [&permissive[*name], &capable[*name]];
             // A control that broke (the probe gone, a shell error) proves
@@ -280,27 +197,17 @@ fn every_dangerous_call_is_refused_and_every_probe_can_tell() {
 #[test]
 fn no_call_sets_the_setuid_or_setgid_bit_and_every_probe_can_tell() {
     let ws = workspace();
-    let names: Vec<&str> = MODE_BITS.iter().map(|(name, _, _)| *name).collect();
-    let permissive = sandboxed(&ws, &["--seccomp", &allow_all(&ws)], &names);
+    let probes = mode_probes();
+    let permissive = under_profile(&ws, &allow_all(&ws), &probes);
     let mut wrong = Vec::new();
     for profile in ["default", "strict", "debug"] {
-        let got = sandboxed(&ws, &["--seccomp", profile], &names);
+        let got = under_profile(&ws, profile, &probes);
         for (name, expected, _) in MODE_BITS {
-            let answer = got.get(*name).map_or("(no answer)", String::as_str);
-            if answer != *expected {
-                wrong.push(format!(
-                    "{profile}: {name}: expected {expected}, got {answer}"
-                ));
-            }
+            expect(&mut wrong, profile, &got, name, expected);
         }
     }
     for (name, expected, control) in MODE_BITS {
-        let answer = permissive.get(*name).map_or("(no answer)", String::as_str);
-        if answer != *control {
-            wrong.push(format!(
-                "allow-all: {name}: expected {control}, got {answer}"
-            ));
-        }
+        expect(&mut wrong, "allow-all", &permissive, name, control);
         // The table itself: a refusal its control does not undo proves nothing.
         if expected.starts_with("denied") && control == expected {
             wrong.push(format!("{name}: the control answers {control} too"));
@@ -314,19 +221,25 @@ fn the_32_bit_entry_point_is_closed() {
     let ws = workspace();
     // Not in the profile's architectures: the filter kills the caller
     // (SIGSYS, 31) whatever the call.
-    let out = ws.run(&["sh", "-c", "/work/probe int80-getpid; echo status=$?"]);
+    let out = ws.run(&["sh", "-c", "/work/syscalls int80-getpid; echo status=$?"]);
     assert!(out.stdout.ends_with("status=159\n"), "{out:?}");
     let open = allow_all(&ws);
-    let out = ws.run(&["--seccomp", &open, "sh", "-c", "/work/probe int80-getpid"]);
+    let out = ws.run(&[
+        "--seccomp",
+        &open,
+        "sh",
+        "-c",
+        "/work/syscalls int80-getpid",
+    ]);
     assert_eq!(out.stdout, "allowed\n", "the control: {out:?}");
 }
 
 #[test]
 fn strict_narrows_sockets_and_debug_opens_tracing() {
     let ws = workspace();
-    let names: Vec<&str> = DEFAULT.iter().map(|(name, _)| *name).collect();
-    let strict = sandboxed(&ws, &["--seccomp", "strict"], &names);
-    let debug = sandboxed(&ws, &["--seccomp", "debug"], &names);
+    let probes = default_probes();
+    let strict = under_profile(&ws, "strict", &probes);
+    let debug = under_profile(&ws, "debug", &probes);
     for (name, default) in DEFAULT {
         let strict_expected = match *name {
             "socket-netlink" => "denied EPERM",
@@ -350,10 +263,10 @@ fn kernel_interfaces_stay_read_only_and_the_engine_out_of_reach() {
         "sh",
         "-c",
         "for f in /proc/sys/kernel/hostname /proc/sysrq-trigger /sys/fs/cgroup/pids/pids.max \
-         /tmp/writable; do echo \"$f: $(/work/probe write:$f)\"; done; \
+         /tmp/writable; do echo \"$f: $(/work/syscalls write:$f)\"; done; \
          ls /var/run/docker.sock /run/docker.sock 2>&1 | grep -c 'No such file'",
     ]);
-    let got = parse(&out.stdout);
+    let got = super::parse(&out.stdout);
     for path in [
         "/proc/sys/kernel/hostname",
         "/proc/sysrq-trigger",
@@ -383,25 +296,14 @@ fn kernel_interfaces_stay_read_only_and_the_engine_out_of_reach() {
 fn a_setuid_binary_does_not_make_root() {
     let ws = workspace();
     let suid = ws.path().join("suid-probe");
-    std::fs::copy(probe_binary(), &suid).unwrap();
+    std::fs::copy(binaries().join(Bin::Syscalls.file()), &suid).unwrap();
     std::os::unix::fs::chown(&suid, Some(0), Some(0)).unwrap();
     std::fs::set_permissions(&suid, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
     let out = ws.run(&["--user", "4242:4242", "/work/suid-probe", "euid"]);
     assert_eq!(out.stdout, "4242\n", "{out:?}");
 
     // The control: the same binary, same mount, without sandbox's hardening.
-    let volume = format!("{}:/work", ws.path().display());
-    let control = docker(&[
-        "run",
-        "--rm",
-        "--user",
-        "4242:4242",
-        "-v",
-        &volume,
-        test_image(),
-        "/work/suid-probe",
-        "euid",
-    ]);
+    let control = plain_docker(&ws, &["--user", "4242:4242"], &["/work/suid-probe", "euid"]);
     assert_eq!(
         control.stdout, "0\n",
         "setuid works in the control: {control:?}"

@@ -1,6 +1,6 @@
-//! The probe suite's second half. `hardening.rs` runs `tests/probes/syscalls.c`
+//! The probe suite's second half. `hardening` runs `tests/probes/syscalls.c`
 //! and shows that each dangerous call fails; this module shows what refuses
-//! it, and covers what that suite leaves out:
+//! it, and covers what that half leaves out:
 //!
 //! - which layer refuses each call: the seccomp filter itself, or only the
 //!   dropped capabilities (a copy of each profile whose default action kills
@@ -17,13 +17,16 @@
 //! Every answer is asserted exactly, with a control run that shows the probe
 //! can give another one. Runs are as uid 4242 unless root is the point.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::common::{docker, test_image, Workspace};
-use crate::hardening::MODE_BITS;
+
+use super::hardening::{mode_probes, MODE_BITS};
+use super::{
+    binaries, expect, in_docker, plain_docker, sandboxed, under_profile, with_controls, workspace,
+    Answers, Bin,
+};
 
 const OK: &str = "allowed";
 const EPERM: &str = "denied EPERM";
@@ -34,22 +37,6 @@ const EINVAL: &str = "denied EINVAL";
 const EBADF: &str = "denied EBADF";
 /// A probe the filter killed: the shell's status for SIGSYS, 128 + 31.
 const SIGSYS: &str = "exit 159";
-
-/// The two probe binaries: this module's, and hardening.rs's, reused as is.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Bin {
-    Probe,
-    Syscalls,
-}
-
-impl Bin {
-    fn file(self) -> &'static str {
-        match self {
-            Bin::Probe => "probe",
-            Bin::Syscalls => "syscalls",
-        }
-    }
-}
 
 /// What one profile does with one probe's call.
 #[derive(Clone, Copy, Debug)]
@@ -97,7 +84,7 @@ struct Row {
     /// For this module's probes: the answer through sandbox under a profile
     /// that allows everything (no capabilities still), and in a docker
     /// container as root with no filter and SYS_ADMIN, SYS_NICE and
-    /// SYS_TTY_CONFIG added. hardening.rs has the controls of its own probes.
+    /// SYS_TTY_CONFIG added. `hardening` has the controls of its own probes.
     controls: Option<(&'static str, &'static str)>,
 }
 
@@ -130,7 +117,7 @@ const fn new(
     }
 }
 
-/// Every probe of both suites, by profile. The rows of hardening.rs's probe
+/// Every probe of both suites, by profile. The rows of `hardening`'s probe
 /// (`old`) only run under the killing copies: their plain answers and
 /// controls are asserted there.
 #[rustfmt::skip]
@@ -142,7 +129,7 @@ const SECCOMP: &[Row] = &[
     // Strict keeps AF_UNIX, AF_INET and AF_INET6 only.
     old("socket-netlink", Passes(OK), Unlisted, Passes(OK)),
     // The filter itself refuses all of these: without it, the dropped
-    // capabilities would still refuse most (see hardening.rs's controls),
+    // capabilities would still refuse most (see `hardening`'s controls),
     // but a capability granted by mistake would not open them.
     old("mount", Unlisted, Unlisted, Unlisted),
     old("umount2", Unlisted, Unlisted, Unlisted),
@@ -290,138 +277,12 @@ const ROOT: &[(Bin, &str, &str, &str)] = &[
     (Bin::Probe, "openw:/proc/self/oom_score_adj", OK, OK),
 ];
 
-/// Both probes, compiled once per test run with the machine's gcc, into
-/// target/tmp: each is built under a name of this process's and renamed
-/// into place, so test runs side by side never see half a binary.
-fn binaries() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("security-probes");
-        std::fs::create_dir_all(&dir).expect("create the probes' directory");
-        for bin in [Bin::Probe, Bin::Syscalls] {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/probes")
-                .join(format!("{}.c", bin.file()));
-            let partial = dir.join(format!("{}.{}", bin.file(), std::process::id()));
-            let built = Command::new("gcc")
-                .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-                .arg(&partial)
-                .arg(&source)
-                .output()
-                .expect("gcc runs (it builds the probes; install gcc and libc6-dev)");
-            assert!(
-                built.status.success(),
-                "{} does not build: {}",
-                source.display(),
-                String::from_utf8_lossy(&built.stderr)
-            );
-            std::fs::rename(&partial, dir.join(bin.file())).expect("move a probe into place");
-        }
-        dir
-    })
-}
-
-/// A workspace holding both probes at /work/probe and /work/syscalls.
-fn workspace() -> Workspace {
-    let ws = Workspace::new();
-    for bin in [Bin::Probe, Bin::Syscalls] {
-        std::fs::copy(binaries().join(bin.file()), ws.path().join(bin.file()))
-            .expect("copy a probe");
-    }
-    ws
-}
-
-/// A script that runs each probe and prints `NAME: ANSWER`, or `NAME: exit
-/// N` when it did not exit 0. The answer goes through a file, not a pipe: a
-/// killed probe's child must not keep the shell waiting.
-fn script(probes: &[(Bin, &str)]) -> String {
-    probes
-        .iter()
-        .map(|(bin, name)| {
-            format!(
-                "/work/{} {name} >/tmp/probe.out 2>&1; s=$?; \
-                 if [ $s = 0 ]; then echo \"{name}: $(cat /tmp/probe.out)\"; \
-                 else echo \"{name}: exit $s\"; fi\n",
-                bin.file()
-            )
-        })
-        .collect()
-}
-
-fn parse(stdout: &str) -> BTreeMap<String, String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// The probes through sandbox, with `args` before the command.
-fn sandboxed(ws: &Workspace, args: &[&str], probes: &[(Bin, &str)]) -> BTreeMap<String, String> {
-    let script = script(probes);
-    let mut full = vec!["--network", "none"];
-    full.extend_from_slice(args);
-    full.extend(["sh", "-c", &script]);
-    let out = ws.run(&full);
-    assert_eq!(out.status, 0, "sandbox run {args:?}: {out:?}");
-    parse(&out.stdout)
-}
-
-/// The probes in a plain docker container with the workspace at /work.
-fn in_docker(ws: &Workspace, args: &[&str], probes: &[(Bin, &str)]) -> BTreeMap<String, String> {
-    let volume = format!("{}:/work", ws.path().display());
-    let script = script(probes);
-    let mut full = vec!["run", "--rm", "--network", "none", "--tmpfs", "/tmp"];
-    full.extend_from_slice(args);
-    full.extend([
-        "-v",
-        &volume,
-        "-w",
-        "/work",
-        test_image(),
-        "sh",
-        "-c",
-        &script,
-    ]);
-    let out = docker(&full);
-    assert_eq!(out.status, 0, "docker run {args:?}: {out:?}");
-    parse(&out.stdout)
-}
-
-/// Adds a line to `wrong` unless `got` answered `expected` for `name`.
-fn expect(
-    wrong: &mut Vec<String>,
-    run: &str,
-    got: &BTreeMap<String, String>,
-    name: &str,
-    expected: &str,
-) {
-    let answer = got.get(name).map_or("(no answer)", String::as_str);
-    if answer != expected {
-        wrong.push(format!(
-            "{run}: {name}: expected {expected:?}, got {answer:?}"
-        ));
-    }
-}
-
 fn new_probes() -> Vec<(Bin, &'static str)> {
     SECCOMP
         .iter()
         .filter(|r| r.bin == Bin::Probe)
         .map(|r| (r.bin, r.name))
         .collect()
-}
-
-/// A profile that allows everything, on every x86 ABI.
-fn allow_all(ws: &Workspace) -> String {
-    let path = ws.home().join("allow-all.json");
-    std::fs::write(
-        &path,
-        r#"{"defaultAction": "SCMP_ACT_ALLOW",
-            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]}"#,
-    )
-    .expect("write the permissive profile");
-    path.to_str().expect("utf-8 path").to_string()
 }
 
 /// profiles/NAME.json with the default action SCMP_ACT_KILL_PROCESS: what
@@ -447,26 +308,14 @@ fn killing_copy(ws: &Workspace, name: &str) -> String {
 #[test]
 fn the_calls_the_first_suite_leaves_out_are_refused_and_every_control_can_tell() {
     let ws = workspace();
-    let probes = new_probes();
-    let got = sandboxed(&ws, &["--user", "4242:4242"], &probes);
-    let permissive = sandboxed(
+    let Answers {
+        got,
+        permissive,
+        capable,
+    } = with_controls(
         &ws,
-        &["--user", "4242:4242", "--seccomp", &allow_all(&ws)],
-        &probes,
-    );
-    let capable = in_docker(
-        &ws,
-        &[
-            "--security-opt",
-            "seccomp=unconfined",
-            "--cap-add",
-            "SYS_ADMIN",
-            "--cap-add",
-            "SYS_NICE",
-            "--cap-add",
-            "SYS_TTY_CONFIG",
-        ],
-        &probes,
+        &["SYS_ADMIN", "SYS_NICE", "SYS_TTY_CONFIG"],
+        &new_probes(),
     );
     let mut wrong = Vec::new();
     for row in SECCOMP.iter().filter(|r| r.bin == Bin::Probe) {
@@ -495,12 +344,8 @@ fn the_calls_the_first_suite_leaves_out_are_refused_and_every_control_can_tell()
 fn strict_and_debug_answer_the_new_probes_as_documented() {
     let ws = workspace();
     let probes = new_probes();
-    let strict = sandboxed(
-        &ws,
-        &["--user", "4242:4242", "--seccomp", "strict"],
-        &probes,
-    );
-    let debug = sandboxed(&ws, &["--user", "4242:4242", "--seccomp", "debug"], &probes);
+    let strict = under_profile(&ws, "strict", &probes);
+    let debug = under_profile(&ws, "debug", &probes);
     let mut wrong = Vec::new();
     for row in SECCOMP.iter().filter(|r| r.bin == Bin::Probe) {
         expect(&mut wrong, "strict", &strict, row.name, row.strict.plain());
@@ -516,11 +361,11 @@ fn strict_and_debug_answer_the_new_probes_as_documented() {
 fn the_filter_itself_refuses_each_call_not_only_the_dropped_capabilities() {
     let ws = workspace();
     let mut probes: Vec<(Bin, &str)> = SECCOMP.iter().map(|r| (r.bin, r.name)).collect();
-    probes.extend(MODE_BITS.iter().map(|(name, _, _)| (Bin::Syscalls, *name)));
+    probes.extend(mode_probes());
     let mut wrong = Vec::new();
     for profile in ["default", "strict", "debug"] {
         let copy = killing_copy(&ws, profile);
-        let got = sandboxed(&ws, &["--user", "4242:4242", "--seccomp", &copy], &probes);
+        let got = under_profile(&ws, &copy, &probes);
         let run = format!("{profile}, killing copy");
         for row in SECCOMP {
             let cell = match profile {
@@ -530,7 +375,7 @@ fn the_filter_itself_refuses_each_call_not_only_the_dropped_capabilities() {
             };
             expect(&mut wrong, &run, &got, row.name, cell.killing());
         }
-        // hardening.rs's mode probes, the same under every profile: a mode
+        // `hardening`'s mode probes, the same under every profile: a mode
         // with the setuid or setgid bit matches no rule, so the default
         // action answers it, which kills here.
         for (name, answer, _) in MODE_BITS {
@@ -609,7 +454,7 @@ fn file_capabilities_grant_nothing() {
         ("probe-fcap-p", "cap_net_raw+p"),
     ] {
         let path = ws.path().join(file);
-        std::fs::copy(binaries().join("probe"), &path).unwrap();
+        std::fs::copy(binaries().join(Bin::Probe.file()), &path).unwrap();
         let set = Command::new("setcap")
             .arg(caps)
             .arg(&path)
@@ -622,19 +467,7 @@ fn file_capabilities_grant_nothing() {
     assert_eq!(out.stdout, "exit 126\ncaps eff=0 prm=0\n", "{out:?}");
     assert!(out.stderr.contains("Operation not permitted"), "{out:?}");
 
-    let volume = format!("{}:/work", ws.path().display());
-    let control = docker(&[
-        "run",
-        "--rm",
-        "--user",
-        "4242:4242",
-        "-v",
-        &volume,
-        test_image(),
-        "sh",
-        "-c",
-        script,
-    ]);
+    let control = plain_docker(&ws, &["--user", "4242:4242"], &["sh", "-c", script]);
     assert_eq!(
         control.stdout, "caps eff=2000 prm=2000\nexit 0\ncaps eff=0 prm=2000\n",
         "the control: {control:?}"
