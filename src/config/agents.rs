@@ -6,8 +6,11 @@
 //! profiles come from the agent table, images/agents/agents.txt (table.rs),
 //! which `make images` builds the images from: one list for both.
 
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 mod table;
 
@@ -33,6 +36,7 @@ pub struct AgentConfig {
     /// The image it runs in; `make images` builds the defaults.
     pub image: Option<String>,
     /// What starts it: `sandbox run claude ARGS` runs COMMAND... ARGS.
+    #[serde(deserialize_with = "program_first")]
     pub command: Option<Vec<String>>,
     /// Host variables passed to this agent only, and only when set.
     pub env: Option<Vec<String>>,
@@ -121,6 +125,48 @@ fn profile(agent: &table::Stanza) -> AgentConfig {
         state_source: Some(StateSource::Sandbox),
         network: Some("bridge".into()),
     }
+}
+
+/// `command: []` would leave nothing to run. Refused while the list is read,
+/// where serde_yaml still knows the key's line (as `Size` does).
+fn program_first<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Command;
+    impl<'de> Visitor<'de> for Command {
+        type Value = Option<Vec<String>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a command, like [claude] or [aider, --model, sonnet]")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut command = Vec::new();
+            while let Some(word) = seq.next_element::<String>()? {
+                command.push(word);
+            }
+            if command
+                .first()
+                .is_none_or(|program| program.trim().is_empty())
+            {
+                return Err(de::Error::custom(
+                    "the command is empty: name the program first, like [claude]",
+                ));
+            }
+            Ok(Some(command))
+        }
+    }
+    d.deserialize_option(Command)
 }
 
 #[cfg(test)]
@@ -220,5 +266,33 @@ mod tests {
             assert!(err.starts_with(table::PATH), "{err}");
             assert!(err.contains(why), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn an_empty_command_is_refused_at_its_line() {
+        for command in ["[]", "['']", "[' ', x]"] {
+            let text =
+                format!("container:\n  memory: 1g\nagents:\n  claude:\n    command: {command}\n");
+            let err = format!("{:#}", crate::config::parse(&text).unwrap_err());
+            assert!(
+                err.contains("agents.claude.command: the command is empty"),
+                "{err}"
+            );
+            assert!(err.contains("line 5"), "{err}");
+            let found = crate::config::check::problems(&text);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].line, Some(5));
+            assert!(found[0]
+                .message
+                .starts_with("agents.claude.command: the command is empty"));
+        }
+        let mine = "agents:\n  mine:\n    image: me/agent:1\n    command: []\n";
+        assert!(crate::config::parse(mine).is_err());
+        // null is no command of its own: the built-in one.
+        let config = crate::config::parse("agents:\n  claude:\n    command: null\n").unwrap();
+        assert_eq!(config.agent("claude").unwrap().command, ["claude"]);
+        let config =
+            crate::config::parse("agents:\n  claude:\n    command: [claude, -c]\n").unwrap();
+        assert_eq!(config.agent("claude").unwrap().command, ["claude", "-c"]);
     }
 }
