@@ -68,11 +68,17 @@ man:
 bench:
 	python3 bench/bench.py $(BENCH_ARGS)
 
-# The coding agents' images, sandbox-agents/<agent>:1, from images/agents/.
-AGENTS ?= claude codex gemini opencode kilocode aider
+# The coding agents' images, one per agent of the agent table (AGENTS="claude
+# codex" for some). One agent's failed build leaves the others to be built;
+# the target fails at the end, naming the agents whose build failed.
+AGENT_TABLE = images/agents/agents.txt
+AGENTS ?= $(shell awk -f images/agents/docker-build.awk $(AGENT_TABLE))
+DOCKER ?= docker
 
 images:
-	@for a in $(AGENTS); do \
-		echo "building sandbox-agents/$$a:1"; \
-		docker build -t sandbox-agents/$$a:1 images/agents/$$a || exit 1; \
-	done
+	@failed=; \
+	for a in $(AGENTS); do \
+		build=$$(awk -v agent="$$a" -v docker='$(DOCKER)' -f images/agents/docker-build.awk $(AGENT_TABLE)) \
+			&& echo "$$build" && eval "$$build" || failed="$$failed $$a"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make images: failed:$$failed (see above)" >&2; exit 1; fi

@@ -1,377 +1,206 @@
-//! The agents' Dockerfiles, checked without an engine (no registry can be
-//! reached to build them here): a syntax check, pinned bases and exact agent
-//! versions, the agent's binary on PATH, a non-root user, nothing that needs
-//! a writable root, and one directory for each agent `make images` builds.
+//! The agents' images, checked without an engine (no registry can be reached
+//! to build them here).
+//!
+//! images/agents/agents.txt lists every agent once; sandbox's profiles and
+//! `make images` both read it, so they cannot disagree. What is left to check:
+//! that the table is complete; that `make images` builds every agent, or the
+//! ones named, and goes on past a failed build; and that each base's
+//! Dockerfile, built with the arguments `make images` passes an agent, is well
+//! formed (a syntax check), pinned (base, and the table's exact version), puts
+//! the agent's binary on PATH, ends as a non-root user and needs no writable
+//! root.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::process::Command;
 
-/// Every agent: its official package and the binary that package puts on PATH.
-const AGENTS: [(&str, Package, &str); 6] = [
-    (
-        "claude",
-        Package::Npm("@anthropic-ai/claude-code"),
-        "claude",
-    ),
-    ("codex", Package::Npm("@openai/codex"), "codex"),
-    ("gemini", Package::Npm("@google/gemini-cli"), "gemini"),
-    ("opencode", Package::Npm("opencode-ai"), "opencode"),
-    ("kilocode", Package::Npm("@kilocode/cli"), "kilocode"),
-    ("aider", Package::Pip("aider-chat"), "aider"),
-];
+#[path = "images/dockerfile.rs"]
+mod dockerfile;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Package {
-    Npm(&'static str),
-    Pip(&'static str),
-}
+/// The table, read by the code sandbox reads it with.
+#[path = "../src/config/agents/table.rs"]
+#[allow(dead_code)]
+mod table;
 
-impl Package {
-    fn name(self) -> &'static str {
-        match self {
-            Package::Npm(name) | Package::Pip(name) => name,
-        }
-    }
-
-    fn is_npm(self) -> bool {
-        matches!(self, Package::Npm(_))
-    }
-}
-
-/// Variables an agent's image must set, so that it neither updates itself
-/// nor writes outside HOME, /tmp and /work at run time.
-fn required_env(agent: &str) -> &'static [(&'static str, &'static str)] {
-    match agent {
-        "claude" => &[
-            ("NPM_CONFIG_UPDATE_NOTIFIER", "false"),
-            ("DISABLE_AUTOUPDATER", "1"),
-        ],
-        "opencode" => &[
-            ("NPM_CONFIG_UPDATE_NOTIFIER", "false"),
-            ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
-        ],
-        "kilocode" => &[
-            ("NPM_CONFIG_UPDATE_NOTIFIER", "false"),
-            ("KILO_DISABLE_AUTOUPDATE", "1"),
-        ],
-        "aider" => &[("PIP_NO_CACHE_DIR", "1"), ("AIDER_CHECK_UPDATE", "false")],
-        _ => &[("NPM_CONFIG_UPDATE_NOTIFIER", "false")],
-    }
-}
-
-const INSTRUCTIONS: [&str; 18] = [
-    "FROM",
-    "RUN",
-    "CMD",
-    "LABEL",
-    "EXPOSE",
-    "ENV",
-    "ADD",
-    "COPY",
-    "ENTRYPOINT",
-    "VOLUME",
-    "USER",
-    "WORKDIR",
-    "ARG",
-    "ONBUILD",
-    "STOPSIGNAL",
-    "HEALTHCHECK",
-    "SHELL",
-    "MAINTAINER",
-];
+use dockerfile::{
+    assignments, expand, from_image, installs, is_pinned, parse, pinned_package, Install, Step,
+};
+use table::Stanza;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// (agent, path) for each images/agents/<agent>/Dockerfile, sorted.
-fn dockerfiles() -> Vec<(String, PathBuf)> {
-    let mut found: Vec<_> = std::fs::read_dir(root().join("images/agents"))
-        .expect("images/agents exists")
-        .map(|e| e.expect("readable").path())
-        .filter(|p| p.is_dir())
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                p.join("Dockerfile"),
-            )
+fn agents() -> Vec<Stanza> {
+    table::parse(table::TEXT).expect("the agent table reads")
+}
+
+fn find<'a>(agents: &'a [Stanza], name: &str) -> &'a Stanza {
+    agents.iter().find(|a| a.text("name") == name).unwrap()
+}
+
+/// Variables every image of a base sets, whatever the agent: no update
+/// notices from the package manager, no cache in the image.
+fn base_env(base: &str) -> &'static [(&'static str, &'static str)] {
+    match base {
+        "node" => &[
+            ("NPM_CONFIG_UPDATE_NOTIFIER", "false"),
+            ("NO_UPDATE_NOTIFIER", "1"),
+        ],
+        "python" => &[
+            ("PIP_NO_CACHE_DIR", "1"),
+            ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+        ],
+        _ => &[],
+    }
+}
+
+/// The CMD of every image: CMD takes no build argument, so a shell finds the
+/// binary by the name ENV keeps.
+const CMD: &str = r#"["/bin/sh", "-c", "exec \"$AGENT_BINARY\""]"#;
+
+/// One `docker build` that `make images` ran.
+#[derive(Debug, PartialEq)]
+struct Build {
+    dockerfile: String,
+    args: BTreeMap<String, String>,
+    tag: String,
+    context: String,
+}
+
+/// `build -f FILE (--build-arg K=V)* -t TAG CONTEXT`, as the Makefile writes it.
+fn read_build(argv: &[String]) -> Build {
+    let [build, f, dockerfile, rest @ .., t, tag, context] = argv else {
+        panic!("not a docker build: {argv:?}");
+    };
+    assert_eq!(
+        (build.as_str(), f.as_str(), t.as_str()),
+        ("build", "-f", "-t")
+    );
+    let args = rest
+        .chunks(2)
+        .map(|pair| match pair {
+            [flag, arg] if flag == "--build-arg" => {
+                let (k, v) = arg.split_once('=').expect("K=V");
+                (k.to_string(), v.to_string())
+            }
+            _ => panic!("not a --build-arg: {pair:?}"),
         })
         .collect();
-    found.sort();
-    found
-}
-
-#[derive(Debug)]
-struct Step {
-    keyword: String,
-    args: String,
-    line: usize,
-}
-
-/// The instructions, continuation lines joined and comments dropped (as
-/// Docker drops them, also inside a continuation). Fails on what Docker
-/// would refuse or this check cannot read: a line that starts no known
-/// instruction, a continuation that runs off the end or over an empty line,
-/// a heredoc.
-fn parse(text: &str) -> Result<Vec<Step>, String> {
-    let mut steps = Vec::new();
-    let mut current: Option<(usize, String)> = None;
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        let trimmed = line.trim();
-        if trimmed.is_empty() && current.is_some() {
-            // Docker warns, and means to refuse: usually a lost instruction.
-            return Err(format!(
-                "line {number}: an empty line inside a continuation"
-            ));
-        }
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let (start, mut joined) = match current.take() {
-            Some(open) => open,
-            None => {
-                let keyword = trimmed.split_whitespace().next().unwrap_or("");
-                if !INSTRUCTIONS.contains(&keyword) {
-                    return Err(format!(
-                        "line {number}: {keyword:?} is no instruction (or not in capitals)"
-                    ));
-                }
-                (number, String::new())
-            }
-        };
-        if trimmed.contains("<<") && joined.is_empty() {
-            let after = trimmed.split_once("<<").unwrap().1;
-            if after.starts_with(|c: char| c.is_ascii_uppercase() || c == '-' || c == '"') {
-                return Err(format!("line {number}: heredocs are not checked here"));
-            }
-        }
-        match trimmed.strip_suffix('\\') {
-            Some(more) => {
-                joined.push_str(more.trim_end());
-                joined.push(' ');
-                current = Some((start, joined));
-            }
-            None => {
-                joined.push_str(trimmed);
-                let (keyword, args) = joined
-                    .split_once(char::is_whitespace)
-                    .unwrap_or((&joined, ""));
-                steps.push(Step {
-                    keyword: keyword.to_string(),
-                    args: args.trim().to_string(),
-                    line: start,
-                });
-            }
-        }
+    Build {
+        dockerfile: dockerfile.clone(),
+        args,
+        tag: tag.clone(),
+        context: context.clone(),
     }
-    if let Some((start, _)) = current {
-        return Err(format!("line {start}: a continuation runs off the end"));
+}
+
+/// `make images` with `make_args`, docker being a script that records its
+/// arguments and fails to build the image tagged `failing` (none if empty):
+/// whether make succeeded, its stderr, and each build, in order.
+fn make_images(make_args: &[&str], failing: &str) -> (bool, String, Vec<Build>) {
+    let dir = tempfile::tempdir().unwrap();
+    let docker = dir.path().join("docker");
+    let log = dir.path().join("calls");
+    // An argument a line, `--` after each call: no value holds a line break
+    // (the table is read line by line) and none is `--`.
+    let mut script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" -- >> '{}'\n",
+        log.display()
+    );
+    if !failing.is_empty() {
+        script += &format!("for arg; do [ \"$arg\" = '{failing}' ] && exit 1; done\n");
     }
-    Ok(steps)
-}
-
-/// `1.2.3` (and `1.2.3.4`): numbers only, no ranges, tags or wildcards.
-fn is_exact_version(version: &str) -> bool {
-    let parts: Vec<&str> = version.split('.').collect();
-    parts.len() >= 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-}
-
-/// `node:22.23.3-bookworm-slim` has a full version; `node:22`, `node:latest`
-/// and `node` do not. A digest may follow the tag, never replace it.
-fn is_pinned(image: &str) -> bool {
-    let image = image.split('@').next().unwrap_or("");
-    let name_end = image.rfind('/').map_or(0, |i| i + 1);
-    let Some((_, tag)) = image[name_end..].rsplit_once(':') else {
-        return false;
-    };
-    is_exact_version(tag.split('-').next().unwrap_or(""))
-}
-
-/// The image a FROM names, without `--platform=...` or `AS stage`.
-fn from_image(args: &str) -> &str {
-    args.split_whitespace()
-        .find(|w| !w.starts_with("--"))
-        .unwrap_or("")
-}
-
-/// `$NAME` and `${NAME}` replaced from `vars`; others left as they are.
-fn expand(text: &str, vars: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let (name, len) = match after.strip_prefix('{') {
-            Some(braced) => match braced.find('}') {
-                Some(end) => (&braced[..end], end + 2),
-                None => ("", 0),
-            },
-            None => {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], end)
-            }
-        };
-        match vars.get(name) {
-            Some(value) if !name.is_empty() => {
-                out.push_str(value);
-                rest = &after[len..];
-            }
-            _ => {
-                out.push('$');
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `K=V K2="V 2"` (or the old `K V`) as pairs.
-fn assignments(args: &str) -> Vec<(String, String)> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    for c in args.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-            }
-            c => word.push(c),
-        }
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    if words.len() >= 2 && !words[0].contains('=') {
-        return vec![(words[0].clone(), words[1..].join(" "))];
-    }
-    words
-        .iter()
-        .map(|w| match w.split_once('=') {
-            Some((k, v)) => (k.to_string(), v.to_string()),
-            None => (w.to_string(), String::new()),
-        })
-        .collect()
-}
-
-/// One `npm install` or `pip install` in a RUN: the program as typed, the
-/// packages named, and the flags.
-#[derive(Debug)]
-struct Install {
-    program: String,
-    npm: bool,
-    packages: Vec<String>,
-    flags: Vec<String>,
-}
-
-/// The installs among a RUN's commands (split on `&&`, `||`, `;` and `|`).
-fn installs(run: &str) -> Vec<Install> {
-    let mut found = Vec::new();
-    for command in run.split(['&', '|', ';']) {
-        let words: Vec<&str> = command.split_whitespace().collect();
-        let Some(&program) = words.first() else {
-            continue;
-        };
-        let base = program.rsplit('/').next().unwrap_or(program);
-        let rest: &[&str] = match (base, words.get(1), words.get(2), words.get(3)) {
-            ("npm", Some(&("install" | "i" | "add")), _, _) => &words[2..],
-            ("pip" | "pip3", Some(&"install"), _, _) => &words[2..],
-            (_, Some(&"-m"), Some(&"pip"), Some(&"install")) if base.starts_with("python") => {
-                &words[4..]
-            }
-            _ => continue,
-        };
-        let (flags, packages): (Vec<&str>, Vec<&str>) =
-            rest.iter().partition(|w| w.starts_with('-'));
-        found.push(Install {
-            program: program.to_string(),
-            npm: base == "npm",
-            packages: packages.iter().map(|p| p.to_string()).collect(),
-            flags: flags.iter().map(|f| f.to_string()).collect(),
-        });
-    }
-    found
-}
-
-/// `@scope/name@1.2.3` or `name==1.2.3` (extras allowed) as (name, version).
-fn pinned_package(spec: &str, npm: bool) -> Option<(&str, &str)> {
-    let (name, version) = if npm {
-        let at = spec.rfind('@').filter(|&at| at > 0)?;
-        (&spec[..at], &spec[at + 1..])
-    } else {
-        spec.split_once("==")?
-    };
-    let name = name.split('[').next().unwrap_or(name);
-    (!name.is_empty() && is_exact_version(version)).then_some((name, version))
+    std::fs::write(&docker, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("make")
+        .current_dir(root())
+        .args(["-s", "--no-print-directory", "images"])
+        .arg(format!("DOCKER={}", docker.display()))
+        .args(make_args)
+        .env_remove("AGENTS")
+        .env_remove("MAKEFLAGS")
+        .env_remove("MAKELEVEL")
+        .output()
+        .expect("make runs (it is what builds the images)");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    let lines: Vec<String> = calls.lines().map(String::from).collect();
+    let builds = lines
+        .split(|l| l == "--")
+        .filter(|call| !call.is_empty())
+        .map(read_build)
+        .collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr, builds)
 }
 
 /// What is wrong with the install of the agent's own package.
 fn agent_install(
     step: &Step,
     install: &Install,
-    package: Package,
-    binary: &str,
+    agent: &Stanza,
     env: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let line = step.line;
+    let (line, package, binary) = (step.line, agent.text("package"), agent.text("binary"));
     let mut wrong = Vec::new();
     let has = |flag: &str| install.flags.iter().any(|f| f == flag);
-    match package {
-        Package::Npm(p) => {
-            // npm's global bin directory is on the node images' PATH.
-            if !has("-g") && !has("--global") {
-                wrong.push(format!(
-                    "line {line}: {p} is not installed --global, so `{binary}` is not on PATH"
-                ));
-            }
-            if !has("--omit=dev") {
-                wrong.push(format!("line {line}: npm install without --omit=dev"));
-            }
-            if !step.args.contains("npm cache clean --force") {
-                wrong.push(format!("line {line}: the npm cache stays in the image"));
-            }
+    if install.npm {
+        // npm's global bin directory is on the node images' PATH.
+        if !has("-g") && !has("--global") {
+            wrong.push(format!(
+                "line {line}: {package} is not installed --global, so `{binary}` is not on PATH"
+            ));
         }
-        Package::Pip(p) => {
-            // A venv's pip puts `binary` in that venv's bin/, made in the same RUN.
-            let bin = install.program.rsplit_once('/').map(|(dir, _)| dir);
-            let on_path = bin.is_some_and(|bin| {
-                let path = env.get("PATH").map_or("", String::as_str);
-                bin.starts_with('/')
-                    && path.split(':').any(|d| d == bin)
-                    && step
-                        .args
-                        .contains(&format!("-m venv {}", bin.trim_end_matches("/bin")))
-            });
-            if !on_path {
-                wrong.push(format!(
-                    "line {line}: {p} is not installed by a venv's pip whose bin/ is on \
-                     PATH (ENV PATH before it), so `{binary}` may not be"
-                ));
-            }
+        if !has("--omit=dev") {
+            wrong.push(format!("line {line}: npm install without --omit=dev"));
         }
+        if !step.args.contains("npm cache clean --force") {
+            wrong.push(format!("line {line}: the npm cache stays in the image"));
+        }
+    } else {
+        // A venv's pip puts `binary` in that venv's bin/, made in the same RUN.
+        let bin = install.program.rsplit_once('/').map(|(dir, _)| dir);
+        let on_path = bin.is_some_and(|bin| {
+            let path = env.get("PATH").map_or("", String::as_str);
+            bin.starts_with('/')
+                && path.split(':').any(|d| d == bin)
+                && step
+                    .args
+                    .contains(&format!("-m venv {}", bin.trim_end_matches("/bin")))
+        });
+        if !on_path {
+            wrong.push(format!(
+                "line {line}: {package} is not installed by a venv's pip whose bin/ is on \
+                 PATH (ENV PATH before it), so `{binary}` may not be"
+            ));
+        }
+    }
+    // Without the table's arguments npm would install `PACKAGE@`, the latest:
+    // the RUN stops first. With them, it fails if the binary is not on PATH.
+    for name in ["PACKAGE", "VERSION", "BINARY"] {
+        if !step.args.contains(&format!("\"${{{name}:?}}\"")) {
+            wrong.push(format!(
+                "line {line}: the install goes on without --build-arg {name} (\"${{{name}:?}}\")"
+            ));
+        }
+    }
+    if !step.args.contains("command -v \"$BINARY\"") {
+        wrong.push(format!(
+            "line {line}: the build does not check that `{binary}` is on PATH"
+        ));
     }
     wrong
 }
 
-/// What one Dockerfile gets wrong, as readable lines; empty when it is right.
-fn problems(agent: &str, text: &str) -> Vec<String> {
+/// What a base's Dockerfile gets wrong when built for `agent` with `args`, as
+/// readable lines; empty when it is right.
+fn problems(text: &str, agent: &Stanza, args: &BTreeMap<String, String>) -> Vec<String> {
     let steps = match parse(text) {
         Ok(steps) => steps,
         Err(e) => return vec![e],
     };
     let mut wrong = Vec::new();
-    let Some(&(_, package, binary)) = AGENTS.iter().find(|(a, _, _)| *a == agent) else {
-        return vec![format!("no such agent in tests/images.rs: {agent}")];
-    };
     let of = |keyword: &'static str| steps.iter().filter(move |s| s.keyword == keyword);
 
     // Pinned bases.
@@ -388,20 +217,27 @@ fn problems(agent: &str, text: &str) -> Vec<String> {
         }
     }
 
-    // Every install pins an exact version, the agent's among them.
+    // Every install pins an exact version; the agent's, the table's.
+    let mut declared = BTreeSet::new();
     let mut vars = BTreeMap::new();
     let mut env = BTreeMap::new();
     let mut agent_installed = false;
     for step in &steps {
         match step.keyword.as_str() {
             "ARG" => {
-                for (k, v) in assignments(&step.args) {
-                    vars.insert(k, v);
+                for (k, default) in assignments(&step.args) {
+                    match args.get(&k) {
+                        Some(given) => vars.insert(k.clone(), given.clone()),
+                        None if !default.is_empty() => vars.insert(k.clone(), default),
+                        None => None,
+                    };
+                    declared.insert(k);
                 }
             }
             "ENV" => {
+                // ENV expands names too: the agent's own come from ARGs.
                 for (k, v) in assignments(&step.args) {
-                    let v = expand(&v, &vars);
+                    let (k, v) = (expand(&k, &vars), expand(&v, &vars));
                     env.insert(k.clone(), v.clone());
                     vars.insert(k, v);
                 }
@@ -415,16 +251,24 @@ fn problems(agent: &str, text: &str) -> Vec<String> {
                         ));
                     }
                     for spec in &install.packages {
-                        let Some((name, _)) = pinned_package(spec, install.npm) else {
+                        let Some((name, version)) = pinned_package(spec, install.npm) else {
                             wrong.push(format!(
                                 "line {}: {spec} is not pinned to an exact version",
                                 step.line
                             ));
                             continue;
                         };
-                        if package.name() == name && package.is_npm() == install.npm {
+                        if name == agent.text("package")
+                            && install.npm == (agent.text("base") == "node")
+                        {
                             agent_installed = true;
-                            wrong.extend(agent_install(step, &install, package, binary, &env));
+                            if version != agent.text("version") {
+                                wrong.push(format!(
+                                    "line {}: {spec}, not the table's version",
+                                    step.line
+                                ));
+                            }
+                            wrong.extend(agent_install(step, &install, agent, &env));
                         }
                     }
                 }
@@ -433,16 +277,22 @@ fn problems(agent: &str, text: &str) -> Vec<String> {
         }
     }
     if !agent_installed {
-        wrong.push(format!("{package:?} is never installed"));
+        wrong.push(format!("{} is never installed", agent.text("package")));
     }
-    match vars.get("VERSION") {
-        Some(v) if is_exact_version(v) => {}
-        other => wrong.push(format!(
-            "ARG VERSION must default to an exact version, not {other:?}"
-        )),
+    for name in args.keys().filter(|name| !declared.contains(*name)) {
+        wrong.push(format!(
+            "--build-arg {name} is not declared (docker would ignore it)"
+        ));
     }
-    for (key, value) in required_env(agent) {
-        if env.get(*key).map(String::as_str) != Some(*value) {
+
+    // No self-updates: the base's switches, the agent's own, or its file.
+    let wanted = base_env(agent.text("base"))
+        .iter()
+        .copied()
+        .chain(agent.pairs("image_env"))
+        .chain([("AGENT_BINARY", agent.text("binary"))]);
+    for (key, value) in wanted {
+        if env.get(key).map(String::as_str) != Some(value) {
             wrong.push(format!("ENV {key}={value} is missing"));
         }
     }
@@ -453,10 +303,25 @@ fn problems(agent: &str, text: &str) -> Vec<String> {
             ));
         }
     }
+    let file = agent.text("image_file");
+    if !file.is_empty() {
+        let text = agent.text("image_file_text");
+        let given = (vars.get("IMAGE_FILE"), vars.get("IMAGE_FILE_TEXT"));
+        let writes = r#"printf '%s\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE""#;
+        if given != (Some(&file.to_string()), Some(&text.to_string()))
+            || !of("RUN").any(|s| s.args.contains(writes))
+        {
+            wrong.push(format!("no RUN writes image_file {file}"));
+        }
+        if !file.starts_with('/') || file.starts_with("/home/") || file.starts_with("/tmp/") {
+            wrong.push(format!(
+                "image_file {file}: HOME and /tmp are sandbox's at run time"
+            ));
+        }
+    }
 
     // git, ripgrep and certificates, without recommends and without lists.
-    let apt = of("RUN").find(|s| s.args.contains("apt-get install"));
-    match apt {
+    match of("RUN").find(|s| s.args.contains("apt-get install")) {
         None => wrong.push("no apt-get install of git, ripgrep, ca-certificates".into()),
         Some(step) => {
             let words: Vec<&str> = step.args.split_whitespace().collect();
@@ -507,9 +372,8 @@ fn problems(agent: &str, text: &str) -> Vec<String> {
         wrong.push(format!("the last WORKDIR is {workdir:?}, not /work"));
     }
     let cmd: Vec<&str> = of("CMD").map(|s| s.args.as_str()).collect();
-    let expected = format!("[\"{binary}\"]");
-    if cmd != [expected.as_str()] {
-        wrong.push(format!("CMD must be {expected} once, not {cmd:?}"));
+    if cmd != [CMD] {
+        wrong.push(format!("CMD must be {CMD} once, not {cmd:?}"));
     }
     for forbidden in ["ENTRYPOINT", "VOLUME"] {
         if let Some(step) = of(forbidden).next() {
@@ -525,185 +389,133 @@ fn problems(agent: &str, text: &str) -> Vec<String> {
 
 #[test]
 fn every_agent_image_is_well_formed_pinned_and_unprivileged() {
-    let files = dockerfiles();
-    assert!(!files.is_empty());
+    let agents = agents();
+    let (ok, stderr, builds) = make_images(&[], "");
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        builds.len(),
+        agents.len(),
+        "one build per agent: {builds:#?}"
+    );
     let mut report = Vec::new();
-    for (agent, path) in files {
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        for problem in problems(&agent, &text) {
-            report.push(format!("images/agents/{agent}/Dockerfile: {problem}"));
+    for (agent, build) in agents.iter().zip(&builds) {
+        let name = agent.text("name");
+        let path = format!("images/agents/{}.Dockerfile", agent.text("base"));
+        assert_eq!(build.dockerfile, path, "{name}");
+        assert_eq!(build.tag, agent.text("image"), "{name}");
+        assert_eq!(build.context, "images/agents", "{name}");
+        let text = std::fs::read_to_string(root().join(&path))
+            .unwrap_or_else(|e| panic!("{path}, the base of {name}: {e}"));
+        for problem in problems(&text, agent, &build.args) {
+            report.push(format!("{path} for {name}: {problem}"));
         }
     }
     assert!(report.is_empty(), "\n{}", report.join("\n"));
 }
 
-/// The words of a Makefile variable's `?=` line.
-fn makefile_list(makefile: &str, variable: &str) -> BTreeSet<String> {
-    let prefix = format!("{variable} ?=");
-    let line = makefile
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("the Makefile sets {prefix}"));
-    line[prefix.len()..]
-        .split_whitespace()
-        .map(String::from)
-        .collect()
+#[test]
+fn the_table_is_complete() {
+    let agents = agents();
+    let mut report = Vec::new();
+    for agent in &agents {
+        let name = agent.text("name");
+        // Every agent updates itself unless told not to, by a variable or a file.
+        let file = agent.text("image_file");
+        if agent.pairs("image_env").is_empty() && file.is_empty() {
+            report.push(format!(
+                "{name}: nothing turns its updates off (image_env, image_file)"
+            ));
+        }
+        if file.is_empty() != agent.text("image_file_text").is_empty() {
+            report.push(format!(
+                "{name}: image_file and image_file_text go together"
+            ));
+        }
+    }
+    assert!(report.is_empty(), "{}:\n{}", table::PATH, report.join("\n"));
+
+    // One Dockerfile per base, each of them used.
+    let bases: BTreeSet<String> = agents
+        .iter()
+        .map(|a| format!("{}.Dockerfile", a.text("base")))
+        .collect();
+    let files: BTreeSet<String> = std::fs::read_dir(root().join("images/agents"))
+        .expect("images/agents")
+        .map(|e| {
+            e.expect("readable")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|f| f.ends_with(".Dockerfile"))
+        .collect();
+    assert_eq!(
+        bases, files,
+        "the bases in agents.txt, and images/agents/*.Dockerfile"
+    );
 }
 
 #[test]
-fn make_images_builds_exactly_these_agents_under_the_default_names() {
-    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
-    let listed = makefile_list(&makefile, "AGENTS");
-    let present: BTreeSet<String> = dockerfiles().into_iter().map(|(a, _)| a).collect();
-    assert_eq!(
-        listed, present,
-        "AGENTS in the Makefile, and images/agents/*/"
-    );
-    let known: BTreeSet<String> = AGENTS.iter().map(|(a, _, _)| a.to_string()).collect();
-    assert_eq!(
-        known, present,
-        "tests/images.rs's AGENTS, and images/agents/*/"
-    );
+fn make_images_builds_the_agents_named_and_goes_on_past_a_failure() {
+    let agents = agents();
+    let tags = |builds: &[Build]| builds.iter().map(|b| b.tag.clone()).collect::<Vec<_>>();
+    let all: Vec<String> = agents.iter().map(|a| a.text("image").to_string()).collect();
+    let (first, last) = (&agents[0], &agents[agents.len() - 1]);
 
+    // The first fails: the others are still built, then make fails naming it.
+    let (ok, stderr, builds) = make_images(&[], first.text("image"));
+    assert!(!ok, "a failed build fails make images");
+    assert_eq!(tags(&builds), all, "every agent, in the table's order");
+    let failed = format!("make images: failed: {} ", first.text("name"));
+    assert!(stderr.contains(&failed), "{stderr}");
+
+    // Some, by name, in the order asked.
+    let named = format!("AGENTS={} {}", last.text("name"), first.text("name"));
+    let (ok, stderr, builds) = make_images(&[&named], "");
+    assert!(ok, "{stderr}");
+    assert_eq!(tags(&builds), [last.text("image"), first.text("image")]);
+
+    // A name the table lacks fails, and says so; the others are built.
+    let named = format!("AGENTS=nosuch {}", last.text("name"));
+    let (ok, stderr, builds) = make_images(&[&named], "");
+    assert!(!ok);
+    assert!(
+        stderr.contains("no agent `nosuch`") && stderr.contains("failed: nosuch "),
+        "{stderr}"
+    );
+    assert_eq!(tags(&builds), [last.text("image")]);
+}
+
+#[test]
+fn make_images_is_listed_and_the_example_names_every_agent_image() {
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
     let phony = makefile
         .lines()
         .find(|l| l.starts_with(".PHONY:"))
         .expect(".PHONY");
     assert!(phony.split_whitespace().any(|t| t == "images"), "{phony}");
     assert!(makefile.lines().any(|l| l.starts_with("images:")));
-    assert!(makefile.contains("docker build -t sandbox-agents/$$a:1 images/agents/$$a"));
     assert!(
         makefile.contains("@echo \"make images"),
         "a `make help` line"
     );
 
-    // The configuration's default images are the ones `make images` tags.
+    // The example spells out every agent's profile; src/config/mod.rs checks
+    // that what it says is the built-in one.
     let example = std::fs::read_to_string(root().join("config.example.yaml")).unwrap();
-    for agent in &present {
+    for agent in agents() {
+        let (name, image) = (agent.text("name"), agent.text("image"));
         assert!(
-            example.contains(&format!("image: sandbox-agents/{agent}:1")),
-            "config.example.yaml: {agent}"
+            example.contains(&format!("\n  {name}:\n    image: {image}\n")),
+            "config.example.yaml: agents.{name}.image: {image}"
         );
     }
 }
 
-#[test]
-fn pins_are_checked_for_what_they_are() {
-    for pinned in [
-        "node:22.23.3-bookworm-slim",
-        "python:3.12.16-slim-bookworm",
-        "docker.io/library/node:22.23.3-bookworm-slim",
-        "localhost:5000/node:22.23.3",
-        "node:22.23.3-bookworm-slim@sha256:0123",
-    ] {
-        assert!(is_pinned(pinned), "{pinned}");
-    }
-    for loose in [
-        "node:22",
-        "node:22.23",
-        "node:latest",
-        "node",
-        "node:lts-bookworm-slim",
-        "python:3.12-slim",
-        "node:22.x.1",
-        "localhost:5000/node",
-        "node@sha256:0123",
-    ] {
-        assert!(!is_pinned(loose), "{loose}");
-    }
-    assert_eq!(
-        from_image("--platform=linux/amd64 node:22.23.3 AS build"),
-        "node:22.23.3"
-    );
-
-    let npm = |s| pinned_package(s, true);
-    let pip = |s| pinned_package(s, false);
-    assert_eq!(
-        npm("@openai/codex@0.169.0"),
-        Some(("@openai/codex", "0.169.0"))
-    );
-    assert_eq!(npm("opencode-ai@1.18.33"), Some(("opencode-ai", "1.18.33")));
-    assert_eq!(pip("aider-chat==0.86.2"), Some(("aider-chat", "0.86.2")));
-    assert_eq!(
-        pip("aider-chat[help]==0.86.2"),
-        Some(("aider-chat", "0.86.2"))
-    );
-    for loose in [
-        "@openai/codex",
-        "@openai/codex@latest",
-        "opencode-ai@^1.18.33",
-        "x@1",
-    ] {
-        assert_eq!(npm(loose), None, "{loose}");
-    }
-    for loose in [
-        "aider-chat",
-        "aider-chat>=0.86.2",
-        "aider-chat==0.86.*",
-        "aider-chat~=0.86.2",
-    ] {
-        assert_eq!(pip(loose), None, "{loose}");
-    }
-}
-
-#[test]
-fn installs_are_found_in_any_command_of_a_run() {
-    let vars = BTreeMap::from([("VERSION".to_string(), "1.2.3".to_string())]);
-    let run = expand(
-        "mkdir -p /x && npm install -g --omit=dev pkg@${VERSION} left@$VERSION; \
-         /opt/v/bin/pip install a==1.0.0 | cat && python3 -m pip install b && npm ci",
-        &vars,
-    );
-    let found = installs(&run);
-    let names: Vec<(&str, Vec<&str>)> = found
-        .iter()
-        .map(|i| {
-            (
-                i.program.as_str(),
-                i.packages.iter().map(String::as_str).collect(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        names,
-        [
-            ("npm", vec!["pkg@1.2.3", "left@1.2.3"]),
-            ("/opt/v/bin/pip", vec!["a==1.0.0"]),
-            ("python3", vec!["b"]),
-        ]
-    );
-    assert_eq!(found[0].flags, ["-g", "--omit=dev"]);
-    assert_eq!(expand("$UNSET ${UNSET} $", &vars), "$UNSET ${UNSET} $");
-}
-
-#[test]
-fn the_syntax_check_refuses_what_docker_would() {
-    let ok = "# syntax comment\nFROM node:22.23.3\n\nRUN a \\\n  # dropped\n  && b\nCMD [\"x\"]\n";
-    let steps = parse(ok).unwrap();
-    let read: Vec<(&str, &str, usize)> = steps
-        .iter()
-        .map(|s| (s.keyword.as_str(), s.args.as_str(), s.line))
-        .collect();
-    assert_eq!(
-        read,
-        [
-            ("FROM", "node:22.23.3", 2),
-            ("RUN", "a && b", 4),
-            ("CMD", "[\"x\"]", 7)
-        ]
-    );
-    for (bad, why) in [
-        ("FROM node:22.23.3\nRUN a &&\n  b\n", "no instruction"),
-        ("FROM node:22.23.3\nRUNN a\n", "no instruction"),
-        ("from node:22.23.3\n", "no instruction"),
-        ("FROM node:22.23.3\nRUN a \\\n", "runs off the end"),
-        ("FROM node:22.23.3\nRUN a \\\n\nRUN b\n", "empty line"),
-        ("FROM node:22.23.3\nRUN <<EOF\necho\nEOF\n", "heredocs"),
-    ] {
-        let err = parse(bad).unwrap_err();
-        assert!(err.contains(why), "{bad:?}: {err}");
-    }
+/// The arguments `make images` passes `agent`, for the checks below.
+fn build_args(agent: &Stanza) -> BTreeMap<String, String> {
+    let (_, _, builds) = make_images(&[&format!("AGENTS={}", agent.text("name"))], "");
+    builds.into_iter().next().expect("one build").args
 }
 
 #[test]
@@ -714,13 +526,16 @@ fn a_careless_dockerfile_is_caught() {
         ENV CLAUDE_CONFIG_DIR=/home/sandbox/.claude\n\
         USER node\n\
         ENTRYPOINT [\"claude\"]\n";
-    let found = problems("claude", careless).join("\n");
+    let agents = agents();
+    let claude = find(&agents, "claude");
+    let found = problems(careless, claude, &build_args(claude)).join("\n");
     for expected in [
         "FROM node:22 is not pinned",
         "@anthropic-ai/claude-code is not pinned",
-        "ARG VERSION",
+        "--build-arg VERSION is not declared",
         "ENV NPM_CONFIG_UPDATE_NOTIFIER=false is missing",
         "ENV DISABLE_AUTOUPDATER=1 is missing",
+        "ENV AGENT_BINARY=claude is missing",
         "HOME is sandbox's",
         "lacks ripgrep",
         "lacks --no-install-recommends",
@@ -733,4 +548,22 @@ fn a_careless_dockerfile_is_caught() {
     ] {
         assert!(found.contains(expected), "{expected:?} not in:\n{found}");
     }
+
+    // Pinned, but to another version; it would go on without the table's
+    // arguments and never checks the binary; the file is never written.
+    let unguarded = "FROM node:22.23.3\nARG PACKAGE\nARG VERSION\nARG BINARY\n\
+        RUN npm install -g --omit=dev ${PACKAGE}@1.0.0 && npm cache clean --force\n";
+    let codex = find(&agents, "codex");
+    let found = problems(unguarded, codex, &build_args(codex)).join("\n");
+    for expected in [
+        "@openai/codex@1.0.0, not the table's version",
+        "goes on without --build-arg PACKAGE",
+        "goes on without --build-arg VERSION",
+        "does not check that `codex` is on PATH",
+        "--build-arg IMAGE_FILE is not declared",
+        "no RUN writes image_file /etc/codex/config.toml",
+    ] {
+        assert!(found.contains(expected), "{expected:?} not in:\n{found}");
+    }
+    assert!(!found.contains("not pinned"), "{found}");
 }

@@ -2,11 +2,17 @@
 //! with the credentials it needs and nothing another agent needs.
 //!
 //! Every field is optional in a file, so `agents.claude.image: mine:1`
-//! changes the image and keeps the rest of the built-in profile.
+//! changes the image and keeps the rest of the built-in profile. The built-in
+//! profiles come from the agent table, images/agents/agents.txt (table.rs),
+//! which `make images` builds the images from: one list for both.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+mod table;
 
 /// Where an agent's state directories (login, settings, history) come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -30,6 +36,7 @@ pub struct AgentConfig {
     /// The image it runs in; `make images` builds the defaults.
     pub image: Option<String>,
     /// What starts it: `sandbox run claude ARGS` runs COMMAND... ARGS.
+    #[serde(deserialize_with = "program_first")]
     pub command: Option<Vec<String>>,
     /// Host variables passed to this agent only, and only when set.
     pub env: Option<Vec<String>>,
@@ -88,95 +95,78 @@ impl AgentConfig {
     }
 }
 
-/// The built-in profiles. Images are local builds (`make images`): none of
-/// these agents publishes an image of its own.
+/// The built-in profiles, one per agent of the agent table: the Makefile
+/// builds the images they name from the same stanzas.
 pub fn defaults() -> BTreeMap<String, AgentConfig> {
-    let agent = |name: &str, env: &[&str], set: &[(&str, &str)], state: &[&str]| {
-        let profile = AgentConfig {
-            image: Some(format!("sandbox-agents/{name}:1")),
-            command: Some(vec![name.to_string()]),
-            env: Some(env.iter().map(|e| e.to_string()).collect()),
-            set: Some(
-                set.iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-            ),
-            state: Some(state.iter().map(|s| s.to_string()).collect()),
-            state_source: Some(StateSource::Sandbox),
-            network: Some("bridge".into()),
-        };
-        (name.to_string(), profile)
-    };
-    BTreeMap::from([
-        agent(
-            "claude",
-            &[
-                "ANTHROPIC_API_KEY",
-                "ANTHROPIC_AUTH_TOKEN",
-                "ANTHROPIC_BASE_URL",
-                "ANTHROPIC_MODEL",
-            ],
-            // Keeps .claude.json inside the mounted directory, not beside it.
-            &[
-                ("CLAUDE_CONFIG_DIR", "~/.claude"),
-                ("DISABLE_AUTOUPDATER", "1"),
-            ],
-            &[".claude"],
+    // Compiled in, and read by a unit test: it cannot fail at run time.
+    let agents = table::parse(table::TEXT).expect("the agent table reads (a unit test checks it)");
+    agents
+        .iter()
+        .map(|agent| (agent.text("name").to_string(), profile(agent)))
+        .collect()
+}
+
+/// An agent's stanza as its profile. What every agent shares is here, not in
+/// the table: state from sandbox's own copy, the bridge network.
+fn profile(agent: &table::Stanza) -> AgentConfig {
+    let words = |field| agent.words(field).into_iter().map(String::from).collect();
+    AgentConfig {
+        image: Some(agent.text("image").to_string()),
+        command: Some(vec![agent.text("binary").to_string()]),
+        env: Some(words("env")),
+        set: Some(
+            agent
+                .pairs("set")
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         ),
-        agent(
-            "codex",
-            &["OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID"],
-            &[("CODEX_HOME", "~/.codex")],
-            &[".codex"],
-        ),
-        agent(
-            "gemini",
-            &[
-                "GEMINI_API_KEY",
-                "GOOGLE_API_KEY",
-                "GOOGLE_CLOUD_PROJECT",
-                "GOOGLE_GENAI_USE_VERTEXAI",
-            ],
-            &[],
-            &[".gemini"],
-        ),
-        agent(
-            "opencode",
-            &[
-                "ANTHROPIC_API_KEY",
-                "OPENAI_API_KEY",
-                "GEMINI_API_KEY",
-                "OPENROUTER_API_KEY",
-            ],
-            &[],
-            &[".local/share/opencode", ".config/opencode"],
-        ),
-        agent(
-            "kilocode",
-            &[
-                "KILOCODE_API_KEY",
-                "ANTHROPIC_API_KEY",
-                "OPENAI_API_KEY",
-                "OPENROUTER_API_KEY",
-            ],
-            &[],
-            // Kilo Code 7 is built on OpenCode and keeps its state where it does.
-            &[".config/kilo", ".local/share/kilo"],
-        ),
-        agent(
-            "aider",
-            &[
-                "OPENAI_API_KEY",
-                "ANTHROPIC_API_KEY",
-                "GEMINI_API_KEY",
-                "OPENROUTER_API_KEY",
-            ],
-            // Aider loads the repository's .env over its environment: a
-            // planted OPENAI_API_BASE would send the key elsewhere.
-            &[("AIDER_ENV_FILE", "/dev/null")],
-            &[],
-        ),
-    ])
+        state: Some(words("state")),
+        state_source: Some(StateSource::Sandbox),
+        network: Some("bridge".into()),
+    }
+}
+
+/// `command: []` would leave nothing to run. Refused while the list is read,
+/// where serde_yaml still knows the key's line (as `Size` does).
+fn program_first<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    struct Command;
+    impl<'de> Visitor<'de> for Command {
+        type Value = Option<Vec<String>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a command, like [claude] or [aider, --model, sonnet]")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut command = Vec::new();
+            while let Some(word) = seq.next_element::<String>()? {
+                command.push(word);
+            }
+            if command
+                .first()
+                .is_none_or(|program| program.trim().is_empty())
+            {
+                return Err(de::Error::custom(
+                    "the command is empty: name the program first, like [claude]",
+                ));
+            }
+            Ok(Some(command))
+        }
+    }
+    d.deserialize_option(Command)
 }
 
 #[cfg(test)]
@@ -217,5 +207,92 @@ mod tests {
         let agent = mine.resolve("mine").unwrap();
         assert_eq!(agent.command, ["mine"]);
         assert_eq!(agent.network, "bridge");
+    }
+
+    #[test]
+    fn every_agent_of_the_table_has_a_whole_profile() {
+        let stanzas = table::parse(table::TEXT).unwrap();
+        let agents = defaults();
+        assert_eq!(agents.len(), stanzas.len());
+        assert!(agents.len() >= 6, "{:?}", agents.keys());
+        for stanza in &stanzas {
+            let name = stanza.text("name");
+            let agent = agents[name].resolve(name).unwrap();
+            assert_eq!(agent.image, stanza.text("image"));
+            assert_eq!(agent.command, [stanza.text("binary")]);
+            assert_eq!(agent.state_source, StateSource::Sandbox);
+            assert_eq!(agent.network, "bridge");
+        }
+        let aider = &agents["aider"];
+        assert_eq!(aider.set.as_ref().unwrap()["AIDER_ENV_FILE"], "/dev/null");
+        assert_eq!(
+            aider.state.as_deref(),
+            Some(&[][..]),
+            "no state field, none kept"
+        );
+    }
+
+    #[test]
+    fn a_bad_table_is_refused_at_its_line() {
+        let good =
+            "# an agent\nname: a\nbase: node\npackage: p\nversion: 1.0.0\nbinary: a\nimage: a:1\n";
+        let read = table::parse(&format!("\n\n{good}\n\n# end\n")).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!((read[0].line, read[0].text("image")), (4, "a:1"));
+        assert_eq!(read[0].text("set"), "", "not written, empty");
+        for (bad, why) in [
+            (format!("{good}nmae: b\n"), ":8: unknown field `nmae`"),
+            (
+                format!("{good}set: A=1 B\n"),
+                ":8: set: \"B\" is not NAME=value",
+            ),
+            (
+                format!("{good}image_env: =1\n"),
+                ":8: image_env: \"=1\" is not",
+            ),
+            (format!("{good}image: b:1\n"), ":8: `image` a second time"),
+            (format!("{good}just words\n"), ":8: `field: value` expected"),
+            (format!("{good}\n{good}"), ":10: `a` a second time"),
+            (
+                good.replace("image: a:1\n", ""),
+                ":2: this stanza has no `image`",
+            ),
+            (
+                good.replace("version: 1.0.0", "version:"),
+                ":2: this stanza has no `version`",
+            ),
+        ] {
+            let err = table::parse(&bad).unwrap_err().to_string();
+            assert!(err.starts_with(table::PATH), "{err}");
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_command_is_refused_at_its_line() {
+        for command in ["[]", "['']", "[' ', x]"] {
+            let text =
+                format!("container:\n  memory: 1g\nagents:\n  claude:\n    command: {command}\n");
+            let err = format!("{:#}", crate::config::parse(&text).unwrap_err());
+            assert!(
+                err.contains("agents.claude.command: the command is empty"),
+                "{err}"
+            );
+            assert!(err.contains("line 5"), "{err}");
+            let found = crate::config::check::problems(&text);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].line, Some(5));
+            assert!(found[0]
+                .message
+                .starts_with("agents.claude.command: the command is empty"));
+        }
+        let mine = "agents:\n  mine:\n    image: me/agent:1\n    command: []\n";
+        assert!(crate::config::parse(mine).is_err());
+        // null is no command of its own: the built-in one.
+        let config = crate::config::parse("agents:\n  claude:\n    command: null\n").unwrap();
+        assert_eq!(config.agent("claude").unwrap().command, ["claude"]);
+        let config =
+            crate::config::parse("agents:\n  claude:\n    command: [claude, -c]\n").unwrap();
+        assert_eq!(config.agent("claude").unwrap().command, ["claude", "-c"]);
     }
 }

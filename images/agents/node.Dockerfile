@@ -1,0 +1,61 @@
+# A coding agent from npm, for `sandbox run <agent>`. `make images` builds one
+# image from this file for each agent of agents.txt whose base is node, its
+# fields as the build arguments below. sandbox runs the image as your uid (any
+# uid, not only 1000), with a read-only root, HOME=/home/sandbox on a tmpfs and
+# the project at /work: nothing here may need to write anywhere else at run time.
+FROM node:22.23.3-bookworm-slim
+
+# What agents reach for: git, ripgrep, and certificates for their APIs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates git ripgrep \
+ && rm -rf /var/lib/apt/lists/*
+
+# uid 1000 is the base image's `node`: renamed `agent`, for a plain
+# `docker run`. sandbox runs the image as you instead.
+RUN groupmod --new-name agent node \
+ && usermod --login agent --home /home/agent --move-home node
+
+# No self-updates or update notices: the root is read-only at run time, and a
+# new image is the update. npm's notifier is off for every agent; the agent's
+# own switches are its image_env, a name and a value each, as ENV takes no
+# list from one argument. An unused one sets NO_UPDATE_NOTIFIER=1 once more.
+ARG ENV1_NAME=NO_UPDATE_NOTIFIER
+ARG ENV1_VALUE=1
+ARG ENV2_NAME=NO_UPDATE_NOTIFIER
+ARG ENV2_VALUE=1
+ARG ENV3_NAME=NO_UPDATE_NOTIFIER
+ARG ENV3_VALUE=1
+ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
+    NO_UPDATE_NOTIFIER=1 \
+    ${ENV1_NAME}=${ENV1_VALUE} \
+    ${ENV2_NAME}=${ENV2_VALUE} \
+    ${ENV3_NAME}=${ENV3_VALUE}
+
+# An agent that reads no variable for its updates reads a system-wide file
+# (image_file), which a user's own settings still override.
+ARG IMAGE_FILE=
+ARG IMAGE_FILE_TEXT=
+RUN if [ -n "$IMAGE_FILE" ]; then \
+      mkdir -p "$(dirname "$IMAGE_FILE")" \
+      && printf '%s\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE"; \
+    fi
+
+# The agent at the exact version agents.txt names; without the arguments the
+# build stops here rather than install whatever is latest. Install scripts run
+# and optional dependencies stay (--omit=dev only): that is how Claude Code,
+# OpenCode and Kilo Code put this platform's native binary in place, and how
+# Codex's binary and Gemini CLI's node-pty arrive. The last command fails the
+# build if the binary is not on PATH.
+ARG PACKAGE
+ARG VERSION
+ARG BINARY
+RUN : "${PACKAGE:?}" "${VERSION:?}" "${BINARY:?}" \
+ && npm install --global --omit=dev --no-audit --no-fund ${PACKAGE}@${VERSION} \
+ && npm cache clean --force \
+ && command -v "$BINARY"
+
+# CMD takes no build argument, so the shell finds the binary by name.
+ENV AGENT_BINARY=${BINARY}
+USER 1000
+WORKDIR /work
+CMD ["/bin/sh", "-c", "exec \"$AGENT_BINARY\""]
