@@ -10,8 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::agent;
 use crate::cache;
-use crate::cli::{PullPolicy, RunArgs};
-use crate::config::{Config, Size, WorkspaceTransfer};
+use crate::cli::RunArgs;
+use crate::config::{Config, Cpus, Network, PullPolicy, Size, WorkspaceTransfer};
 use crate::env_filter::{self, Filter};
 use crate::image;
 use crate::protect::{self, Protections};
@@ -180,23 +180,18 @@ impl RunPlan {
                 .to_string(),
         };
 
-        let read_only_workspace = args.read_only_workspace || config.security.read_only_workspace;
+        let read_only_workspace = config.security.read_only_workspace;
         let mut mounts = vec![BindMount {
             source: workspace.clone(),
             target: WORKDIR.to_string(),
             read_only: read_only_workspace,
         }];
-        let engine_host = config
-            .engine
-            .host
-            .clone()
-            .unwrap_or_else(|| crate::engine::choose_host(None, host.env, None));
-        let copy = args.copy_workspace
-            || match config.engine.workspace {
-                WorkspaceTransfer::Mount => false,
-                WorkspaceTransfer::Copy => true,
-                WorkspaceTransfer::Auto => !crate::engine::is_local(&engine_host),
-            };
+        let engine_host = config.engine.host().to_string();
+        let copy = match config.engine.workspace {
+            WorkspaceTransfer::Mount => false,
+            WorkspaceTransfer::Copy => true,
+            WorkspaceTransfer::Auto => !crate::engine::is_local(&engine_host),
+        };
         // A copy has no host paths to mount over: protected paths are kept
         // from coming back instead, and host-side caches and state stay out.
         let private_dir = crate::host_dirs::private_runtime_dir(host.env)?;
@@ -333,24 +328,14 @@ impl RunPlan {
             setup_env.push(("HOME".into(), home.clone()));
         }
 
-        let user = match args.user.as_deref().or(config.container.user.as_deref()) {
-            Some(user) => parse_user(user)?,
+        let user = match &config.container.user {
+            Some(user) => user.to_string(),
             None => invoking_user(host),
         };
-        let memory = match &args.memory {
-            Some(text) => Size::parse(text).context("--memory")?,
-            None => config.container.memory,
-        };
-        let cpus = args.cpus.or(config.container.cpus);
-        if cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-            bail!("--cpus: must be a positive number of cores, like 1.5");
-        }
-        let pids_limit = args.pids_limit.unwrap_or(config.container.pids_limit);
-        if pids_limit < 1 {
-            bail!("--pids-limit: must be at least 1");
-        }
-        let seccomp_spec = args.seccomp.as_deref().unwrap_or(&config.security.seccomp);
-        let seccomp = security::profile(seccomp_spec)?;
+        let memory = config.container.memory;
+        let cpus = config.container.cpus.map(Cpus::get);
+        let pids_limit = config.container.pids_limit.get();
+        let seccomp = security::profile(&config.security.seccomp.to_string())?;
         let tty = if args.tty {
             true
         } else if args.no_tty {
@@ -377,13 +362,12 @@ impl RunPlan {
             cpus,
             pids_limit,
             // An agent needs its API; a configuration or project that turned
-            // the network off still wins.
-            network: match (&args.network, &agent) {
-                (Some(flag), _) => flag.clone(),
-                (None, Some((_, profile))) if config.container.network != "none" => {
+            // the network off still wins, and `--network` names the agent's.
+            network: match &agent {
+                Some((_, profile)) if config.container.network != Network::None => {
                     profile.network.clone()
                 }
-                _ => config.container.network.clone(),
+                _ => config.container.network.to_string(),
             },
             read_only_root: config.container.read_only_root,
             tmpfs_size: config.container.tmpfs_size,
@@ -392,14 +376,11 @@ impl RunPlan {
             no_new_privileges: config.security.no_new_privileges,
             init: config.security.init,
             allow_engine_warnings: config.security.allow_engine_warnings,
-            timeout: args
-                .timeout
-                .or(config.container.timeout)
-                .filter(|t| !t.is_zero()),
+            timeout: config.container.timeout.filter(|t| !t.is_zero()),
             keep: args.keep,
             tty,
             stdin,
-            pull: args.pull.unwrap_or(config.container.pull),
+            pull: config.container.pull,
             cache,
             agent: agent.map(|(run, _)| run.name),
             protected_paths,
@@ -412,19 +393,19 @@ impl RunPlan {
                 },
                 false => Transfer::Mount,
             },
-            runtime: args.runtime.clone().or(config.security.runtime.clone()),
+            runtime: config.security.runtime.clone(),
             state_dirs,
             protections,
             // A terminal session is fixed when its container is created, and a
             // kept container or a pull on every run defeat the point. A git
             // directory is made for each run, with HEAD and the index as they
             // are when it starts: one made ahead of time would be stale.
-            warm: ((args.warm || config.container.warm)
+            warm: (config.container.warm
                 && !copy
                 && !has_git_dir
                 && !tty
                 && !args.keep
-                && args.pull.unwrap_or(config.container.pull) != PullPolicy::Always)
+                && config.container.pull != PullPolicy::Always)
                 .then_some(config.container.warm_idle),
         })
     }
@@ -485,19 +466,6 @@ fn run_name() -> String {
     format!("run-{}-{nanos}", std::process::id())
 }
 
-fn parse_user(text: &str) -> Result<String> {
-    let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    };
-    if !part_ok(uid) || !(gid.is_empty() || part_ok(gid)) {
-        bail!("--user {text:?}: use UID:GID, like 1000:1000");
-    }
-    Ok(text.to_string())
-}
-
 /// The invoking user's uid:gid, so files written in /work belong to them. Run
 /// through sudo, that is the user who ran sudo, not root.
 pub fn invoking_user(host: &Host) -> String {
@@ -543,7 +511,9 @@ mod tests {
         // The cache has a test of its own; elsewhere it would only add a mount.
         let mut config = Config::default();
         config.cache.enabled = false;
-        RunPlan::resolve(&args(argv), &config, &[], &host)
+        let args = args(argv);
+        let config = crate::config::layer(config, None, env, &args.flags())?.config;
+        RunPlan::resolve(&args, &config, &[], &host)
     }
 
     #[test]
@@ -842,10 +812,6 @@ mod tests {
         let dir = temp_dir("bad");
         let env = BTreeMap::new();
         assert!(resolve(&["-w", "/no/such/dir", "true"], &env, &dir).is_err());
-        assert!(resolve(&["--memory", "lots", "true"], &env, &dir).is_err());
-        assert!(resolve(&["--cpus", "0", "true"], &env, &dir).is_err());
-        assert!(resolve(&["--pids-limit", "0", "true"], &env, &dir).is_err());
-        assert!(resolve(&["--user", "a b", "true"], &env, &dir).is_err());
-        assert!(resolve(&["--seccomp", "no-such-profile", "true"], &env, &dir).is_err());
+        // Bad settings never parse: `cli.rs`'s bad_values_are_refused_with_the_types_words.
     }
 }

@@ -252,7 +252,8 @@ mod tests {
             stdin_is_terminal: false,
             stdout_is_terminal: false,
         };
-        RunPlan::resolve(&args, &Config::default(), &[], &host).unwrap()
+        let config = crate::config::layer(Config::default(), None, &env, &args.flags()).unwrap();
+        RunPlan::resolve(&args, &config.config, &[], &host).unwrap()
     }
 
     #[test]

@@ -230,7 +230,8 @@ mod tests {
             .collect();
         let host = Host::quiet(&env, &cwd);
         let setup = ["npm ci".to_string()];
-        RunPlan::resolve(&args, &Config::default(), &setup, &host).unwrap()
+        let config = crate::config::layer(Config::default(), None, &env, &args.flags()).unwrap();
+        RunPlan::resolve(&args, &config.config, &setup, &host).unwrap()
     }
 
     const HOST: [(&str, &str); 5] = [
