@@ -1,12 +1,17 @@
 //! Command-line surface: clap derive types only, no behaviour.
 //!
-//! These are the "low" arguments: raw, as typed. `plan.rs` turns them, the
-//! configuration and the environment into a resolved `RunPlan`.
+//! These are the "low" arguments, as typed; a setting's value is parsed here
+//! by its own type (`config::types`), as a file's is. The flags that stand
+//! for a configuration key go over it in `config::layer`; `plan.rs` turns
+//! the rest and the layered configuration into a resolved `RunPlan`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::config::types::duration;
+use crate::config::{Cpus, Flags, Network, PidsLimit, PullPolicy, SeccompSpec, Size, User};
 
 /// Run any command in a throwaway, hardened container.
 #[derive(Debug, Parser)]
@@ -135,7 +140,7 @@ pub struct RunArgs {
     pub image: Option<String>,
 
     /// Stop the command after this long: 90s, 5m, 1h30m (exit status 124)
-    #[arg(short, long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(short, long, value_name = "DURATION", value_parser = duration)]
     pub timeout: Option<Duration>,
 
     /// Directory mounted at /work [default: the current directory]
@@ -168,23 +173,23 @@ pub struct RunArgs {
 
     /// Network: bridge, none, host, or a network name
     #[arg(long, value_name = "MODE")]
-    pub network: Option<String>,
+    pub network: Option<Network>,
 
     /// Memory limit, swap capped at the same: 512m, 4g
     #[arg(long, value_name = "SIZE")]
-    pub memory: Option<String>,
+    pub memory: Option<Size>,
 
     /// CPU limit, in cores: 1.5
     #[arg(long, value_name = "N")]
-    pub cpus: Option<f64>,
+    pub cpus: Option<Cpus>,
 
     /// Maximum number of processes and threads
     #[arg(long, value_name = "N")]
-    pub pids_limit: Option<i64>,
+    pub pids_limit: Option<PidsLimit>,
 
     /// Run as UID:GID [default: the invoking user]
     #[arg(long, value_name = "UID:GID")]
-    pub user: Option<String>,
+    pub user: Option<User>,
 
     /// OCI runtime registered with the engine, e.g. runsc (gVisor)
     #[arg(long, value_name = "NAME")]
@@ -192,7 +197,7 @@ pub struct RunArgs {
 
     /// Seccomp profile: default, strict, debug, or a path to a JSON profile
     #[arg(long, value_name = "NAME|PATH")]
-    pub seccomp: Option<String>,
+    pub seccomp: Option<SeccompSpec>,
 
     /// When to pull the image
     #[arg(long, value_enum, value_name = "WHEN")]
@@ -241,16 +246,41 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// When to pull the image, as `docker run --pull`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
-    /// Pull only when the image is not present locally
-    Missing,
-    /// Pull before every run
-    Always,
-    /// Never pull; fail when the image is not present
-    Never,
+impl Cli {
+    /// The flags that stand for configuration keys, for `config::layer`:
+    /// `--host`, and a run's own.
+    pub fn flags(&self) -> Flags {
+        let run = match &self.command {
+            Command::Run(args) => args.flags(),
+            _ => Flags::default(),
+        };
+        Flags {
+            host: self.host.clone(),
+            ..run
+        }
+    }
+}
+
+impl RunArgs {
+    /// This run's flags that stand for configuration keys (`--host` is
+    /// [`Cli`]'s).
+    pub fn flags(&self) -> Flags {
+        Flags {
+            host: None,
+            memory: self.memory,
+            cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            user: self.user.clone(),
+            network: self.network.clone(),
+            seccomp: self.seccomp.clone(),
+            pull: self.pull,
+            runtime: self.runtime.clone(),
+            timeout: self.timeout,
+            warm: self.warm,
+            read_only_workspace: self.read_only_workspace,
+            copy_workspace: self.copy_workspace,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -294,5 +324,50 @@ mod tests {
     #[test]
     fn a_command_is_required() {
         assert!(Cli::try_parse_from(["sandbox", "run", "-k"]).is_err());
+    }
+
+    #[test]
+    fn settings_parse_by_their_type() {
+        let run = parse(&[
+            "sandbox",
+            "run",
+            "--memory",
+            "512m",
+            "--cpus",
+            "1.5",
+            "--user",
+            "1:2",
+            "--network",
+            "none",
+            "--seccomp",
+            "strict",
+            "true",
+        ]);
+        let flags = run.flags();
+        assert_eq!(flags.memory, Some(Size(512 << 20)));
+        assert_eq!(flags.cpus.map(Cpus::get), Some(1.5));
+        assert_eq!(flags.user.and_then(|u| u.numeric()), Some((1, 2)));
+        assert_eq!(flags.network, Some(Network::None));
+        assert_eq!(flags.seccomp, Some(SeccompSpec::Strict));
+        let cli = Cli::try_parse_from(["sandbox", "-H", "ssh://box", "ls"]).unwrap();
+        assert_eq!(cli.flags().host.as_deref(), Some("ssh://box"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_types_words() {
+        for (flag, value) in [
+            ("--memory", "lots"),
+            ("--cpus", "0"),
+            ("--pids-limit", "0"),
+            ("--user", "a b"),
+            ("--seccomp", "no-such-profile"),
+            ("--timeout", "soon"),
+        ] {
+            let err = Cli::try_parse_from(["sandbox", "run", flag, value, "true"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            let source = std::error::Error::source(&err).expect("the type's error");
+            let invalid = source.downcast_ref::<crate::config::types::Invalid>();
+            assert_eq!(invalid.map(|i| i.value.as_str()), Some(value), "{flag}");
+        }
     }
 }

@@ -32,13 +32,14 @@ mod ui;
 mod warm;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use cli::{Cli, Command, RunArgs};
+use cli::{Cli, Command};
+use commands::block_on;
 use exit::Outcome;
 use ui::Ui;
 
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("{}", ui::usage_error_line(&e.render().to_string()));
+            eprintln!("{}", usage_error(&e));
             // Usage errors are sandbox's own failures: 125, as docker run.
             return ExitCode::from(exit::FAILED);
         }
@@ -67,91 +68,65 @@ fn main() -> ExitCode {
     }
 }
 
+/// A flag's value its type refused reads as the same value in a file would
+/// (`--memory "lots": not a size — ...`); any other usage error as clap has it.
+fn usage_error(error: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let invalid = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<config::types::Invalid>());
+    match (invalid, error.get(ContextKind::InvalidArg)) {
+        // "--memory <SIZE>": the flag, without its placeholder.
+        (Some(invalid), Some(ContextValue::String(arg))) => {
+            let flag = arg.split_whitespace().next().unwrap_or(arg);
+            ui::error_line(&anyhow::anyhow!(invalid.with_source(flag)))
+        }
+        _ => ui::usage_error_line(&error.render().to_string()),
+    }
+}
+
 fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
-    // The environment is read once, here; everything below gets this map.
+    // The world is read once, here; everything below gets these.
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
+    let cwd = || -> Result<PathBuf> {
+        std::env::current_dir().context("cannot read the current directory")
+    };
     let source = config::locate(cli.config.as_deref(), &env);
-    let cwd = || std::env::current_dir().context("cannot read the current directory");
+    let flags = cli.flags();
+    // Layered without a project: the verbs that only need the engine.
+    let engine_only = || -> Result<config::Config> {
+        Ok(config::layer(config::load(&source)?, None, &env, &flags)?.config)
+    };
     match &cli.command {
         // These report on the file itself, so it need not be valid.
         Command::Config(command) => commands::config::run(command, &source, &env),
+        Command::Doctor => block_on(commands::doctor::run(
+            &source,
+            config::load(&source),
+            &env,
+            &cwd()?,
+            &flags,
+        )),
         Command::Completions { shell } => commands::completions(*shell),
         Command::Man => commands::man(),
         Command::WarmPrepare => block_on(commands::warm_prepare()),
-        Command::Doctor => block_on(commands::doctor::run(
-            &source,
-            &env,
-            &cwd()?,
-            cli.host.as_deref(),
-        )),
         Command::Run(args) => {
-            let mut config = config::load(&source)?;
-            config.engine.host = Some(host(&cli, &env, &config));
-            run_command(args, &config, &env, &cwd()?, ui)
+            let config = config::load(&source)?;
+            commands::run::run(args, config, &flags, &env, &cwd()?, ui)
         }
         Command::Ls(args) => {
-            let host = host(&cli, &env, &config::load(&source)?);
-            block_on(commands::containers::ls(args, &host))
+            let config = engine_only()?;
+            block_on(commands::containers::ls(args, config.engine.host()))
         }
         Command::Prune(args) => {
-            let host = host(&cli, &env, &config::load(&source)?);
-            block_on(commands::containers::prune(args, &host, ui))
+            let config = engine_only()?;
+            block_on(commands::containers::prune(args, config.engine.host(), ui))
         }
         Command::Cache(command) => {
             commands::cache::run(command, &config::load(&source)?, &env, &cwd()?)
         }
     }
-}
-
-fn host(cli: &Cli, env: &BTreeMap<String, String>, config: &config::Config) -> String {
-    engine::choose_host(cli.host.as_deref(), env, config.engine.host.as_deref())
-}
-
-fn run_command(
-    args: &RunArgs,
-    config: &config::Config,
-    env: &BTreeMap<String, String>,
-    cwd: &Path,
-    ui: Ui,
-) -> Result<Outcome> {
-    let workspace =
-        plan::run_workspace(args.workspace.as_deref(), &plan::World::current(env, cwd))?;
-    let mut config = config.clone();
-    let mut setup = Vec::new();
-    if let Some(manifest) = config::project::load(&workspace)? {
-        let notes = manifest
-            .project
-            .apply(&mut config)
-            .with_context(|| format!("invalid project file {}", manifest.path.display()))?;
-        for note in notes {
-            ui.warn(&note);
-        }
-        setup = manifest.project.setup;
-    }
-    let world = plan::World {
-        make_dirs: !args.dry_run,
-        ..plan::World::current(env, cwd)
-    };
-    let plan = plan::resolve(args, &config, &setup, &world)?;
-    for note in &plan.notes {
-        ui.warn(note);
-    }
-    if args.dry_run {
-        ui::print(&plan::render(&plan))?;
-        return Ok(Outcome::Exited(0));
-    }
-    block_on(run::run(plan, ui))
-}
-
-fn block_on(work: impl std::future::Future<Output = Result<Outcome>>) -> Result<Outcome> {
-    // One thread is enough: blocking I/O has threads of its own (streams.rs).
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(work)
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

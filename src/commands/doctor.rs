@@ -8,17 +8,20 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::config::{self, project, Source};
-use crate::engine::{self, Engine};
+use crate::config::{self, project, Config, Flags, Source, User};
+use crate::engine::Engine;
 use crate::exit::Outcome;
 use crate::plan::{self, World};
 use crate::ui;
 
+/// `loaded` is the configuration file as `config::load` read it: a broken
+/// one is reported, and the defaults are used for the rest.
 pub async fn run(
     source: &Source,
+    loaded: Result<Config>,
     env: &BTreeMap<String, String>,
     cwd: &Path,
-    host_flag: Option<&str>,
+    flags: &Flags,
 ) -> Result<Outcome> {
     let mut out = String::new();
     let mut problems = 0;
@@ -30,7 +33,7 @@ pub async fn run(
         .path
         .as_ref()
         .map_or("none".into(), |p| p.display().to_string());
-    let config = match config::load(source) {
+    let config = match loaded {
         Ok(config) => {
             let found = if source.found {
                 "in use"
@@ -46,9 +49,10 @@ pub async fn run(
                 "config",
                 &format!("{file}: {e:#} — run `sandbox config validate`"),
             );
-            config::Config::default()
+            Config::default()
         }
     };
+    let config = config::layer(config, None, env, flags)?.config;
 
     let workspace = plan::resolve_workspace(None, cwd)?;
     match project::load(&workspace) {
@@ -71,12 +75,12 @@ pub async fn run(
     }
 
     let host = World::current(env, cwd);
-    let user = config
-        .container
-        .user
-        .clone()
-        .unwrap_or_else(|| plan::invoking_user(&host));
-    let writable = std::fs::metadata(&workspace).is_ok_and(|meta| can_write(&meta, &user));
+    let user = match &config.container.user {
+        Some(user) => user.to_string(),
+        None => plan::invoking_user(&host),
+    };
+    let ids = user.parse::<User>().ok().and_then(|u| u.numeric());
+    let writable = std::fs::metadata(&workspace).is_ok_and(|meta| can_write(&meta, ids));
     if !writable {
         problems += 1;
     }
@@ -90,8 +94,7 @@ pub async fn run(
         &format!("{} as {user}: {verdict}", workspace.display()),
     );
 
-    let host = engine::choose_host(host_flag, env, config.engine.host.as_deref());
-    match Engine::connect(&host).await {
+    match Engine::connect(config.engine.host()).await {
         Err(e) => {
             problems += 1;
             line("engine", &format!("{e:#}"));
@@ -153,14 +156,11 @@ pub async fn run(
     Ok(Outcome::Exited(0))
 }
 
-/// Whether `user` ("uid:gid") may write to a directory with `meta`, by its
-/// mode bits alone: in the container even uid 0 has no capability to
-/// override them.
-fn can_write(meta: &std::fs::Metadata, user: &str) -> bool {
-    let Some((uid, gid)) = user
-        .split_once(':')
-        .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)))
-    else {
+/// Whether the user with `ids` (uid, gid) may write to a directory with
+/// `meta`, by its mode bits alone: in the container even uid 0 has no
+/// capability to override them.
+fn can_write(meta: &std::fs::Metadata, ids: Option<(u32, u32)>) -> bool {
+    let Some((uid, gid)) = ids else {
         // A name, not numbers: the image decides; do not guess.
         return true;
     };

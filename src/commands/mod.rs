@@ -5,13 +5,24 @@ pub mod cache;
 pub mod config;
 pub mod containers;
 pub mod doctor;
+pub mod run;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::CommandFactory;
 
 use crate::cli::Cli;
 use crate::exit::Outcome;
 use crate::ui;
+
+/// Runs a verb's async work to its end.
+pub fn block_on(work: impl std::future::Future<Output = Result<Outcome>>) -> Result<Outcome> {
+    // One thread is enough: blocking I/O has threads of its own (streams.rs).
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(work)
+}
 
 /// `sandbox completions SHELL`: the script on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<Outcome> {
@@ -33,7 +44,6 @@ pub fn man() -> Result<Outcome> {
 /// line on stdin; it starts once the run has ended (stdin closes) or after
 /// [`warm::HOLD_BACK`](crate::warm::HOLD_BACK), whichever comes first.
 pub async fn warm_prepare() -> Result<Outcome> {
-    use anyhow::Context;
     use std::io::{BufRead, Read};
     let (request_tx, request_rx) = tokio::sync::oneshot::channel();
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
 use super::agents::AgentConfig;
+use super::types::keyed;
 use super::{CacheConfig, ContainerConfig, EngineConfig, EnvConfig, SecurityConfig};
 
 /// One thing wrong with a file.
@@ -128,9 +129,12 @@ fn check_section<T: DeserializeOwned>(text: &str, section: &str, value: &Value) 
             let name = key.as_str().unwrap_or("?");
             let alone = Mapping::from_iter([(key.clone(), value.clone())]);
             let error = serde_yaml::from_value::<T>(Value::Mapping(alone)).err()?;
+            let key = format!("{section}.{name}");
+            let error = strip_position(&error.to_string());
             Some(Problem {
                 line: locate(text, &key_path(section, name)),
-                message: format!("{section}.{name}: {}", strip_position(&error.to_string())),
+                // A refused value in the shape flags use; the line is the place.
+                message: keyed(&key, &error, None).unwrap_or_else(|| format!("{key}: {error}")),
             })
         })
         .collect()

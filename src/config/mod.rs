@@ -7,21 +7,28 @@
 //! Layering: scalars in the file replace the defaults; `images` merges key by
 //! key (the file wins); the `env` and `protected_paths` lists extend the
 //! defaults, so a file cannot drop a default secret from the block list by
-//! accident. Flags are applied over the result in `plan.rs`.
+//! accident. The project file, the environment and flags go over the result
+//! in [`layer()`], and nowhere else.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::cli::PullPolicy;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 pub mod agents;
 pub mod check;
+mod layer;
 pub mod project;
+pub mod types;
+
+pub use layer::{layer, Flags};
+use types::{duration_required, duration_text};
+pub use types::{Cpus, Network, PidsLimit, PullPolicy, SeccompSpec, Size, User};
+
+/// The engine when nothing names one: the local socket.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// The effective configuration: built-in defaults with the user's file over them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,13 +64,13 @@ pub struct ContainerConfig {
     /// Memory limit; swap is capped at the same value.
     pub memory: Size,
     /// CPU limit in cores; none when absent.
-    pub cpus: Option<f64>,
+    pub cpus: Option<Cpus>,
     /// Maximum number of processes and threads in the container.
-    pub pids_limit: i64,
+    pub pids_limit: PidsLimit,
     /// UID:GID to run as; the invoking user when absent.
-    pub user: Option<String>,
+    pub user: Option<User>,
     /// Network mode: bridge, none, host or a network name.
-    pub network: String,
+    pub network: Network,
     /// Mount the image's root filesystem read-only.
     pub read_only_root: bool,
     /// Size cap of the writable tmpfs at /tmp and at HOME.
@@ -86,7 +93,7 @@ pub struct ContainerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// Seccomp profile: a built-in name (default, strict, debug) or a path to a JSON profile.
-    pub seccomp: String,
+    pub seccomp: SeccompSpec,
     /// Drop every capability, emptying the bounding set.
     pub drop_all_capabilities: bool,
     /// Forbid gaining privileges through setuid binaries and file capabilities.
@@ -112,11 +119,20 @@ pub struct SecurityConfig {
 pub struct EngineConfig {
     /// unix:///path, tcp://host:port (TLS with DOCKER_TLS_VERIFY and
     /// DOCKER_CERT_PATH), ssh://user@host; DOCKER_HOST and --host win.
+    /// After [`layer()`], the engine chosen.
     pub host: Option<String>,
     /// How /work gets the workspace: mount it (the engine must see this
     /// machine's files), copy it in and the changes back, or auto (mount
     /// for a local engine, copy for any other).
     pub workspace: WorkspaceTransfer,
+}
+
+impl EngineConfig {
+    /// The engine to use: the one [`layer()`] chose; the local socket for a
+    /// configuration that was never layered.
+    pub fn host(&self) -> &str {
+        self.host.as_deref().unwrap_or(DEFAULT_HOST)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,9 +259,9 @@ impl Default for ContainerConfig {
         ContainerConfig {
             memory: Size(4 << 30),
             cpus: None,
-            pids_limit: 512,
+            pids_limit: PidsLimit::DEFAULT,
             user: None,
-            network: "bridge".into(),
+            network: Network::Bridge,
             read_only_root: true,
             tmpfs_size: Size(1 << 30),
             home: "/home/sandbox".into(),
@@ -260,7 +276,7 @@ impl Default for ContainerConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         SecurityConfig {
-            seccomp: "default".into(),
+            seccomp: SeccompSpec::Default,
             drop_all_capabilities: true,
             no_new_privileges: true,
             init: true,
@@ -313,11 +329,18 @@ pub fn load(source: &Source) -> Result<Config> {
             path.display()
         )
     })?;
-    parse(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+    parse_file(&text, Some(path))
 }
 
 /// Parses a configuration file's text and layers it over the defaults.
 pub fn parse(text: &str) -> Result<Config> {
+    parse_file(text, None)
+}
+
+/// As [`parse`], naming `path` in errors: a bad value as
+/// `container.memory "lots" (PATH:LINE): not a size — ...`, anything else
+/// as `invalid configuration in PATH: ...`.
+fn parse_file(text: &str, path: Option<&Path>) -> Result<Config> {
     // An empty or all-comment file is a valid "no changes".
     if text
         .lines()
@@ -325,8 +348,40 @@ pub fn parse(text: &str) -> Result<Config> {
     {
         return Ok(Config::default());
     }
-    let file: Config = serde_yaml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    file.over_defaults()
+    let parsed = serde_yaml::from_str::<Config>(text);
+    if let Some(line) = parsed.as_ref().err().and_then(|e| bad_value(e, path)) {
+        bail!(line);
+    }
+    let config = parsed
+        .map_err(|e| anyhow!("{e}"))
+        .and_then(Config::over_defaults);
+    match path {
+        Some(path) => {
+            config.with_context(|| format!("invalid configuration in {}", path.display()))
+        }
+        None => config,
+    }
+}
+
+/// serde_yaml's error for a value a setting's type refused, in the one
+/// shape ([`types::keyed`]); `None` for any other error.
+fn bad_value(error: &serde_yaml::Error, path: Option<&Path>) -> Option<String> {
+    let full = error.to_string();
+    let location = error.location();
+    let message = match &location {
+        Some(at) => full
+            .strip_suffix(&format!(" at line {} column {}", at.line(), at.column()))
+            .unwrap_or(&full),
+        None => &full,
+    };
+    let (key, message) = message.split_once(": ")?;
+    let place = match (path, location) {
+        (Some(path), Some(at)) => Some(format!("{}:{}", path.display(), at.line())),
+        (Some(path), None) => Some(path.display().to_string()),
+        (None, Some(at)) => Some(format!("line {}", at.line())),
+        (None, None) => None,
+    };
+    types::keyed(key, message, place.as_deref())
 }
 
 impl Config {
@@ -379,21 +434,8 @@ impl Config {
         for name in &self.security.protected_paths {
             crate::protect::check_name(name).context("security.protected_paths")?;
         }
-        if self.container.pids_limit < 1 {
-            bail!("container.pids_limit: must be at least 1");
-        }
-        if self
-            .container
-            .cpus
-            .is_some_and(|c| !(c > 0.0 && c.is_finite()))
-        {
-            bail!("container.cpus: must be a positive number of cores");
-        }
         if !self.container.home.starts_with('/') {
             bail!("container.home: must be an absolute path");
-        }
-        if self.container.network.trim().is_empty() {
-            bail!("container.network: must not be empty");
         }
         Ok(())
     }
@@ -413,119 +455,6 @@ fn extend_unique(list: &mut Vec<String>, more: Vec<String>) {
     for item in more {
         if !list.contains(&item) {
             list.push(item);
-        }
-    }
-}
-
-/// A size in bytes written the docker way: `512m`, `4g`, `1024k`, `100` (bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Size(pub u64);
-
-impl Size {
-    pub fn parse(text: &str) -> Result<Size> {
-        let t = text.trim().to_ascii_lowercase();
-        let t = t.strip_suffix('b').unwrap_or(&t);
-        let (digits, shift) = match t.chars().last() {
-            Some('k') => (&t[..t.len() - 1], 10),
-            Some('m') => (&t[..t.len() - 1], 20),
-            Some('g') => (&t[..t.len() - 1], 30),
-            Some('t') => (&t[..t.len() - 1], 40),
-            _ => (t, 0),
-        };
-        let n: u64 = digits.parse().ok().filter(|n| *n > 0).with_context(|| {
-            format!("{text:?} is not a size: use a number with k, m, g or t, like 512m")
-        })?;
-        n.checked_mul(1 << shift)
-            .map(Size)
-            .with_context(|| format!("{text:?} is too large"))
-    }
-
-    pub fn bytes(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [(40, 't'), (30, 'g'), (20, 'm'), (10, 'k')];
-        match units
-            .iter()
-            .find(|(shift, _)| self.0 % (1u64 << shift) == 0)
-        {
-            Some((shift, unit)) => write!(f, "{}{unit}", self.0 >> shift),
-            None => write!(f, "{}", self.0),
-        }
-    }
-}
-
-impl Serialize for Size {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A visitor rather than an untagged enum: serde_yaml keeps the value's
-        // line in the error only when the value is read directly.
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Size;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size such as 512m or 4g")
-            }
-            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Size, E> {
-                self.visit_str(&n.to_string())
-            }
-            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Size, E> {
-                self.visit_str(&n.to_string())
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Size, E> {
-                Size::parse(text).map_err(|e| E::custom(format!("{e:#}")))
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-/// `Option<Duration>` as humantime text (`30m`, `1h30m`); `null` or `0` for none.
-mod duration_text {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.collect_str(&humantime::format_duration(*d)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text: Option<String> = Option::deserialize(d)?;
-        match text.as_deref().map(str::trim) {
-            None | Some("0") | Some("") => Ok(None),
-            Some(t) => humantime::parse_duration(t).map(Some).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "{t:?} is not a duration ({e}): use 90s, 5m, 1h30m"
-                ))
-            }),
-        }
-    }
-}
-
-/// `Duration` as humantime text, where a value is required.
-mod duration_required {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*value))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match duration_text::deserialize(d)? {
-            Some(duration) => Ok(duration),
-            None => Err(serde::de::Error::custom(
-                "a duration is required here: use 90s, 5m, 1h30m",
-            )),
         }
     }
 }
@@ -590,24 +519,43 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_reads_as_it_would_from_a_flag() {
+        let text = "container:\n  pids_limit: 5\n  memory: lots\n";
+        let advice = "not a size — use a number with k, m, g or t, like 512m";
+        let err = parse(text).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("container.memory \"lots\" (line 3): {advice}")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        let source = Source {
+            path: Some(path.clone()),
+            found: true,
+        };
+        let err = load(&source).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!("container.memory \"lots\" ({}:3): {advice}", path.display())
+        );
+        let found = check::problems(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].line, Some(3));
+        assert_eq!(
+            found[0].message,
+            format!("container.memory \"lots\": {advice}")
+        );
+        let flag = "lots".parse::<Size>().unwrap_err().with_source("--memory");
+        assert_eq!(flag, format!("--memory \"lots\": {advice}"));
+    }
+
+    #[test]
     fn malformed_yaml_names_the_line() {
         let err = parse("images:\n  python: [unclosed\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("line"), "{err}");
-    }
-
-    #[test]
-    fn sizes_parse_the_docker_way() {
-        assert_eq!(Size::parse("512m").unwrap(), Size(512 << 20));
-        assert_eq!(Size::parse("4G").unwrap(), Size(4 << 30));
-        assert_eq!(Size::parse("1024kb").unwrap(), Size(1 << 20));
-        assert_eq!(Size::parse("100").unwrap(), Size(100));
-        for bad in ["", "m", "-1g", "0", "1x", "99999999999t"] {
-            assert!(Size::parse(bad).is_err(), "{bad:?} should not parse");
-        }
-        assert_eq!(Size(4 << 30).to_string(), "4g");
-        assert_eq!(Size(1500).to_string(), "1500");
     }
 
     #[test]

@@ -22,7 +22,8 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
-use super::{Config, Size};
+use super::types::duration_text;
+use super::{Config, Cpus, Network, PidsLimit, SeccompSpec, Size};
 
 mod file;
 mod refused;
@@ -71,18 +72,18 @@ struct ProjectEnv {
 #[serde(deny_unknown_fields)]
 struct ProjectContainer {
     memory: Option<Size>,
-    cpus: Option<f64>,
-    pids_limit: Option<i64>,
+    cpus: Option<Cpus>,
+    pids_limit: Option<PidsLimit>,
     tmpfs_size: Option<Size>,
-    #[serde(default, with = "super::duration_text")]
+    #[serde(default, with = "duration_text")]
     timeout: Option<Duration>,
-    network: Option<String>,
+    network: Option<Network>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProjectSecurity {
-    seccomp: Option<String>,
+    seccomp: Option<SeccompSpec>,
     read_only_workspace: Option<bool>,
     #[serde(default)]
     protected_paths: Vec<String>,
@@ -179,9 +180,9 @@ impl Project {
             "container.timeout",
             &mut notes,
         );
-        match c.network.as_deref() {
+        match &c.network {
             None => {}
-            Some("none") => mine.network = "none".into(),
+            Some(Network::None) => mine.network = Network::None,
             Some(_) => bail!(
                 "container.network: a project file may only turn the network off (none) — set \
                  other networks in your own configuration or with --network"
@@ -189,10 +190,10 @@ impl Project {
         }
 
         let s = &self.security;
-        match s.seccomp.as_deref() {
+        match &s.seccomp {
             None => {}
-            Some(name) if name == config.security.seccomp => {}
-            Some("strict") => config.security.seccomp = "strict".into(),
+            Some(spec) if *spec == config.security.seccomp => {}
+            Some(SeccompSpec::Strict) => config.security.seccomp = SeccompSpec::Strict,
             Some(_) => bail!(
                 "security.seccomp: a project file may only choose the stricter built-in profile \
                  (strict) — choose others with --seccomp"
@@ -217,13 +218,13 @@ impl Limit for Size {
     }
 }
 
-impl Limit for i64 {
+impl Limit for PidsLimit {
     fn show(&self) -> String {
         self.to_string()
     }
 }
 
-impl Limit for f64 {
+impl Limit for Cpus {
     fn show(&self) -> String {
         self.to_string()
     }
@@ -314,9 +315,9 @@ mod tests {
         assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(c.container.memory, Size(1 << 30));
         assert_eq!(c.container.pids_limit, 64);
-        assert_eq!(c.container.network, "none");
+        assert_eq!(c.container.network, Network::None);
         assert_eq!(c.container.timeout, Some(Duration::from_secs(300)));
-        assert_eq!(c.security.seccomp, "strict");
+        assert_eq!(c.security.seccomp, SeccompSpec::Strict);
         assert!(c.security.read_only_workspace);
     }
 

@@ -2,7 +2,6 @@
 //! pull, create, attach, start, wait, signal, resize, remove, and turning the
 //! daemon's errors into sentences a person can act on.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,8 +27,6 @@ mod inventory;
 mod raw;
 
 pub use inventory::{now, Listed};
-
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// A connection to the engine.
 pub struct Engine {
@@ -57,23 +54,6 @@ pub struct PullEvent {
     pub status: String,
     pub current: Option<u64>,
     pub total: Option<u64>,
-}
-
-/// The engine to use: `--host`, else `DOCKER_HOST`, else `engine.host` in
-/// the configuration, else the local socket. The environment wins over the
-/// file as it does for the docker CLI: it is the more specific choice.
-pub fn choose_host(
-    flag: Option<&str>,
-    env: &BTreeMap<String, String>,
-    configured: Option<&str>,
-) -> String {
-    let from_env = env.get("DOCKER_HOST").map(String::as_str);
-    [flag, from_env, configured]
-        .into_iter()
-        .flatten()
-        .find(|h| !h.trim().is_empty())
-        .unwrap_or(DEFAULT_HOST)
-        .to_string()
 }
 
 /// Whether `host` is this machine's engine, which sees this machine's files.
@@ -107,8 +87,8 @@ impl std::fmt::Display for ImageMissing {
 impl std::error::Error for ImageMissing {}
 
 impl Engine {
-    /// Connects to `host` (see [`choose_host`]) and agrees on an API version
-    /// with the daemon.
+    /// Connects to `host` (chosen by [`config::layer`](crate::config::layer))
+    /// and agrees on an API version with the daemon.
     pub async fn connect(host: &str) -> Result<Engine> {
         let unreachable = || {
             format!(
@@ -439,24 +419,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_flag_then_the_environment_then_the_file_choose_the_engine() {
-        let env: BTreeMap<_, _> =
-            [("DOCKER_HOST".to_string(), "tcp://env:2375".to_string())].into();
-        let none = BTreeMap::new();
-        assert_eq!(
-            choose_host(Some("ssh://flag"), &env, Some("tcp://file:1")),
-            "ssh://flag"
-        );
-        assert_eq!(
-            choose_host(None, &env, Some("tcp://file:1")),
-            "tcp://env:2375"
-        );
-        assert_eq!(
-            choose_host(None, &none, Some("tcp://file:1")),
-            "tcp://file:1"
-        );
-        assert_eq!(choose_host(None, &none, None), DEFAULT_HOST);
-        assert!(is_local(DEFAULT_HOST));
+    fn only_a_socket_is_local() {
+        assert!(is_local(crate::config::DEFAULT_HOST));
         assert!(!is_local("tcp://127.0.0.1:2375"));
         assert!(!is_local("ssh://me@box"));
     }

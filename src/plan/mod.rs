@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::PullPolicy;
+use crate::config::PullPolicy;
 use crate::config::Size;
 use crate::env_filter;
 use crate::protect::Protections;
@@ -196,5 +196,7 @@ pub fn for_test(argv: &[&str], env: &[(&str, &str)], name: &str) -> RunPlan {
         ..World::quiet(&env, &cwd)
     };
     let setup = ["npm ci".to_string()];
-    resolve(&args, &crate::config::Config::default(), &setup, &world).unwrap()
+    let config = crate::config::Config::default();
+    let config = crate::config::layer(config, None, &env, &args.flags()).unwrap();
+    resolve(&args, &config.config, &setup, &world).unwrap()
 }

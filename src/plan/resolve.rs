@@ -14,9 +14,9 @@ use super::{
 };
 use crate::agent::{self, AgentRun};
 use crate::cache;
-use crate::cli::{PullPolicy, RunArgs};
+use crate::cli::RunArgs;
 use crate::config::agents::Agent;
-use crate::config::{Config, Size, WorkspaceTransfer};
+use crate::config::{Config, Cpus, Network, PullPolicy, WorkspaceTransfer};
 use crate::env_filter::{self, Filter};
 use crate::image;
 use crate::protect::{self, Protections};
@@ -50,9 +50,9 @@ pub fn resolve(
     };
     let agent = agent.as_ref();
     let task = task(args, config, agent, setup)?;
-    let hardening = hardening(args, config, agent.map(|(_, p)| p), world, home)?;
+    let hardening = hardening(config, agent.map(|(_, p)| p), world, home)?;
     let owner = numeric_user(&hardening.user);
-    let host = engine_host(config, world);
+    let host = config.engine.host().to_string();
     let mut notes = Vec::new();
     let placed = Placement { host: &host, owner };
     let workspace = workspace(
@@ -72,7 +72,7 @@ pub fn resolve(
         world,
         &hardening.home,
     )?;
-    let limits = limits(args, config)?;
+    let limits = limits(config);
     let io = io(args, world);
     let lifecycle = lifecycle(args, config, &workspace, io, host);
     Ok(RunPlan {
@@ -115,22 +115,12 @@ fn task(
 
 /// Whether the workspace is copied rather than mounted: asked for, or the
 /// engine is on another machine and cannot see this one's files.
-fn copies(args: &RunArgs, config: &Config, host: &str) -> bool {
-    args.copy_workspace
-        || match config.engine.workspace {
-            WorkspaceTransfer::Mount => false,
-            WorkspaceTransfer::Copy => true,
-            WorkspaceTransfer::Auto => !crate::engine::is_local(host),
-        }
-}
-
-/// The engine the run goes to.
-fn engine_host(config: &Config, world: &World) -> String {
-    config
-        .engine
-        .host
-        .clone()
-        .unwrap_or_else(|| crate::engine::choose_host(None, world.env, None))
+fn copies(config: &Config, host: &str) -> bool {
+    match config.engine.workspace {
+        WorkspaceTransfer::Mount => false,
+        WorkspaceTransfer::Copy => true,
+        WorkspaceTransfer::Auto => !crate::engine::is_local(host),
+    }
 }
 
 /// Where the run's files go: the engine, and who owns what is made for it.
@@ -153,8 +143,8 @@ fn workspace(
     Placement { host, owner }: Placement,
     notes: &mut Vec<String>,
 ) -> Result<Workspace> {
-    let read_only = args.read_only_workspace || config.security.read_only_workspace;
-    let copy = copies(args, config, host);
+    let read_only = config.security.read_only_workspace;
+    let copy = copies(config, host);
     let mut mounts = vec![BindMount {
         source: dir.clone(),
         target: WORKDIR.to_string(),
@@ -373,49 +363,32 @@ fn with_home(mut env: Vec<(String, String)>, home: &str) -> Vec<(String, String)
     env
 }
 
-fn limits(args: &RunArgs, config: &Config) -> Result<Limits> {
-    let memory = match &args.memory {
-        Some(text) => Size::parse(text).context("--memory")?,
-        None => config.container.memory,
-    };
-    let cpus = args.cpus.or(config.container.cpus);
-    if cpus.is_some_and(|c| !(c > 0.0 && c.is_finite())) {
-        bail!("--cpus: must be a positive number of cores, like 1.5");
-    }
-    let pids = args.pids_limit.unwrap_or(config.container.pids_limit);
-    if pids < 1 {
-        bail!("--pids-limit: must be at least 1");
-    }
-    Ok(Limits {
-        memory,
-        cpus,
-        pids,
+fn limits(config: &Config) -> Limits {
+    Limits {
+        memory: config.container.memory,
+        cpus: config.container.cpus.map(Cpus::get),
+        pids: config.container.pids_limit.get(),
         tmpfs_size: config.container.tmpfs_size,
-        timeout: args
-            .timeout
-            .or(config.container.timeout)
-            .filter(|t| !t.is_zero()),
-    })
+        timeout: config.container.timeout.filter(|t| !t.is_zero()),
+    }
 }
 
 fn hardening(
-    args: &RunArgs,
     config: &Config,
     agent: Option<&Agent>,
     world: &World,
     home: String,
 ) -> Result<Hardening> {
-    let user = match args.user.as_deref().or(config.container.user.as_deref()) {
-        Some(user) => parse_user(user)?,
+    let user = match &config.container.user {
+        Some(user) => user.to_string(),
         None => invoking_user(world),
     };
-    let seccomp = seccomp::profile(args.seccomp.as_deref().unwrap_or(&config.security.seccomp))?;
+    let seccomp = seccomp::profile(&config.security.seccomp.to_string())?;
     // An agent needs its API; a configuration or project that turned the
-    // network off still wins.
-    let network = match (&args.network, agent) {
-        (Some(flag), _) => flag.clone(),
-        (None, Some(profile)) if config.container.network != "none" => profile.network.clone(),
-        _ => config.container.network.clone(),
+    // network off still wins, and `--network` names the agent's too.
+    let network = match agent {
+        Some(profile) if config.container.network != Network::None => profile.network.clone(),
+        _ => config.container.network.to_string(),
     };
     Ok(Hardening {
         user,
@@ -427,7 +400,7 @@ fn hardening(
         no_new_privileges: config.security.no_new_privileges,
         init: config.security.init,
         allow_engine_warnings: config.security.allow_engine_warnings,
-        runtime: args.runtime.clone().or(config.security.runtime.clone()),
+        runtime: config.security.runtime.clone(),
     })
 }
 
@@ -456,12 +429,12 @@ fn lifecycle(
     io: Io,
     host: String,
 ) -> Lifecycle {
-    let pull = args.pull.unwrap_or(config.container.pull);
+    let pull = config.container.pull;
     // A terminal session is fixed when its container is created, and a kept
     // container or a pull on every run defeat the point. A git directory is
     // made for each run, with HEAD and the index as they are when it starts:
     // one made ahead of time would be stale.
-    let warm = (args.warm || config.container.warm)
+    let warm = config.container.warm
         && workspace.transfer == Transfer::Mount
         && workspace.protections.git.is_none()
         && !io.tty
@@ -531,19 +504,6 @@ fn run_name() -> String {
     unique_name("run")
 }
 
-fn parse_user(text: &str) -> Result<String> {
-    let (uid, gid) = text.split_once(':').unwrap_or((text, ""));
-    let part_ok = |p: &str| {
-        !p.is_empty()
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    };
-    if !part_ok(uid) || !(gid.is_empty() || part_ok(gid)) {
-        bail!("--user {text:?}: use UID:GID, like 1000:1000");
-    }
-    Ok(text.to_string())
-}
-
 /// The invoking user's uid:gid, so files written in /work belong to them. Run
 /// through sudo, that is the user who ran sudo, not root.
 pub fn invoking_user(world: &World) -> String {
@@ -559,6 +519,7 @@ pub fn invoking_user(world: &World) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Size;
     use crate::env_filter;
     use clap::Parser;
     use std::time::Duration;
@@ -592,7 +553,14 @@ mod tests {
         // The cache has a test of its own; elsewhere it would only add a mount.
         let mut config = Config::default();
         config.cache.enabled = false;
-        resolve(&args(argv), &config, &[], &host)
+        resolve_layered(argv, config, &host)
+    }
+
+    /// `argv`'s flags layered over `config`, as `sandbox run` does, then resolved.
+    fn resolve_layered(argv: &[&str], config: Config, world: &World) -> Result<RunPlan> {
+        let args = args(argv);
+        let config = crate::config::layer(config, None, world.env, &args.flags())?.config;
+        resolve(&args, &config, &[], world)
     }
 
     #[test]
@@ -957,10 +925,6 @@ mod tests {
         let dir = temp_dir("bad");
         let env = BTreeMap::new();
         assert!(plan_in(&["-w", "/no/such/dir", "true"], &env, &dir).is_err());
-        assert!(plan_in(&["--memory", "lots", "true"], &env, &dir).is_err());
-        assert!(plan_in(&["--cpus", "0", "true"], &env, &dir).is_err());
-        assert!(plan_in(&["--pids-limit", "0", "true"], &env, &dir).is_err());
-        assert!(plan_in(&["--user", "a b", "true"], &env, &dir).is_err());
-        assert!(plan_in(&["--seccomp", "no-such-profile", "true"], &env, &dir).is_err());
+        // Bad settings never parse: `cli.rs`'s bad_values_are_refused_with_the_types_words.
     }
 }

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context, Result};
 
 use super::signals::Signals;
-use crate::cli::PullPolicy;
+use crate::config::PullPolicy;
 use crate::engine::{Engine, ImageMissing, SeccompNeedsPath};
 use crate::exit::Outcome;
 use crate::image;

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep_until, Instant};
 
-use crate::cli::PullPolicy;
+use crate::config::PullPolicy;
 use crate::engine::{short_id, Engine};
 use crate::exit::Outcome;
 use crate::plan::{RunPlan, Transfer};

@@ -116,8 +116,9 @@ fn too_large(path: &Path) -> String {
 }
 
 /// serde_yaml's error without the file's contents: it quotes the values it
-/// could not use (`invalid type: string "..."`, our own "\"lots\" is not a
-/// size"), and a file that is not what it seems could put anything there.
+/// could not use (`invalid type: string "..."`, a setting's own `"lots": not
+/// a size — ...`), and a file that is not what it seems could put anything
+/// there.
 /// What is left: the key path (when it is a plain one), what was wrong, and
 /// the line and column.
 pub fn redacted(error: &serde_yaml::Error) -> String {
@@ -143,9 +144,13 @@ pub fn redacted(error: &serde_yaml::Error) -> String {
         Some(path) => format!("{path}: {what}"),
         None => what,
     };
-    // libyaml's own messages already say where.
+    // libyaml's own messages already say where; the place goes before the
+    // advice, which ends the line.
     if let Some(at) = location.filter(|at| !line.contains(at.as_str())) {
-        line.push_str(&format!(" at {at}"));
+        line = match line.split_once(" — ") {
+            Some((what, advice)) => format!("{what} at {at} — {advice}"),
+            None => format!("{line} at {at}"),
+        };
     }
     line
 }
@@ -185,11 +190,12 @@ fn describe(message: &str) -> String {
     if message.starts_with("duplicate entry") {
         return "a key given twice".to_string();
     }
-    if message.contains(" is not a size") {
-        return "not a size: use a number with k, m, g or t, like 512m".to_string();
-    }
-    if message.contains(" is not a duration") {
-        return "not a duration: use 90s, 5m, 1h30m".to_string();
+    // A setting's own refusal (`types::Invalid`): the value goes, what is
+    // wrong and the advice are the schema's.
+    if let Some((_, rest)) = crate::config::types::split_quoted(message) {
+        if let Some(rest) = rest.strip_prefix(": ") {
+            return without_quotes(rest);
+        }
     }
     without_quotes(message)
 }
