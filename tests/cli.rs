@@ -11,8 +11,11 @@ fn sandbox(args: &[&str]) -> Output {
     sandbox_in(home.path(), args)
 }
 
+/// `sandbox` with its configuration under `home`, run in `home`: HOME
+/// itself is elsewhere, as a workspace that holds HOME is refused.
 fn sandbox_in(home: &std::path::Path, args: &[&str]) -> Output {
     hermetic(home)
+        .env("HOME", "/nonexistent/home")
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .current_dir(home)
         .args(args)
@@ -63,6 +66,55 @@ fn usage_errors_are_125() {
     assert_eq!(out.status, 125, "{out:?}");
     let out = sandbox(&["frobnicate"]);
     assert_eq!(out.status, 125, "{out:?}");
+}
+
+#[test]
+fn the_machine_and_the_home_directory_are_refused_as_workspaces() {
+    let home = tempdir();
+    let project = home.path().join("src/app");
+    std::fs::create_dir_all(&project).unwrap();
+    let run = |cwd: &std::path::Path, args: &[&str]| -> Output {
+        hermetic(home.path())
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .current_dir(cwd)
+            .args(args)
+            .output()
+            .unwrap()
+            .into()
+    };
+    for (cwd, args, said) in [
+        (
+            std::path::Path::new("/"),
+            &["run", "true"][..],
+            "cannot be /",
+        ),
+        (&project, &["run", "-w", "/", "true"][..], "cannot be /"),
+        (
+            home.path(),
+            &["run", "true"][..],
+            "holds your home directory",
+        ),
+    ] {
+        let out = run(cwd, args);
+        assert_eq!(out.status, 125, "{out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        assert!(out.stderr.contains(said), "{out:?}");
+    }
+    // The control: from a project under HOME, or with -w naming HOME, the
+    // run goes as far as the (missing) engine.
+    for (cwd, args) in [
+        (&project, vec!["run", "true"]),
+        (
+            &project,
+            vec!["run", "-w", home.path().to_str().unwrap(), "true"],
+        ),
+    ] {
+        let out = run(cwd, &args);
+        assert!(
+            out.stderr.contains("cannot reach the Docker engine"),
+            "{out:?}"
+        );
+    }
 }
 
 #[test]
@@ -120,6 +172,7 @@ fn config_errors_name_the_file_key_and_line() {
 fn dry_run_shows_names_never_values() {
     let home = tempdir();
     let out = hermetic(home.path())
+        .env("HOME", "/nonexistent/home")
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("LANG", "C.UTF-8")
         .env("AWS_SECRET_ACCESS_KEY", "very-secret-value")
