@@ -23,6 +23,7 @@ mod plan;
 mod protect;
 mod run;
 mod security;
+mod shell;
 mod streams;
 mod sync;
 mod tty;

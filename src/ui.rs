@@ -251,7 +251,7 @@ pub fn render_plan(plan: &RunPlan) -> String {
     if let Some(agent) = &plan.agent {
         let _ = writeln!(out, "agent:       {agent}");
     }
-    let _ = writeln!(out, "command:     {}", shell_words(&plan.command));
+    let _ = writeln!(out, "command:     {}", crate::shell::join(&plan.command));
     for (i, step) in plan.setup.iter().enumerate() {
         let _ = writeln!(out, "setup {}:     {}", i + 1, sanitize(step));
     }
@@ -346,21 +346,6 @@ pub fn render_plan(plan: &RunPlan) -> String {
     out
 }
 
-/// Arguments quoted where a shell would need it, for display.
-fn shell_words(words: &[String]) -> String {
-    let quote = |w: &String| {
-        let plain = !w.is_empty()
-            && w.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-        if plain {
-            w.clone()
-        } else {
-            format!("'{}'", w.replace('\'', r"'\''"))
-        }
-    };
-    words.iter().map(quote).collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,11 +405,5 @@ mod tests {
         let line = describe_changes(&changes);
         assert!(line.contains("p9 (a special file), 2 more"), "{line}");
         assert!(!line.contains("p10"), "{line}");
-    }
-
-    #[test]
-    fn words_are_quoted_for_display() {
-        let words = ["python", "-c", "print('hi')", ""].map(String::from);
-        assert_eq!(shell_words(&words), r"python -c 'print('\''hi'\'')' ''");
     }
 }

@@ -24,6 +24,7 @@ use bollard::models::ContainerCreateBody;
 
 use crate::engine::Engine;
 use crate::labels;
+use crate::shell;
 
 /// Prefix of an unclaimed warm container's name.
 pub const NAME_PREFIX: &str = "sandbox-warm-";
@@ -128,10 +129,7 @@ fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
     for name in SHELL_SETS {
         let prefix = format!("{name}=");
         match env.iter().find_map(|e| e.strip_prefix(&prefix)) {
-            Some(value) => restore.push_str(&format!(
-                "export {name}='{}'\n",
-                value.replace('\'', r"'\''")
-            )),
+            Some(value) => restore.push_str(&format!("export {name}={}\n", shell::quote(value))),
             None => restore.push_str(&format!("unset {name}\n")),
         }
     }
@@ -149,16 +147,15 @@ fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script, "sandbox-warm".into()]
 }
 
-/// The command as the one line the waiter reads: each argument single-quoted,
-/// with a newline inside one written as `"$NL"` so the line stays one line.
+/// The command as the one line the waiter reads: each argument quoted for
+/// the shell, with a newline inside one written as `"$NL"` so the line stays
+/// one line.
 pub fn handoff(argv: &[String]) -> Vec<u8> {
     let words: Vec<String> = argv
         .iter()
         .map(|arg| {
-            arg.split('\n')
-                .map(|part| format!("'{}'", part.replace('\'', r"'\''")))
-                .collect::<Vec<_>>()
-                .join("\"$NL\"")
+            let lines: Vec<_> = arg.split('\n').map(shell::quote).collect();
+            lines.join("\"$NL\"")
         })
         .collect();
     let mut line = words.join(" ").into_bytes();
@@ -364,7 +361,7 @@ mod tests {
         assert!(line.ends_with('\n'));
         assert_eq!(
             line,
-            "'printf' '%s|' 'a b' 'it'\\''s' 'two'\"$NL\"'lines' '' '$HOME'\n"
+            "printf '%s|' 'a b' 'it'\\''s' two\"$NL\"lines '' '$HOME'\n"
         );
     }
 
@@ -381,6 +378,9 @@ mod tests {
             "",
             "$HOME",
             "*",
+            "~",
+            "a=b",
+            "'\nx\n'",
         ]
         .map(String::from);
         let mut script = waiter(Duration::from_secs(30), &[]);
@@ -400,7 +400,7 @@ mod tests {
         assert!(out.status.success());
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
-            "[a b][it's][two\nlines][][$HOME][*]"
+            "[a b][it's][two\nlines][][$HOME][*][~][a=b]['\nx\n']"
         );
     }
 }
