@@ -16,13 +16,14 @@
 //! that asked for it does not wait.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use bollard::models::ContainerCreateBody;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, NameTaken};
 use crate::labels;
 use crate::shell;
 
@@ -219,7 +220,7 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
         .arg("warm-prepare")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(preparer_log(&warm.private_dir))
         .process_group(0)
         .spawn()
         .context("cannot start the warm-container preparer")?;
@@ -232,6 +233,41 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
     drop(child);
     Ok(stdin)
 }
+
+/// Where the preparer's errors go: `warm-prepare.log` in the private
+/// runtime directory, for a person to find. Never this run's stderr: the
+/// preparer outlives the run, and a line of its own there would land after
+/// sandbox has exited, amid whatever the terminal or pipe shows next.
+fn preparer_log(private_dir: &Path) -> Stdio {
+    use rustix::fs::{Mode, OFlags};
+    if private_dir.as_os_str().is_empty() {
+        return Stdio::null();
+    }
+    let path = private_dir.join(PREPARER_LOG);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW;
+    let opened = rustix::fs::open(&path, flags | OFlags::CLOEXEC, Mode::RUSR | Mode::WUSR)
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from)
+        .and_then(|log| {
+            // Kept short: only the last failures are worth reading.
+            if log.metadata()?.len() > PREPARER_LOG_MAX {
+                log.set_len(0)?;
+            }
+            Ok(log)
+        });
+    match opened {
+        Ok(log) => log.into(),
+        Err(e) => {
+            tracing::debug!("no log for the warm preparer, {}: {e}", path.display());
+            Stdio::null()
+        }
+    }
+}
+
+/// The preparer's log, in the private runtime directory.
+const PREPARER_LOG: &str = "warm-prepare.log";
+/// Past this size the log starts over.
+const PREPARER_LOG_MAX: u64 = 64 * 1024;
 
 /// `sandbox warm-prepare`: the request on stdin becomes a started, waiting
 /// container of the image its tag names now. Stale warm containers (stopped
@@ -264,9 +300,11 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     for stand_in in &warm.stand_ins {
         stand_in.stand_in(&warm.workspace)?;
     }
-    // Another run may have prepared the same one already: the name is taken.
-    let Ok((id, warnings)) = engine.create(body, Some(&name)).await else {
-        return Ok(());
+    let (id, warnings) = match engine.create(body, Some(&name)).await {
+        Ok(created) => created,
+        // Another run has prepared the same one already.
+        Err(e) if e.is::<NameTaken>() => return Ok(()),
+        Err(e) => return Err(e).context("cannot create the warm container"),
     };
     if !warnings.is_empty() {
         // A run would refuse these settings; a warm container must not differ.
@@ -363,6 +401,21 @@ mod tests {
             line,
             "printf '%s|' 'a b' 'it'\\''s' two\"$NL\"lines '' '$HOME'\n"
         );
+    }
+
+    #[test]
+    fn the_preparer_logs_to_a_private_file_it_never_reaches_through_a_link() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        drop(preparer_log(dir.path()));
+        let log = std::fs::metadata(dir.path().join(PREPARER_LOG)).unwrap();
+        assert_eq!(log.permissions().mode() & 0o777, 0o600);
+
+        let other = tempfile::tempdir().unwrap();
+        std::fs::remove_file(dir.path().join(PREPARER_LOG)).unwrap();
+        symlink(other.path().join("victim"), dir.path().join(PREPARER_LOG)).unwrap();
+        drop(preparer_log(dir.path()));
+        assert!(!other.path().join("victim").exists());
     }
 
     /// The waiter and the handoff together, through a real shell: what the
