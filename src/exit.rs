@@ -20,21 +20,14 @@ pub const FAILED: u8 = 125;
 pub const TIMED_OUT: u8 = 124;
 
 /// The command could not be invoked: 126 (not executable) or 127 (not found).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("{}", match .code {
+    127 => "the command was not found in the image",
+    _ => "the command cannot be executed",
+})]
 pub struct CannotRun {
     pub code: u8,
 }
-
-impl std::fmt::Display for CannotRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.code {
-            127 => f.write_str("the command was not found in the image"),
-            _ => f.write_str("the command cannot be executed"),
-        }
-    }
-}
-
-impl std::error::Error for CannotRun {}
 
 impl Outcome {
     pub fn code(self) -> u8 {
@@ -85,6 +78,18 @@ mod tests {
         assert_eq!(
             error_code(&anyhow!("x").context(CannotRun { code: 126 })),
             126
+        );
+    }
+
+    #[test]
+    fn cannot_run_says_which() {
+        assert_eq!(
+            CannotRun { code: 127 }.to_string(),
+            "the command was not found in the image"
+        );
+        assert_eq!(
+            CannotRun { code: 126 }.to_string(),
+            "the command cannot be executed"
         );
     }
 }

@@ -25,6 +25,7 @@ mod protect;
 mod request;
 mod run;
 mod seccomp;
+mod shell;
 mod streams;
 mod sync;
 mod tty;

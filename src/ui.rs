@@ -241,21 +241,6 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// Arguments quoted where a shell would need it, for display.
-pub fn shell_words(words: &[String]) -> String {
-    let quote = |w: &String| {
-        let plain = !w.is_empty()
-            && w.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-        if plain {
-            w.clone()
-        } else {
-            format!("'{}'", w.replace('\'', r"'\''"))
-        }
-    };
-    words.iter().map(quote).collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,11 +300,5 @@ mod tests {
         let line = describe_changes(&changes);
         assert!(line.contains("p9 (a special file), 2 more"), "{line}");
         assert!(!line.contains("p10"), "{line}");
-    }
-
-    #[test]
-    fn words_are_quoted_for_display() {
-        let words = ["python", "-c", "print('hi')", ""].map(String::from);
-        assert_eq!(shell_words(&words), r"python -c 'print('\''hi'\'')' ''");
     }
 }

@@ -16,16 +16,18 @@
 //! that asked for it does not wait.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use bollard::models::ContainerCreateBody;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, NameTaken};
 use crate::labels;
 use crate::plan::RunPlan;
 use crate::request::{self, Dialect, Purpose};
+use crate::shell;
 
 /// Prefix of an unclaimed warm container's name.
 pub const NAME_PREFIX: &str = "sandbox-warm-";
@@ -112,10 +114,7 @@ fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
     for name in SHELL_SETS {
         let prefix = format!("{name}=");
         match env.iter().find_map(|e| e.strip_prefix(&prefix)) {
-            Some(value) => restore.push_str(&format!(
-                "export {name}='{}'\n",
-                value.replace('\'', r"'\''")
-            )),
+            Some(value) => restore.push_str(&format!("export {name}={}\n", shell::quote(value))),
             None => restore.push_str(&format!("unset {name}\n")),
         }
     }
@@ -133,16 +132,15 @@ fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script, "sandbox-warm".into()]
 }
 
-/// The command as the one line the waiter reads: each argument single-quoted,
-/// with a newline inside one written as `"$NL"` so the line stays one line.
+/// The command as the one line the waiter reads: each argument quoted for
+/// the shell, with a newline inside one written as `"$NL"` so the line stays
+/// one line.
 pub fn handoff(argv: &[String]) -> Vec<u8> {
     let words: Vec<String> = argv
         .iter()
         .map(|arg| {
-            arg.split('\n')
-                .map(|part| format!("'{}'", part.replace('\'', r"'\''")))
-                .collect::<Vec<_>>()
-                .join("\"$NL\"")
+            let lines: Vec<_> = arg.split('\n').map(shell::quote).collect();
+            lines.join("\"$NL\"")
         })
         .collect();
     let mut line = words.join(" ").into_bytes();
@@ -206,7 +204,7 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
         .arg("warm-prepare")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(preparer_log(&warm.private_dir))
         .process_group(0)
         .spawn()
         .context("cannot start the warm-container preparer")?;
@@ -219,6 +217,41 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
     drop(child);
     Ok(stdin)
 }
+
+/// Where the preparer's errors go: `warm-prepare.log` in the private
+/// runtime directory, for a person to find. Never this run's stderr: the
+/// preparer outlives the run, and a line of its own there would land after
+/// sandbox has exited, amid whatever the terminal or pipe shows next.
+fn preparer_log(private_dir: &Path) -> Stdio {
+    use rustix::fs::{Mode, OFlags};
+    if private_dir.as_os_str().is_empty() {
+        return Stdio::null();
+    }
+    let path = private_dir.join(PREPARER_LOG);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW;
+    let opened = rustix::fs::open(&path, flags | OFlags::CLOEXEC, Mode::RUSR | Mode::WUSR)
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from)
+        .and_then(|log| {
+            // Kept short: only the last failures are worth reading.
+            if log.metadata()?.len() > PREPARER_LOG_MAX {
+                log.set_len(0)?;
+            }
+            Ok(log)
+        });
+    match opened {
+        Ok(log) => log.into(),
+        Err(e) => {
+            tracing::debug!("no log for the warm preparer, {}: {e}", path.display());
+            Stdio::null()
+        }
+    }
+}
+
+/// The preparer's log, in the private runtime directory.
+const PREPARER_LOG: &str = "warm-prepare.log";
+/// Past this size the log starts over.
+const PREPARER_LOG_MAX: u64 = 64 * 1024;
 
 /// `sandbox warm-prepare`: the request on stdin becomes a started, waiting
 /// container of the image its tag names now. Stale warm containers (stopped
@@ -251,9 +284,11 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     for stand_in in &warm.stand_ins {
         stand_in.stand_in(&warm.workspace)?;
     }
-    // Another run may have prepared the same one already: the name is taken.
-    let Ok((id, warnings)) = engine.create(body, Some(&name)).await else {
-        return Ok(());
+    let (id, warnings) = match engine.create(body, Some(&name)).await {
+        Ok(created) => created,
+        // Another run has prepared the same one already.
+        Err(e) if e.is::<NameTaken>() => return Ok(()),
+        Err(e) => return Err(e).context("cannot create the warm container"),
     };
     if !warnings.is_empty() {
         // A run would refuse these settings; a warm container must not differ.
@@ -330,8 +365,23 @@ mod tests {
         assert!(line.ends_with('\n'));
         assert_eq!(
             line,
-            "'printf' '%s|' 'a b' 'it'\\''s' 'two'\"$NL\"'lines' '' '$HOME'\n"
+            "printf '%s|' 'a b' 'it'\\''s' two\"$NL\"lines '' '$HOME'\n"
         );
+    }
+
+    #[test]
+    fn the_preparer_logs_to_a_private_file_it_never_reaches_through_a_link() {
+        use std::os::unix::fs::{symlink, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        drop(preparer_log(dir.path()));
+        let log = std::fs::metadata(dir.path().join(PREPARER_LOG)).unwrap();
+        assert_eq!(log.permissions().mode() & 0o777, 0o600);
+
+        let other = tempfile::tempdir().unwrap();
+        std::fs::remove_file(dir.path().join(PREPARER_LOG)).unwrap();
+        symlink(other.path().join("victim"), dir.path().join(PREPARER_LOG)).unwrap();
+        drop(preparer_log(dir.path()));
+        assert!(!other.path().join("victim").exists());
     }
 
     /// The waiter and the handoff together, through a real shell: what the
@@ -347,6 +397,9 @@ mod tests {
             "",
             "$HOME",
             "*",
+            "~",
+            "a=b",
+            "'\nx\n'",
         ]
         .map(String::from);
         let mut script = waiter(Duration::from_secs(30), &[]);
@@ -366,7 +419,7 @@ mod tests {
         assert!(out.status.success());
         assert_eq!(
             String::from_utf8(out.stdout).unwrap(),
-            "[a b][it's][two\nlines][][$HOME][*]"
+            "[a b][it's][two\nlines][][$HOME][*][~][a=b]['\nx\n']"
         );
     }
 }

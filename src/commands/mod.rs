@@ -61,6 +61,11 @@ pub async fn warm_prepare() -> Result<Outcome> {
         .context("cannot read the warm request")?;
     // Either way is fine: the run ended, or it is long enough to share with.
     let _ = tokio::time::timeout(crate::warm::HOLD_BACK, ended_rx).await;
-    crate::warm::prepare(&request).await?;
+    // Its stderr is a log that outlives many runs (`warm::preparer_log`):
+    // a failure says when it happened.
+    crate::warm::prepare(&request).await.with_context(|| {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        format!("cannot prepare a warm container at {now}")
+    })?;
     Ok(Outcome::Exited(0))
 }

@@ -279,7 +279,7 @@ pub fn setup_argv(setup: &[String]) -> Vec<String> {
             "( {step}\n) </dev/null 1>&2 || {{ s=$?; echo \"sandbox: {FILE} setup step {} \
              failed with status $s: \"{} >&2; exit $s; }}\n",
             i + 1,
-            shell_quote(step)
+            crate::shell::quote(step)
         ));
     }
     script.push_str("exit 0\n");
@@ -289,10 +289,6 @@ pub fn setup_argv(setup: &[String]) -> Vec<String> {
         script,
         "sandbox-setup".into(),
     ]
-}
-
-fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 #[cfg(test)]

@@ -63,28 +63,19 @@ pub fn is_local(host: &str) -> bool {
 
 /// The engine reads `seccomp=` as a file path rather than the profile itself:
 /// Podman's Docker-compatible API does.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the engine takes seccomp profiles as file paths")]
 pub struct SeccompNeedsPath;
 
-impl std::fmt::Display for SeccompNeedsPath {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the engine takes seccomp profiles as file paths")
-    }
-}
-
-impl std::error::Error for SeccompNeedsPath {}
-
 /// The image is not present locally.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the image is not present locally")]
 pub struct ImageMissing;
 
-impl std::fmt::Display for ImageMissing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the image is not present locally")
-    }
-}
-
-impl std::error::Error for ImageMissing {}
+/// Another container has the name asked for (the engine's 409 Conflict).
+#[derive(Debug, thiserror::Error)]
+#[error("another container has this name")]
+pub struct NameTaken;
 
 impl Engine {
     /// Connects to `host` (chosen by [`config::layer`](crate::config::layer))
@@ -159,7 +150,7 @@ impl Engine {
 
     /// Creates the container, named when `name` is given; returns its id and
     /// the engine's warnings. A missing image comes back as [`ImageMissing`]
-    /// so the caller can pull.
+    /// so the caller can pull; a name in use as [`NameTaken`].
     pub async fn create(
         &self,
         body: ContainerCreateBody,
@@ -172,6 +163,10 @@ impl Engine {
                 status_code: 404,
                 message,
             }) if message.contains("No such image") => Err(anyhow!(ImageMissing)),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) => Err(anyhow!("{}", message.trim())).context(NameTaken),
             Err(BollardError::DockerResponseServerError { message, .. })
                 if message.contains("opening seccomp profile failed") =>
             {
@@ -417,6 +412,21 @@ fn plain(error: BollardError) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_markers_read_as_sentences() {
+        assert_eq!(
+            SeccompNeedsPath.to_string(),
+            "the engine takes seccomp profiles as file paths"
+        );
+        assert_eq!(ImageMissing.to_string(), "the image is not present locally");
+        let taken = anyhow!("Conflict.").context(NameTaken);
+        assert!(taken.is::<NameTaken>());
+        assert_eq!(
+            format!("{taken:#}"),
+            "another container has this name: Conflict."
+        );
+    }
 
     #[test]
     fn only_a_socket_is_local() {

@@ -18,7 +18,7 @@ pub fn render(plan: &RunPlan) -> String {
     if let Some(agent) = &plan.task.agent {
         let _ = writeln!(out, "agent:       {agent}");
     }
-    let _ = writeln!(out, "command:     {}", ui::shell_words(&plan.task.argv));
+    let _ = writeln!(out, "command:     {}", crate::shell::join(&plan.task.argv));
     for (i, step) in plan.task.setup.iter().enumerate() {
         let _ = writeln!(out, "setup {}:     {}", i + 1, ui::sanitize(step));
     }

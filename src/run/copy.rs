@@ -74,11 +74,12 @@ pub(super) async fn copy_in(
             excludes.clone(),
             progress.counter(),
         );
-        std::thread::spawn(move || sync::send(&workspace, &excludes, tx, count))
+        // Blocking file I/O, off the runtime's one thread.
+        tokio::task::spawn_blocking(move || sync::send(&workspace, &excludes, tx, count))
     };
     let uploaded = engine.upload(id, WORKDIR, rx).await;
     let sent = walker
-        .join()
+        .await
         .map_err(|_| anyhow::anyhow!("the workspace reader failed"))?;
     progress.finish();
     // The walk's own error says more than the upload it cut short.
@@ -131,7 +132,7 @@ pub(super) async fn copy_back(
             plan.workspace.protected_paths.clone(),
         );
         let owner = owner_of_what_comes_back(plan);
-        std::thread::spawn(move || {
+        tokio::task::spawn_blocking(move || {
             sync::receive(&workspace, &sent, &excludes, &protected, owner, rx)
         })
     };
@@ -156,7 +157,7 @@ pub(super) async fn copy_back(
     }
     drop(tx);
     let changes = writer
-        .join()
+        .await
         .map_err(|_| anyhow::anyhow!("the workspace writer failed"))?;
     progress.finish();
     streamed?;

@@ -1,4 +1,4 @@
-//! Writes and deletes beneath the workspace that never follow a link.
+//! Reads, writes and deletes beneath the workspace that never follow a link.
 //!
 //! What comes back was made by the command, and the host tree may hold links
 //! it made (or a concurrent mounted run may swap one in): a path is never
@@ -12,16 +12,21 @@
 //! Files and links are made under a temporary name beside their place
 //! (`O_EXCL | O_NOFOLLOW`), completed there, and renamed into place: what
 //! the host had stays whole until the new one is.
+//!
+//! What is sent is read the same way ([`Root::open_to_read`], [`open_file`],
+//! [`read_link`]), so a link swapped in while the workspace is walked is
+//! refused rather than followed out of it.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::path::{Component, Path};
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{
-    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, UTIME_OMIT,
+    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps, Uid, UTIME_OMIT,
 };
 use rustix::io::Errno;
 
@@ -44,6 +49,10 @@ pub struct Root {
     fd: OwnedFd,
     dev: u64,
     owner: Option<(Uid, Gid)>,
+    /// Whether a mount point beneath it may be crossed: when reading what
+    /// is sent (a mount in the workspace was always sent), never when
+    /// writing back.
+    cross_mounts: bool,
 }
 
 /// What stands at a name in a directory, the name's own kind (a link is not
@@ -65,6 +74,16 @@ impl Root {
             fd,
             dev,
             owner: owner.map(|(uid, gid)| (Uid::from_raw(uid), Gid::from_raw(gid))),
+            cross_mounts: false,
+        })
+    }
+
+    /// Opens `path` to read what is beneath it: links are refused as when
+    /// writing, mount points are crossed.
+    pub fn open_to_read(path: &Path) -> io::Result<Root> {
+        Ok(Root {
+            cross_mounts: true,
+            ..Root::open(path, None)?
         })
     }
 
@@ -83,8 +102,12 @@ impl Root {
         } else {
             rel
         };
+        let resolve = match self.cross_mounts {
+            true => RESOLVE.difference(ResolveFlags::NO_XDEV),
+            false => RESOLVE,
+        };
         for _ in 0..TRIES {
-            match rustix::fs::openat2(&self.fd, path, DIRECTORY, Mode::empty(), RESOLVE) {
+            match rustix::fs::openat2(&self.fd, path, DIRECTORY, Mode::empty(), resolve) {
                 Err(Errno::AGAIN) => continue,
                 // Before Linux 5.6, or a seccomp filter that predates it.
                 Err(Errno::NOSYS | Errno::PERM) => return self.walk(rel),
@@ -108,7 +131,7 @@ impl Root {
                 Err(Errno::NOTDIR) if is_link(&dir, name) => return Err(Errno::LOOP.into()),
                 other => other?,
             };
-            if rustix::fs::fstat(&dir)?.st_dev != self.dev {
+            if !self.cross_mounts && rustix::fs::fstat(&dir)?.st_dev != self.dev {
                 return Err(Errno::XDEV.into());
             }
         }
@@ -210,6 +233,27 @@ pub fn found(dir: &OwnedFd, name: &OsStr) -> io::Result<Found> {
         Err(Errno::NOENT) => Ok(Found::Nothing),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The file `name` in `dir`, open for reading, and what it is: a link there
+/// is refused (`ELOOP`), and a FIFO put there does not make the open wait.
+/// The caller checks the kind: it is the open file's, not an earlier look's.
+pub fn open_file(dir: &OwnedFd, name: &OsStr) -> io::Result<(File, Stat)> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty())?;
+    let stat = rustix::fs::fstat(&fd)?;
+    Ok((File::from(fd), stat))
+}
+
+/// What stands at `name` in `dir`, a link itself rather than its target.
+pub fn stat_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Stat> {
+    Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
+}
+
+/// Where the link `name` in `dir` points (`EINVAL` if it is not a link).
+pub fn read_link(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
+    let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+    Ok(PathBuf::from(OsString::from_vec(target.into_bytes())))
 }
 
 fn is_link(dir: &OwnedFd, name: &OsStr) -> bool {

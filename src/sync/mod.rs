@@ -1,7 +1,7 @@
 //! The workspace for an engine that cannot see this machine's files (a
 //! remote host, or `--copy-workspace`): sent into the container as a tar
-//! stream before the command, and what the command changed brought back
-//! after it (`receive.rs`, through `beneath.rs`).
+//! stream before the command (`send.rs`), and what the command changed
+//! brought back after it (`receive.rs`). Both go through `beneath.rs`.
 //!
 //! Both directions stream: a thread walks the tree into `tar` and the chunks
 //! flow to the engine as they are made; the archive that comes back is read
@@ -15,32 +15,36 @@
 
 mod beneath;
 mod receive;
+mod send;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use tokio::sync::mpsc;
 
 pub use receive::receive;
+pub use send::send;
 
 /// The exclude file at the workspace root, in gitignore's syntax.
 pub const IGNORE_FILE: &str = ".sandboxignore";
 const CHUNK: usize = 256 * 1024;
 
-/// Paths never sent: `.sandboxignore` lines (`*.log`, `build/`, `/dist`).
+/// Paths never sent and never touched: `.sandboxignore` lines (`*.log`,
+/// `build/`, `/dist`), read as git reads a `.gitignore`.
 #[derive(Debug, Clone)]
 pub struct Excludes {
-    set: GlobSet,
+    patterns: Gitignore,
 }
 
 impl Excludes {
-    /// Reads `.sandboxignore` from `workspace`, if there is one.
+    /// Reads `.sandboxignore` from `workspace`, if there is one. Only that
+    /// file counts: not `.gitignore`, `.ignore` or git's global excludes.
     pub fn load(workspace: &Path) -> Result<Excludes> {
         let path = workspace.join(IGNORE_FILE);
         match fs::read_to_string(&path) {
@@ -50,41 +54,41 @@ impl Excludes {
         }
     }
 
-    /// gitignore's rules without negation: a pattern with no `/` but a
-    /// trailing one matches at any depth; a leading `/` anchors it to the
-    /// root; a trailing `/` matches directories (and so all below them).
+    /// gitignore's rules without negation: a pattern without a `/` (but a
+    /// trailing one) matches at any depth; a leading `/` or one inside
+    /// anchors it to the root; a trailing `/` matches directories only
+    /// (and so all below them).
     pub fn parse(text: &str) -> Result<Excludes> {
-        let mut set = GlobSetBuilder::new();
+        // Paths are matched relative to the workspace root.
+        let mut patterns = GitignoreBuilder::new(".");
         for (i, line) in text.lines().enumerate() {
-            let line = line.trim_end();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
+            // The README promises `!` is refused: what an earlier line
+            // excluded stays excluded. `\!` is a plain `!`, as in git.
             if line.starts_with('!') {
                 bail!("line {}: negation (!) is not supported", i + 1);
             }
-            let pattern = line.trim_end_matches('/');
-            let anchored = pattern.starts_with('/') || pattern.contains('/');
-            let pattern = pattern.trim_start_matches('/');
-            let base = if anchored {
-                pattern.to_string()
-            } else {
-                format!("**/{pattern}")
-            };
-            for glob in [base.clone(), format!("{base}/**")] {
-                let glob =
-                    Glob::new(&glob).with_context(|| format!("line {}: bad pattern", i + 1))?;
-                set.add(glob);
-            }
+            patterns
+                .add_line(None, line)
+                .with_context(|| format!("line {}: bad pattern", i + 1))?;
         }
         Ok(Excludes {
-            set: set.build().context("cannot compile the exclude patterns")?,
+            patterns: patterns
+                .build()
+                .context("cannot compile the exclude patterns")?,
         })
     }
 
-    /// Whether `relative` (to the workspace root) is excluded.
-    pub fn excludes(&self, relative: &Path) -> bool {
-        self.set.is_match(relative)
+    /// Whether `relative` (to the workspace root; a directory if `is_dir`)
+    /// is excluded, by its own name or by a directory above it.
+    pub fn excludes(&self, relative: &Path, is_dir: bool) -> bool {
+        // Not beneath the root (never asked): left alone, and the matcher
+        // would panic on it.
+        if relative.has_root() {
+            return true;
+        }
+        self.patterns
+            .matched_path_or_any_parents(relative, is_dir)
+            .is_ignore()
     }
 }
 
@@ -114,31 +118,6 @@ impl Changes {
     pub fn is_empty(&self) -> bool {
         self.created + self.changed + self.deleted == 0 && self.refused.is_empty()
     }
-}
-
-/// Writes the workspace as a tar stream into `tx` (run it on a thread of its
-/// own) and returns what it sent. Special files (sockets, devices) are left
-/// out; symbolic links are sent as links, never followed.
-pub fn send(
-    workspace: &Path,
-    excludes: &Excludes,
-    tx: mpsc::Sender<Bytes>,
-    progress: impl FnMut(u64),
-) -> Result<Manifest> {
-    let mut manifest = Manifest::new();
-    let writer = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-        progress,
-    };
-    let mut tar = tar::Builder::new(writer);
-    tar.follow_symlinks(false);
-    walk(workspace, Path::new(""), excludes, &mut tar, &mut manifest)?;
-    let mut writer = tar
-        .into_inner()
-        .context("cannot finish the workspace archive")?;
-    writer.flush().context("cannot send the workspace")?;
-    Ok(manifest)
 }
 
 /// A one-entry archive that gives the root of the directory it is unpacked
@@ -172,57 +151,6 @@ pub fn root_entry(workspace: &Path, (uid, gid): (u32, u32)) -> Result<Bytes> {
     Ok(Bytes::from(archive))
 }
 
-fn walk<W: Write>(
-    root: &Path,
-    relative: &Path,
-    excludes: &Excludes,
-    tar: &mut tar::Builder<W>,
-    manifest: &mut Manifest,
-) -> Result<()> {
-    let dir = root.join(relative);
-    let mut names: Vec<_> = fs::read_dir(&dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()
-        .with_context(|| format!("cannot read {}", dir.display()))?;
-    names.sort();
-    for name in names {
-        let rel = relative.join(&name);
-        if excludes.excludes(&rel) {
-            continue;
-        }
-        let path = root.join(&rel);
-        let meta = fs::symlink_metadata(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let kind = meta.file_type();
-        let entry = if kind.is_dir() {
-            Entry::Dir {
-                mode: meta.mode() & 0o7777,
-            }
-        } else if kind.is_file() {
-            Entry::File {
-                size: meta.len(),
-                mtime: meta.mtime(),
-                mode: meta.mode() & 0o7777,
-            }
-        } else if kind.is_symlink() {
-            Entry::Link {
-                target: fs::read_link(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-            }
-        } else {
-            continue;
-        };
-        tar.append_path_with_name(&path, &rel)
-            .with_context(|| format!("cannot send {}", path.display()))?;
-        manifest.insert(rel.clone(), entry.clone());
-        if matches!(entry, Entry::Dir { .. }) {
-            walk(root, &rel, excludes, tar, manifest)?;
-        }
-    }
-    Ok(())
-}
-
 /// `work/a/b` → `a/b`; `None` for anything that would leave the workspace.
 fn relative(path: &Path) -> Option<PathBuf> {
     let mut parts = path.components();
@@ -239,34 +167,6 @@ fn relative(path: &Path) -> Option<PathBuf> {
         }
     }
     Some(rel)
-}
-
-/// A `Write` that sends what it is given as chunks down a channel.
-struct ChannelWriter<F: FnMut(u64)> {
-    tx: mpsc::Sender<Bytes>,
-    buf: Vec<u8>,
-    progress: F,
-}
-
-impl<F: FnMut(u64)> Write for ChannelWriter<F> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        (self.progress)(chunk.len() as u64);
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the engine stopped reading"))
-    }
 }
 
 /// A `Read` over the chunks that arrive down a channel. An error sent down
@@ -304,7 +204,10 @@ mod tests {
     use super::*;
 
     fn excluded(patterns: &str, path: &str) -> bool {
-        Excludes::parse(patterns).unwrap().excludes(Path::new(path))
+        let is_dir = path.ends_with('/');
+        Excludes::parse(patterns)
+            .unwrap()
+            .excludes(Path::new(path.trim_end_matches('/')), is_dir)
     }
 
     #[test]
@@ -320,6 +223,13 @@ mod tests {
         assert!(excluded("docs/tmp\n", "docs/tmp/a"));
         assert!(!excluded("# *.rs\n\n", "main.rs"));
         assert!(Excludes::parse("!keep.log\n").is_err());
+        assert!(excluded("target/\n", "target/"));
+        assert!(
+            !excluded("target/\n", "target"),
+            "a trailing / names directories only"
+        );
+        assert!(excluded("\\!keep.log\n", "!keep.log"), "an escaped !");
+        assert!(!excluded("", "a"));
     }
 
     #[test]

@@ -57,7 +57,11 @@ pub fn receive(
         let Some(rel) = relative(&entry.path().context("a bad path in the archive")?) else {
             continue;
         };
-        if rel.as_os_str().is_empty() || excludes.excludes(&rel) {
+        // What was sent passed the patterns as what it was. Anything else is
+        // matched as a directory as well: `build/` excludes a directory, and
+        // the host may hold an excluded one where the command made a file.
+        if rel.as_os_str().is_empty() || (!sent.contains_key(&rel) && excludes.excludes(&rel, true))
+        {
             continue;
         }
         sync.entry(rel, &mut entry)?;
@@ -779,5 +783,32 @@ pub(super) mod tests {
             assert_eq!(errno(root.dir(Path::new(rel))), Some(Errno::LOOP), "{rel}");
             assert_eq!(errno(root.walk(Path::new(rel))), Some(Errno::LOOP), "{rel}");
         }
+    }
+
+    /// `build/` excludes directories: a file the command made where the host
+    /// keeps an excluded directory leaves it alone, and a file of that name
+    /// that was sent comes back like any other.
+    #[test]
+    fn a_directory_pattern_never_lets_an_excluded_directory_be_replaced() {
+        let host = Host::new();
+        fs::create_dir(host.ws.join("build")).unwrap();
+        fs::write(host.ws.join("src"), "old").unwrap();
+        let sent = sent(&[("src", file(3))]);
+        let archive = Back::new()
+            .file("build", 0o644, b"made by the command")
+            .file("src", 0o644, b"changed")
+            .bytes();
+        let excludes = Excludes::parse("build/\nsrc/\n").unwrap();
+
+        let changes = receive_bytes(&host.ws, &sent, &excludes, &[], None, archive).unwrap();
+
+        assert!(host.ws.join("build").is_dir(), "untouched");
+        assert_eq!(fs::read_to_string(host.ws.join("src")).unwrap(), "changed");
+        assert_eq!(
+            (changes.created, changes.changed, changes.deleted),
+            (0, 1, 0),
+            "{changes:?}"
+        );
+        assert!(changes.refused.is_empty(), "{changes:?}");
     }
 }
