@@ -541,15 +541,7 @@ mod tests {
     }
 
     fn plan_in(argv: &[&str], env: &BTreeMap<String, String>, cwd: &Path) -> Result<RunPlan> {
-        let host = World {
-            env,
-            cwd,
-            uid: 1000,
-            gid: 1000,
-            stdin_is_terminal: false,
-            stdout_is_terminal: false,
-            make_dirs: false,
-        };
+        let host = World::quiet(env, cwd);
         // The cache has a test of its own; elsewhere it would only add a mount.
         let mut config = Config::default();
         config.cache.enabled = false;
@@ -784,13 +776,9 @@ mod tests {
         let env = BTreeMap::new();
         let decide = |stdin_is_terminal, stdout_is_terminal, argv: &[&str]| {
             let host = World {
-                env: &env,
-                cwd: &dir,
-                uid: 1,
-                gid: 1,
                 stdin_is_terminal,
                 stdout_is_terminal,
-                make_dirs: false,
+                ..World::quiet(&env, &dir)
             };
             let plan = resolve(&args(argv), &Config::default(), &[], &host).unwrap();
             (plan.io.tty, plan.io.stdin)
@@ -815,13 +803,9 @@ mod tests {
         ]
         .into();
         let host = World {
-            env: &env,
-            cwd: &dir,
             uid: 0,
             gid: 0,
-            stdin_is_terminal: false,
-            stdout_is_terminal: false,
-            make_dirs: false,
+            ..World::quiet(&env, &dir)
         };
         let mut config = Config::default();
         config.cache.enabled = false;
