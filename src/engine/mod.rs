@@ -28,6 +28,24 @@ mod raw;
 
 pub use inventory::{now, Listed};
 
+/// 127 or 126 when the runtime's refusal to start is about the command
+/// itself: runc says `exec: "NAME": ...`. A missing mount source also reads
+/// "no such file or directory", and is the engine's failure, not the
+/// command's.
+fn cannot_run_code(message: &str) -> Option<u8> {
+    let lower = message.to_lowercase();
+    let about_the_command = lower.contains("exec: ") || lower.contains("exec format error");
+    if lower.contains("executable file not found")
+        || (about_the_command && lower.contains("no such file"))
+    {
+        Some(127)
+    } else if about_the_command && lower.contains("permission denied") {
+        Some(126)
+    } else {
+        None
+    }
+}
+
 /// A connection to the engine.
 pub struct Engine {
     docker: Docker,
@@ -270,18 +288,8 @@ impl Engine {
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             Err(BollardError::DockerResponseServerError { message, .. }) => {
-                let lower = message.to_lowercase();
-                let code = if lower.contains("executable file not found")
-                    || lower.contains("no such file")
-                {
-                    Some(127)
-                } else if lower.contains("permission denied") {
-                    Some(126)
-                } else {
-                    None
-                };
                 let error = anyhow!("{}", message.trim());
-                Err(match code {
+                Err(match cannot_run_code(&message) {
                     Some(code) => error.context(CannotRun { code }),
                     None => error.context("the engine could not start the container"),
                 })
@@ -412,6 +420,34 @@ fn plain(error: BollardError) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_command_itself_is_a_command_that_cannot_run() {
+        let runc = |tail: &str| {
+            format!("failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: {tail}: unknown")
+        };
+        assert_eq!(
+            cannot_run_code(&runc(
+                r#"exec: "nosuch": executable file not found in $PATH"#
+            )),
+            Some(127)
+        );
+        assert_eq!(
+            cannot_run_code(&runc(
+                r#"exec: "/work/x": stat /work/x: no such file or directory"#
+            )),
+            Some(127)
+        );
+        assert_eq!(
+            cannot_run_code(&runc(r#"exec: "/work/x": permission denied"#)),
+            Some(126)
+        );
+        let mount = runc(
+            r#"error during container init: error mounting "/tmp/a" to rootfs at "/cache": stat /tmp/a: no such file or directory"#,
+        );
+        assert_eq!(cannot_run_code(&mount), None);
+        assert_eq!(cannot_run_code("open /etc/x: permission denied"), None);
+    }
 
     #[test]
     fn the_markers_read_as_sentences() {
