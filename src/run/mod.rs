@@ -156,7 +156,7 @@ async fn run_protected(
                 _next = prepare_next(warm, ui);
             }
             match &plan.workspace.transfer {
-                Transfer::Mount => attach_and_supervise(engine, &id, plan, signals, ui).await,
+                Transfer::Mount => attach_and_supervise(engine, &id, plan, &mut signals, ui).await,
                 Transfer::Copy { sync_back, volume } => {
                     let copy = Copy {
                         sync_back: *sync_back,
@@ -221,7 +221,7 @@ async fn attach_and_supervise(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
-    mut signals: Signals,
+    signals: &mut Signals,
     ui: Ui,
 ) -> Result<Outcome> {
     let (output, input) = engine.attach(id, plan.io.stdin, plan.io.tty).await?;
@@ -239,7 +239,7 @@ async fn attach_and_supervise(
         } else {
             drop(input);
         }
-        supervise(engine, id, plan, output, &mut signals, ui).await
+        supervise(engine, id, plan, output, signals, ui).await
     }
     .await;
     drop(raw);

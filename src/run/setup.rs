@@ -16,6 +16,8 @@
 //! run with that step's status, a stop signal or the time limit stops it as
 //! it would the command, and the container is removed on every path.
 
+use std::ops::ControlFlow;
+
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 
@@ -80,7 +82,10 @@ async fn run_steps(
     let copied = match &plan.workspace.transfer {
         Transfer::Copy { sync_back, .. } => {
             let excludes = sync::Excludes::load(plan.workspace())?;
-            let sent = copy_in(engine, id, plan, &excludes, ui).await?;
+            let sent = match copy_in(engine, id, plan, &excludes, signals, ui).await? {
+                ControlFlow::Continue(sent) => sent,
+                ControlFlow::Break(stopped) => return Ok(stopped),
+            };
             Some((excludes, sent, *sync_back))
         }
         Transfer::Mount => None,
@@ -93,7 +98,10 @@ async fn run_steps(
         .with_context(|| format!("cannot run the setup steps of {}", project::FILE))?;
     let outcome = supervise(engine, id, plan, on_stderr(output), signals, ui).await?;
     if let Some((excludes, sent, true)) = &copied {
-        copy_back(engine, id, plan, sent, excludes, ui).await?;
+        let back = copy_back(engine, id, plan, sent, excludes, signals, ui).await?;
+        if let ControlFlow::Break(stopped) = back {
+            return Ok(stopped);
+        }
     }
     Ok(outcome)
 }

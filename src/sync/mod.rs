@@ -11,9 +11,11 @@
 //! entry), so coming back only what differs is written and only what the
 //! command deleted is deleted. Excluded paths are never sent and never
 //! touched; protected paths (`.git`, `.sandbox.yml`, ...) are never written
-//! back.
+//! back. A listing of /work made after the command (`listing.rs`) says what
+//! differs before anything is fetched, so only that travels.
 
 mod beneath;
+mod listing;
 mod receive;
 mod send;
 
@@ -28,7 +30,10 @@ use bytes::Bytes;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use tokio::sync::mpsc;
 
-pub use receive::receive;
+pub use listing::{
+    archive_size, changed, fetch_units, parse as parse_listing, Changed, Listing, LISTING_SCRIPT,
+};
+pub use receive::{Received, Receiver};
 pub use send::send;
 
 /// The exclude file at the workspace root, in gitignore's syntax.
@@ -95,9 +100,31 @@ impl Excludes {
 /// What one entry looked like when it was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Dir { mode: u32 },
-    File { size: u64, mtime: i64, mode: u32 },
-    Link { target: PathBuf },
+    Dir {
+        mode: u32,
+    },
+    File {
+        size: u64,
+        mtime: i64,
+        mode: u32,
+    },
+    /// The link's own mtime, which the engine keeps when it unpacks it.
+    Link {
+        target: PathBuf,
+        mtime: i64,
+    },
+}
+
+impl Entry {
+    /// Whether `now` (from the archive that came back) is what was sent. A
+    /// link is its target: an engine that does not keep a link's mtime
+    /// must not make every link look changed.
+    pub fn is_same_as(&self, now: &Entry) -> bool {
+        match (self, now) {
+            (Entry::Link { target, .. }, Entry::Link { target: now, .. }) => target == now,
+            _ => self == now,
+        }
+    }
 }
 
 /// Every entry sent, by path relative to the workspace.
@@ -151,14 +178,18 @@ pub fn root_entry(workspace: &Path, (uid, gid): (u32, u32)) -> Result<Bytes> {
     Ok(Bytes::from(archive))
 }
 
-/// `work/a/b` → `a/b`; `None` for anything that would leave the workspace.
-fn relative(path: &Path) -> Option<PathBuf> {
+/// A path of the archive of `fetched` (relative to /work; `""` for /work
+/// itself) as a path relative to the workspace: the archive names its
+/// entries from the fetched path's own name (`work/a/b` for /work,
+/// `b` for /work/a/b). `None` for anything that would leave the workspace.
+fn relative(path: &Path, fetched: &Path) -> Option<PathBuf> {
+    let top = fetched.file_name().unwrap_or(std::ffi::OsStr::new("work"));
     let mut parts = path.components();
     match parts.next() {
-        Some(Component::Normal(first)) if first == "work" => {}
+        Some(Component::Normal(first)) if first == top => {}
         _ => return None,
     }
-    let mut rel = PathBuf::new();
+    let mut rel = fetched.to_path_buf();
     for part in parts {
         match part {
             Component::Normal(p) => rel.push(p),
@@ -234,11 +265,24 @@ mod tests {
 
     #[test]
     fn paths_that_leave_the_workspace_are_refused() {
-        assert_eq!(relative(Path::new("work/a/b")), Some(PathBuf::from("a/b")));
-        assert_eq!(relative(Path::new("work")), Some(PathBuf::new()));
-        assert_eq!(relative(Path::new("work/../etc/passwd")), None);
-        assert_eq!(relative(Path::new("/etc/passwd")), None);
-        assert_eq!(relative(Path::new("other/a")), None);
+        let root = Path::new("");
+        assert_eq!(
+            relative(Path::new("work/a/b"), root),
+            Some(PathBuf::from("a/b"))
+        );
+        assert_eq!(relative(Path::new("work"), root), Some(PathBuf::new()));
+        assert_eq!(relative(Path::new("work/../etc/passwd"), root), None);
+        assert_eq!(relative(Path::new("/etc/passwd"), root), None);
+        assert_eq!(relative(Path::new("other/a"), root), None);
+        let one = Path::new("src/a.txt");
+        assert_eq!(relative(Path::new("a.txt"), one), Some(one.to_path_buf()));
+        assert_eq!(relative(Path::new("work/a.txt"), one), None);
+        let dir = Path::new("src/d");
+        assert_eq!(
+            relative(Path::new("d/x"), dir),
+            Some(PathBuf::from("src/d/x"))
+        );
+        assert_eq!(relative(Path::new("d/../../x"), dir), None);
     }
 
     #[test]

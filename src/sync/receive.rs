@@ -1,16 +1,25 @@
-//! The way back: the archive of /work, read entry by entry, and applied to
-//! the workspace where it differs from what was sent.
+//! The way back: archives of /work, read entry by entry, and applied to the
+//! workspace where they differ from what was sent.
 //!
-//! The command is hostile and made that archive, so nothing in it is taken
-//! on trust: every write and delete goes through `beneath` (never through a
-//! link, never outside the workspace); only directories, regular files and
-//! symbolic links are made, without setuid, setgid or sticky bits; protected
-//! paths never come back. A path that cannot be reached safely is refused
-//! and named in the summary; only real I/O failure ends the sync.
+//! The command is hostile and made those archives, so nothing in them is
+//! taken on trust: every write and delete goes through `beneath` (never
+//! through a link, never outside the workspace); only directories, regular
+//! files and symbolic links are made, without setuid, setgid or sticky
+//! bits; protected paths never come back. A path that cannot be reached
+//! safely is refused and named in the summary.
+//!
+//! Each file is written beside its place and renamed over it, so the host's
+//! original stays whole until the new one is complete and on disk. A file
+//! that cannot be written (a full disk) is named and the others still come
+//! back; an archive that breaks off, or a stop signal, ends the copy-back
+//! where it is. After any of these nothing is deleted: a deletion may be
+//! the other half of a move whose new half did not come back.
 
 use std::collections::BTreeSet;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -18,92 +27,66 @@ use rustix::io::Errno;
 use tokio::sync::mpsc;
 
 use super::beneath::{self, Root, Staged};
-use super::{relative, Changes, ChannelReader, Entry, Excludes, Manifest};
+use super::{relative, Changed, Changes, ChannelReader, Entry, Excludes, Manifest};
 
 /// Mode bits that may come back: never setuid, setgid or sticky.
 const PERMISSIONS: u32 = 0o777;
 
-/// Reads the archive of /work that the engine sends back (its entries under
-/// `work/`) and applies to `workspace` what differs from `sent`. What is
-/// made is given to `owner` when set (sandbox runs as root for another
-/// user). Run it on a thread of its own: `rx` delivers the archive's chunks,
-/// and an error in it stops the sync before anything is deleted.
-pub fn receive(
-    workspace: &Path,
-    sent: &Manifest,
-    excludes: &Excludes,
-    protected: &[String],
-    owner: Option<(u32, u32)>,
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-) -> Result<Changes> {
-    let root = Root::open(workspace, owner)
-        .with_context(|| format!("cannot open {}", workspace.display()))?;
-    let mut sync = SyncBack {
-        workspace,
-        root,
-        sent,
-        protected,
-        seen: BTreeSet::new(),
-        waiting: Vec::new(),
-        dir_modes: Vec::new(),
-        changes: Changes::default(),
-    };
-    let mut archive = tar::Archive::new(ChannelReader::new(rx));
-    for entry in archive
-        .entries()
-        .context("cannot read the workspace archive")?
-    {
-        let mut entry = entry.context("cannot read the workspace archive")?;
-        let Some(rel) = relative(&entry.path().context("a bad path in the archive")?) else {
-            continue;
-        };
-        // What was sent passed the patterns as what it was. Anything else is
-        // matched as a directory as well: `build/` excludes a directory, and
-        // the host may hold an excluded one where the command made a file.
-        if rel.as_os_str().is_empty() || (!sent.contains_key(&rel) && excludes.excludes(&rel, true))
-        {
-            continue;
-        }
-        sync.entry(rel, &mut entry)?;
-    }
-    sync.delete_unseen()?;
-    sync.place_waiting()?;
-    sync.set_dir_modes()?;
-    Ok(sync.changes)
-}
-
-/// Whether `rel` is a protected path or lies beneath one, by whole names:
-/// `.git` covers `.git/config` but not `.gitignore` or `.github/x`.
-pub fn is_protected(rel: &Path, protected: &[String]) -> bool {
-    // Git metadata at any depth: a submodule's `.git` names the
-    // configuration the host's `git status` at the root runs it with.
-    let in_git = rel.components().any(|c| {
-        let name = c.as_os_str().to_string_lossy().to_ascii_lowercase();
-        name.trim_end_matches(['.', ' ']) == ".git"
-    });
-    in_git
-        || protected.iter().any(|p| {
-            let p: PathBuf = Path::new(p)
-                .components()
-                .filter(|c| matches!(c, Component::Normal(_)))
-                .collect();
-            !p.as_os_str().is_empty() && rel.starts_with(&p)
-        })
-}
-
-/// One sync back in progress.
-struct SyncBack<'a> {
-    workspace: &'a Path,
+/// A copy-back in progress. Feed it archives of /work ([`Receiver::archive`],
+/// on a thread where blocking is allowed), then [`Receiver::finish`].
+pub struct Receiver {
+    workspace: PathBuf,
     root: Root,
-    sent: &'a Manifest,
-    protected: &'a [String],
-    /// Every path the archive holds.
+    sent: Manifest,
+    excludes: Excludes,
+    protected: Vec<String>,
+    /// From a listing: the only paths taken from the archives. `None` when
+    /// the one archive is the whole of /work.
+    wanted: Option<BTreeSet<PathBuf>>,
+    /// Wanted paths the archives delivered.
+    delivered: BTreeSet<PathBuf>,
+    /// Every path /work holds: what was sent and is not here was deleted.
     seen: BTreeSet<PathBuf>,
     /// Files and links whose place is held by a directory on the host.
     waiting: Vec<Waiting>,
     /// Directory modes, set last so a read-only directory can still be filled.
     dir_modes: Vec<(PathBuf, u32)>,
+    /// Directories a file was renamed into, synced at the end so the new
+    /// names survive a crash.
+    renamed_in: BTreeSet<PathBuf>,
     changes: Changes,
+    missed: Vec<(PathBuf, String)>,
+    /// Why an archive after a listing broke off: what it did not deliver
+    /// did not come back for that reason.
+    cut: Option<String>,
+    broken: Option<String>,
+    stopped_at: Option<PathBuf>,
+    /// Set from outside when a stop signal arrives.
+    cancel: Arc<AtomicBool>,
+}
+
+/// How a copy-back ended.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub changes: Changes,
+    /// Changes that did not come back (or deletions not made), and why.
+    pub missed: Vec<(PathBuf, String)>,
+    /// The whole archive broke off here: what followed did not come back.
+    pub broken: Option<String>,
+    /// The whole archive was stopped while this came back: neither it nor
+    /// what followed came back.
+    pub stopped_at: Option<PathBuf>,
+    /// A stop signal ended it.
+    pub interrupted: bool,
+    /// Deletions not made because something else failed.
+    pub held: usize,
+}
+
+impl Received {
+    /// Whether everything the command changed came back (refusals aside).
+    pub fn is_complete(&self) -> bool {
+        self.missed.is_empty() && self.broken.is_none() && !self.interrupted
+    }
 }
 
 /// A file or link that replaces a directory once the deletions emptied it.
@@ -113,31 +96,179 @@ struct Waiting {
     staged: Staged,
 }
 
-/// What the archive says one path is now; `Err` with why it is not copied.
-fn entry_now<R: io::Read>(entry: &tar::Entry<R>) -> Result<Entry, &'static str> {
-    let header = entry.header();
-    let mode = header.mode().unwrap_or(0o644) & 0o7777;
-    match header.entry_type() {
-        tar::EntryType::Directory => Ok(Entry::Dir { mode }),
-        tar::EntryType::Regular | tar::EntryType::Continuous => Ok(Entry::File {
-            size: header.size().unwrap_or(0),
-            mtime: header.mtime().map_or(0, |m| m as i64),
-            mode,
-        }),
-        tar::EntryType::Symlink => match entry.link_name() {
-            Ok(Some(target)) => Ok(Entry::Link {
-                target: target.into_owned(),
-            }),
-            _ => Err("a link without a target"),
-        },
-        tar::EntryType::Link => Err("a hard link"),
-        _ => Err("a special file"),
+impl Receiver {
+    /// Starts a copy-back into `workspace` of what differs from `sent`.
+    /// What is made is given to `owner` when set (sandbox runs as root for
+    /// another user). Setting `cancel` stops it at the next entry.
+    pub fn open(
+        workspace: &Path,
+        sent: Manifest,
+        excludes: Excludes,
+        protected: Vec<String>,
+        owner: Option<(u32, u32)>,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Receiver> {
+        let root = Root::open(workspace, owner)
+            .with_context(|| format!("cannot open {}", workspace.display()))?;
+        Ok(Receiver {
+            workspace: workspace.to_path_buf(),
+            root,
+            sent,
+            excludes,
+            protected,
+            wanted: None,
+            delivered: BTreeSet::new(),
+            seen: BTreeSet::new(),
+            waiting: Vec::new(),
+            dir_modes: Vec::new(),
+            renamed_in: BTreeSet::new(),
+            changes: Changes::default(),
+            missed: Vec::new(),
+            cut: None,
+            broken: None,
+            stopped_at: None,
+            cancel,
+        })
     }
-}
 
-impl SyncBack<'_> {
-    /// Applies one entry of the archive, if it changed.
-    fn entry<R: io::Read>(&mut self, rel: PathBuf, entry: &mut tar::Entry<R>) -> Result<()> {
+    /// Takes what a listing of /work decided: its directories are made
+    /// here, its refusals recorded, and only its wanted paths will be taken
+    /// from the archives that follow.
+    pub fn listed(&mut self, changed: Changed) {
+        let Changed {
+            dirs,
+            wanted,
+            refused,
+            present,
+        } = changed;
+        self.seen = present;
+        self.changes.refused.extend(refused);
+        for (rel, mode) in dirs {
+            self.apply_counted(rel, Entry::Dir { mode }, &mut io::empty());
+        }
+        self.wanted = Some(wanted);
+    }
+
+    /// Reads one archive of `fetched` (relative to /work; `""` for /work
+    /// itself), whose chunks arrive on `rx`, and applies what differs. An
+    /// error sent down `rx` breaks the archive off there.
+    pub fn archive(&mut self, fetched: &Path, rx: mpsc::Receiver<io::Result<Bytes>>) {
+        let mut archive = tar::Archive::new(ChannelReader::new(rx));
+        let entries = match archive.entries() {
+            Ok(entries) => entries,
+            Err(e) => return self.break_off(fetched, false, e),
+        };
+        for entry in entries {
+            if self.is_cancelled() {
+                return;
+            }
+            let mut entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return self.break_off(fetched, false, e),
+            };
+            let path = match entry.path() {
+                Ok(path) => path.into_owned(),
+                Err(e) => return self.break_off(fetched, false, e),
+            };
+            let Some(rel) = relative(&path, fetched) else {
+                continue;
+            };
+            if !self.is_wanted(&rel) {
+                continue;
+            }
+            if let Err(e) = self.entry(rel.clone(), &mut entry) {
+                return self.break_off(&rel, true, e);
+            }
+        }
+    }
+
+    /// Whether the archive's `rel` is taken.
+    fn is_wanted(&mut self, rel: &Path) -> bool {
+        if rel.as_os_str().is_empty() {
+            return false;
+        }
+        match &self.wanted {
+            Some(wanted) => wanted.contains(rel) && self.delivered.insert(rel.to_path_buf()),
+            // What was sent passed the patterns as what it was. Anything
+            // else is matched as a directory as well: `build/` excludes a
+            // directory, and the host may hold an excluded one where the
+            // command made a file.
+            None => self.sent.contains_key(rel) || !self.excludes.excludes(rel, true),
+        }
+    }
+
+    /// Ends the copy-back: when everything came back, deletes what the
+    /// command deleted and puts in place what waited for that; then sets
+    /// directory modes and syncs the directories written to.
+    pub fn finish(mut self) -> Received {
+        let listed = self.wanted.is_some();
+        if let Some(wanted) = self.wanted.take() {
+            let why = match (&self.cut, self.is_cancelled()) {
+                (_, true) => "stopped".to_string(),
+                (Some(cut), false) => cut.clone(),
+                (None, false) => "missing from the engine's archive".to_string(),
+            };
+            for rel in wanted.difference(&self.delivered) {
+                self.missed.push((rel.clone(), why.clone()));
+            }
+        }
+        let complete = self.missed.is_empty() && self.broken.is_none() && !self.is_cancelled();
+        let mut held = 0;
+        if complete {
+            self.delete_unseen();
+            self.place_waiting();
+        } else if listed || (self.broken.is_none() && !self.is_cancelled()) {
+            // The listing said it all, or the archive was read to its end:
+            // what the command deleted is known, and was not deleted here.
+            held = self.unseen().count();
+        }
+        for Waiting { rel, .. } in std::mem::take(&mut self.waiting) {
+            let why = "held back with the deletions".to_string();
+            self.missed.push((rel, why));
+        }
+        self.set_dir_modes();
+        self.sync_dirs();
+        Received {
+            interrupted: self.is_cancelled(),
+            changes: self.changes,
+            missed: self.missed,
+            broken: self.broken,
+            stopped_at: self.stopped_at,
+            held,
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// The archive cannot be read past `rel`, the path in flight if
+    /// `in_flight`, else the one fetched: the engine's stream broke, or a
+    /// stop signal came.
+    fn break_off(&mut self, rel: &Path, in_flight: bool, e: io::Error) {
+        let cancelled = self.is_cancelled();
+        if self.wanted.is_some() {
+            // After a listing every change is named: the one in flight, and
+            // (at the end) the wanted ones never delivered.
+            let why = match cancelled {
+                true => "stopped".to_string(),
+                false => format!("the engine's archive broke off: {e}"),
+            };
+            if in_flight {
+                self.missed.push((rel.to_path_buf(), why.clone()));
+            }
+            self.cut = Some(why);
+        } else if cancelled {
+            self.stopped_at = in_flight.then(|| rel.to_path_buf());
+        } else {
+            let at = self.workspace.join(rel);
+            self.broken = Some(format!("{} ({e})", at.display()));
+        }
+    }
+
+    /// Applies one entry of an archive, if it changed. `Err` only when the
+    /// archive itself fails: what the host refuses is recorded.
+    fn entry<R: io::Read>(&mut self, rel: PathBuf, entry: &mut tar::Entry<R>) -> io::Result<()> {
         self.seen.insert(rel.clone());
         let now = match entry_now(entry) {
             Ok(now) => now,
@@ -146,19 +277,34 @@ impl SyncBack<'_> {
                 return Ok(());
             }
         };
-        if self.sent.get(&rel) == Some(&now) {
+        if self
+            .sent
+            .get(&rel)
+            .is_some_and(|sent| sent.is_same_as(&now))
+        {
             return Ok(());
         }
-        if is_protected(&rel, self.protected) {
+        if is_protected(&rel, &self.protected) {
             self.refuse(rel, "protected");
             return Ok(());
         }
         match self.apply(&rel, &now, entry) {
             Ok(None) => self.count(&rel, &now),
             Ok(Some(staged)) => self.waiting.push(Waiting { rel, now, staged }),
-            Err(e) => self.refuse_or_fail(rel, e, "write")?,
+            Err(e) if is_archive_error(&e) || self.is_cancelled() => return Err(e),
+            Err(e) => self.refuse_or_miss(rel, e, "write"),
         }
         Ok(())
+    }
+
+    /// `apply`, counted or recorded: for what a listing decided, where no
+    /// archive is read.
+    fn apply_counted(&mut self, rel: PathBuf, now: Entry, data: &mut impl io::Read) {
+        match self.apply(&rel, &now, data) {
+            Ok(None) => self.count(&rel, &now),
+            Ok(Some(staged)) => self.waiting.push(Waiting { rel, now, staged }),
+            Err(e) => self.refuse_or_miss(rel, e, "write"),
+        }
     }
 
     /// Puts `now` in place at `rel`; a file or link that must wait for a
@@ -180,34 +326,41 @@ impl SyncBack<'_> {
                 self.root
                     .stage_file(dir, name, data, *size, mode & PERMISSIONS, *mtime)?
             }
-            Entry::Link { target } => self.root.stage_link(dir, name, target)?,
+            Entry::Link { target, .. } => self.root.stage_link(dir, name, target)?,
         };
         if staged.is_blocked()? {
             return Ok(Some(staged));
         }
         staged.commit()?;
+        self.renamed_in.insert(parent_of(rel));
         Ok(None)
     }
 
-    /// Deletes what was sent and is no longer there, deepest first so a
-    /// directory is empty by the time it goes.
-    fn delete_unseen(&mut self) -> Result<()> {
-        let sent = self.sent;
-        for (rel, entry) in sent.iter().rev() {
-            if self.seen.contains(rel) {
+    /// What was sent and is no longer there, deepest first so a directory
+    /// is empty by the time it goes; protected paths are left out.
+    fn unseen(&self) -> impl Iterator<Item = (&PathBuf, &Entry)> {
+        self.sent
+            .iter()
+            .rev()
+            .filter(|(rel, _)| !self.seen.contains(*rel) && !is_protected(rel, &self.protected))
+    }
+
+    fn delete_unseen(&mut self) {
+        let unseen: Vec<(PathBuf, bool)> = (self.sent.iter().rev())
+            .filter(|(rel, _)| !self.seen.contains(*rel))
+            .map(|(rel, entry)| (rel.clone(), matches!(entry, Entry::Dir { .. })))
+            .collect();
+        for (rel, is_dir) in unseen {
+            if is_protected(&rel, &self.protected) {
+                self.refuse(rel, "protected");
                 continue;
             }
-            if is_protected(rel, self.protected) {
-                self.refuse(rel.clone(), "protected");
-                continue;
-            }
-            match self.delete(rel, matches!(entry, Entry::Dir { .. })) {
+            match self.delete(&rel, is_dir) {
                 Ok(true) => self.changes.deleted += 1,
                 Ok(false) => {}
-                Err(e) => self.refuse_or_fail(rel.clone(), e, "delete")?,
+                Err(e) => self.refuse_or_miss(rel, e, "delete"),
             }
         }
-        Ok(())
     }
 
     /// Removes `rel`; `false` if it was already gone.
@@ -226,23 +379,39 @@ impl SyncBack<'_> {
 
     /// Files and links that replace a directory, now that what was in it
     /// is deleted.
-    fn place_waiting(&mut self) -> Result<()> {
+    fn place_waiting(&mut self) {
         for Waiting { rel, now, staged } in std::mem::take(&mut self.waiting) {
             match staged.commit() {
-                Ok(()) => self.count(&rel, &now),
-                Err(e) => self.refuse_or_fail(rel, e, "write")?,
+                Ok(()) => {
+                    self.renamed_in.insert(parent_of(&rel));
+                    self.count(&rel, &now);
+                }
+                Err(e) => self.refuse_or_miss(rel, e, "write"),
             }
         }
-        Ok(())
     }
 
-    fn set_dir_modes(&mut self) -> Result<()> {
+    fn set_dir_modes(&mut self) {
         for (rel, mode) in std::mem::take(&mut self.dir_modes).into_iter().rev() {
             if let Err(e) = self.root.set_mode(&rel, mode) {
-                self.refuse_or_fail(rel, e, "set the mode of")?;
+                self.refuse_or_miss(rel, e, "set the mode of");
             }
         }
-        Ok(())
+    }
+
+    /// A rename is on disk once its directory is: without this a crash
+    /// could bring back the old name (never a partial file: each file was
+    /// synced before its rename).
+    fn sync_dirs(&mut self) {
+        for rel in std::mem::take(&mut self.renamed_in) {
+            let synced = self
+                .root
+                .dir(&rel)
+                .and_then(|dir| Ok(rustix::fs::fsync(dir)?));
+            if let Err(e) = synced {
+                tracing::debug!("cannot sync {}: {e}", self.workspace.join(&rel).display());
+            }
+        }
     }
 
     fn count(&mut self, rel: &Path, now: &Entry) {
@@ -260,16 +429,86 @@ impl SyncBack<'_> {
     }
 
     /// A path the host will not let us reach safely is refused; any other
-    /// failure (a full disk, a broken archive) ends the sync.
-    fn refuse_or_fail(&mut self, rel: PathBuf, e: io::Error, what: &str) -> Result<()> {
+    /// failure (a full disk) means it did not come back.
+    fn refuse_or_miss(&mut self, rel: PathBuf, e: io::Error, what: &str) {
         match refusal(&e) {
-            Some(why) => {
-                self.refuse(rel, why);
-                Ok(())
+            Some(why) => self.refuse(rel, why),
+            None => {
+                let why = match what {
+                    "write" => os_error(&e),
+                    _ => format!("cannot {what} it: {}", os_error(&e)),
+                };
+                self.missed.push((rel, why));
             }
-            None => Err(e)
-                .with_context(|| format!("cannot {what} {}", self.workspace.join(&rel).display())),
         }
+    }
+}
+
+fn parent_of(rel: &Path) -> PathBuf {
+    rel.parent().unwrap_or(Path::new("")).to_path_buf()
+}
+
+/// Whether `e` came from reading the archive (the engine's stream broke, or
+/// ended inside a file) rather than from the host's file system, whose
+/// errors carry an errno.
+fn is_archive_error(e: &io::Error) -> bool {
+    e.raw_os_error().is_none()
+}
+
+/// An OS error as a person reads it: `no space left on device`.
+fn os_error(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+/// Whether `rel` is a protected path or lies beneath one, by whole names:
+/// `.git` covers `.git/config` but not `.gitignore` or `.github/x`.
+pub fn is_protected(rel: &Path, protected: &[String]) -> bool {
+    // Git metadata at any depth: a submodule's `.git` names the
+    // configuration the host's `git status` at the root runs it with.
+    let in_git = rel.components().any(|c| {
+        let name = c.as_os_str().to_string_lossy().to_ascii_lowercase();
+        name.trim_end_matches(['.', ' ']) == ".git"
+    });
+    in_git
+        || protected.iter().any(|p| {
+            let p: PathBuf = Path::new(p)
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            !p.as_os_str().is_empty() && rel.starts_with(&p)
+        })
+}
+
+/// What the archive says one path is now; `Err` with why it is not copied.
+fn entry_now<R: io::Read>(entry: &tar::Entry<R>) -> Result<Entry, &'static str> {
+    let header = entry.header();
+    let mode = header.mode().unwrap_or(0o644) & 0o7777;
+    let mtime = header.mtime().map_or(0, |m| m as i64);
+    match header.entry_type() {
+        tar::EntryType::Directory => Ok(Entry::Dir { mode }),
+        tar::EntryType::Regular | tar::EntryType::Continuous => Ok(Entry::File {
+            size: header.size().unwrap_or(0),
+            mtime,
+            mode,
+        }),
+        tar::EntryType::Symlink => match entry.link_name() {
+            Ok(Some(target)) => Ok(Entry::Link {
+                target: target.into_owned(),
+                mtime,
+            }),
+            _ => Err("a link without a target"),
+        },
+        tar::EntryType::Link => Err("a hard link"),
+        _ => Err("a special file"),
     }
 }
 
@@ -298,6 +537,48 @@ pub(super) mod tests {
 
     use super::*;
 
+    /// A copy-back of one whole archive of /work arriving on `rx`; what did
+    /// not come back is an error, as the run reports it.
+    fn receive(
+        workspace: &Path,
+        sent: &Manifest,
+        excludes: &Excludes,
+        protected: &[String],
+        owner: Option<(u32, u32)>,
+        rx: mpsc::Receiver<io::Result<Bytes>>,
+    ) -> Result<Changes> {
+        let mut receiver = Receiver::open(
+            workspace,
+            sent.clone(),
+            excludes.clone(),
+            protected.to_vec(),
+            owner,
+            Arc::default(),
+        )?;
+        receiver.archive(Path::new(""), rx);
+        let received = receiver.finish();
+        if let Some(at) = received.broken {
+            anyhow::bail!("the archive broke off at {at}");
+        }
+        if !received.missed.is_empty() {
+            anyhow::bail!("did not come back: {:?}", received.missed);
+        }
+        Ok(received.changes)
+    }
+
+    /// `archive` in small chunks down a channel, as the engine sends it.
+    fn feed(archive: Vec<u8>) -> mpsc::Receiver<io::Result<Bytes>> {
+        let (tx, rx) = mpsc::channel(4);
+        std::thread::spawn(move || {
+            for chunk in archive.chunks(1000) {
+                if tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+
     /// Runs `receive` over `archive`, fed in small chunks as the engine would.
     pub(in crate::sync) fn receive_bytes(
         workspace: &Path,
@@ -307,17 +588,7 @@ pub(super) mod tests {
         owner: Option<(u32, u32)>,
         archive: Vec<u8>,
     ) -> Result<Changes> {
-        let (tx, rx) = mpsc::channel(4);
-        let feeder = std::thread::spawn(move || {
-            for chunk in archive.chunks(1000) {
-                if tx.blocking_send(Ok(Bytes::copy_from_slice(chunk))).is_err() {
-                    break;
-                }
-            }
-        });
-        let changes = receive(workspace, sent, excludes, protected, owner, rx);
-        feeder.join().unwrap();
-        changes
+        receive(workspace, sent, excludes, protected, owner, feed(archive))
     }
 
     /// An archive as the engine sends /work back: every path under `work/`.
@@ -480,6 +751,7 @@ pub(super) mod tests {
                     "d/x",
                     Entry::Link {
                         target: target.clone(),
+                        mtime: 1_700_000_000,
                     },
                 ),
                 ("d/y", dir()),
@@ -810,5 +1082,146 @@ pub(super) mod tests {
             "{changes:?}"
         );
         assert!(changes.refused.is_empty(), "{changes:?}");
+    }
+
+    fn receiver(host: &Host, sent: &Manifest, cancel: Arc<AtomicBool>) -> Receiver {
+        let excludes = Excludes::parse("").unwrap();
+        Receiver::open(&host.ws, sent.clone(), excludes, Vec::new(), None, cancel).unwrap()
+    }
+
+    /// A stop signal while a file is on its way: the file in flight is
+    /// rolled back, the host's original is whole, nothing is deleted, and
+    /// nothing after it is applied.
+    #[test]
+    fn a_stop_rolls_back_the_file_in_flight() {
+        let host = Host::new();
+        fs::write(host.ws.join("big"), "original").unwrap();
+        fs::write(host.ws.join("gone"), "deleted by the command").unwrap();
+        let sent = sent(&[("big", file(8)), ("gone", file(22))]);
+        let archive = Back::new()
+            .file("big", 0o644, &[b'n'; 64 * 1024])
+            .file("later", 0o644, b"after the stop")
+            .bytes();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut receiver = receiver(&host, &sent, cancel.clone());
+        let (tx, rx) = mpsc::channel(4);
+        let ws = host.ws.clone();
+        let feeder = std::thread::spawn(move || {
+            // The headers and a part of big's data; once big is being
+            // written beside its place, the stop.
+            tx.blocking_send(Ok(Bytes::from(archive[..2 * 512 + 5000].to_vec())))
+                .unwrap();
+            while leftovers(&ws).is_empty() {
+                std::thread::yield_now();
+            }
+            cancel.store(true, Ordering::Relaxed);
+            drop(tx);
+        });
+
+        receiver.archive(Path::new(""), rx);
+        feeder.join().unwrap();
+        let received = receiver.finish();
+
+        assert!(received.interrupted, "{received:?}");
+        assert!(received.broken.is_none(), "a stop is not a failure");
+        assert_eq!(received.stopped_at, Some(PathBuf::from("big")));
+        assert_eq!(fs::read_to_string(host.ws.join("big")).unwrap(), "original");
+        assert!(host.ws.join("gone").exists(), "nothing deleted");
+        assert!(!host.ws.join("later").exists());
+        assert_eq!(leftovers(&host.ws), Vec::<String>::new());
+        assert_eq!(received.changes, Changes::default());
+    }
+
+    /// After a listing: its directories are made, only the wanted paths are
+    /// taken from archives of single paths, what it no longer holds is
+    /// deleted, and a wanted path no archive brought is named.
+    #[test]
+    fn a_listing_decides_and_single_paths_come_back() {
+        let host = Host::new();
+        fs::create_dir(host.ws.join("src")).unwrap();
+        fs::write(host.ws.join("src/a.txt"), "old").unwrap();
+        fs::write(host.ws.join("src/same.txt"), "same").unwrap();
+        fs::write(host.ws.join("gone"), "bye").unwrap();
+        let sent = sent(&[
+            ("gone", file(3)),
+            ("src", dir()),
+            ("src/a.txt", file(3)),
+            ("src/same.txt", file(4)),
+        ]);
+        let present = ["src", "src/a.txt", "src/same.txt", "new"];
+        let changed = Changed {
+            dirs: vec![(PathBuf::from("new"), 0o750)],
+            wanted: ["src/a.txt", "new/f"]
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            refused: vec![(PathBuf::from(".git/x"), "protected")],
+            present: present.into_iter().map(PathBuf::from).collect(),
+        };
+        let mut receiver = receiver(&host, &sent, Arc::default());
+        receiver.listed(changed);
+        // The engine names a single path's entry by its own name; a path
+        // the listing did not ask for is not taken.
+        let mut one = tar::Builder::new(Vec::new());
+        let mut header = Back::header(tar::EntryType::Regular, 0o644);
+        header.set_size(3);
+        one.append_data(&mut header.clone(), "a.txt", &b"new"[..])
+            .unwrap();
+        header.set_size(4);
+        one.append_data(&mut header, "same.txt", &b"evil"[..])
+            .unwrap();
+
+        receiver.archive(Path::new("src/a.txt"), feed(one.into_inner().unwrap()));
+        let received = receiver.finish();
+
+        assert_eq!(
+            fs::read_to_string(host.ws.join("src/a.txt")).unwrap(),
+            "new"
+        );
+        assert_eq!(
+            fs::read_to_string(host.ws.join("src/same.txt")).unwrap(),
+            "same"
+        );
+        let new = fs::metadata(host.ws.join("new")).unwrap();
+        assert_eq!(new.mode() & 0o777, 0o750);
+        assert_eq!(
+            received.missed,
+            [(
+                PathBuf::from("new/f"),
+                "missing from the engine's archive".to_string()
+            )]
+        );
+        assert!(
+            host.ws.join("gone").exists(),
+            "held: something did not come back"
+        );
+        assert_eq!(received.held, 1);
+        assert_eq!(
+            received.changes.refused,
+            [(PathBuf::from(".git/x"), "protected")]
+        );
+        assert_eq!((received.changes.created, received.changes.changed), (1, 1));
+    }
+
+    /// The control for the one above: with everything delivered, what the
+    /// listing no longer holds is deleted.
+    #[test]
+    fn a_complete_listing_deletes_what_it_no_longer_holds() {
+        let host = Host::new();
+        fs::write(host.ws.join("gone"), "bye").unwrap();
+        fs::write(host.ws.join("kept"), "kept").unwrap();
+        let sent = sent(&[("gone", file(3)), ("kept", file(4))]);
+        let mut receiver = receiver(&host, &sent, Arc::default());
+        receiver.listed(Changed {
+            present: [PathBuf::from("kept")].into(),
+            ..Changed::default()
+        });
+
+        let received = receiver.finish();
+
+        assert!(received.is_complete(), "{received:?}");
+        assert!(!host.ws.join("gone").exists());
+        assert!(host.ws.join("kept").exists());
+        assert_eq!(received.changes.deleted, 1);
     }
 }

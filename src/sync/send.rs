@@ -134,7 +134,10 @@ impl<W: Write> Sender<W> {
             let target = beneath::read_link(dir, name)?;
             let mut header = header(tar::EntryType::Symlink, &stat, 0);
             self.tar.append_link(&mut header, rel, &target)?;
-            Entry::Link { target }
+            Entry::Link {
+                target,
+                mtime: stat.st_mtime,
+            }
         } else {
             return Ok(());
         };
@@ -279,12 +282,12 @@ mod tests {
             [".gitignore", ".ignore", "a.txt", "out", "src"],
             "in name order, hidden names too"
         );
-        assert_eq!(
-            manifest[Path::new("out")],
-            Entry::Link {
-                target: outside.path().to_path_buf()
-            }
-        );
+        let Entry::Link { target, mtime } = &manifest[Path::new("out")] else {
+            panic!("{manifest:?}");
+        };
+        assert_eq!(target, outside.path());
+        let link = fs::symlink_metadata(ws.join("out")).unwrap();
+        assert_eq!(*mtime, std::os::unix::fs::MetadataExt::mtime(&link));
         assert!(matches!(
             manifest[Path::new("a.txt")],
             Entry::File { size: 4, .. }

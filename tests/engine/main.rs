@@ -6,6 +6,7 @@
 mod common;
 
 mod agents;
+mod copy;
 mod hostile;
 mod hostile_sync;
 mod podman;

@@ -1,12 +1,18 @@
 //! A run whose workspace is copied rather than mounted (an engine on
 //! another machine): the workspace goes in before the command starts, and
-//! what the command changed comes back after it, whatever its status.
+//! what the command changed comes back after it, whatever its status
+//! (`back.rs`, told what changed by a listing from `listing.rs`).
+//!
+//! A stop signal is heard at every stage: during the copy in, the upload is
+//! abandoned and the command never runs; during the copy back, the file in
+//! flight is rolled back. Either way the run ends with the signal's status,
+//! and the container goes as on any other path.
 
-use std::io;
-use std::pin::pin;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::attach_and_supervise;
@@ -17,7 +23,12 @@ use crate::exit::Outcome;
 use crate::plan::{RunPlan, WORKDIR};
 use crate::request::Purpose;
 use crate::sync;
-use crate::ui::{self, Ui};
+use crate::ui::Ui;
+
+mod back;
+mod listing;
+
+pub(super) use back::copy_back;
 
 /// How a copied run moves the workspace.
 pub struct Copy<'a> {
@@ -33,59 +44,92 @@ pub async fn run_copied(
     id: &str,
     plan: &RunPlan,
     Copy { sync_back, volume }: Copy<'_>,
-    signals: Signals,
+    mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
     let excludes = sync::Excludes::load(plan.workspace())?;
-    let sent = match volume {
+    let copied = match volume {
         // A read-only volume cannot be written through the run's container:
         // fill it through a container of its own that never starts.
         Some(_) => {
             let (filler, _) = create(engine, plan, Purpose::Fill).await?;
-            let sent = copy_in(engine, &filler, plan, &excludes, ui).await;
+            let copied = copy_in(engine, &filler, plan, &excludes, &mut signals, ui).await;
             engine.remove(&filler).await?;
-            sent?
+            copied?
         }
-        None => copy_in(engine, id, plan, &excludes, ui).await?,
+        None => copy_in(engine, id, plan, &excludes, &mut signals, ui).await?,
     };
-    let outcome = attach_and_supervise(engine, id, plan, signals, ui).await?;
+    let sent = match copied {
+        ControlFlow::Continue(sent) => sent,
+        ControlFlow::Break(stopped) => return Ok(stopped),
+    };
+    let outcome = attach_and_supervise(engine, id, plan, &mut signals, ui).await?;
     if sync_back {
-        copy_back(engine, id, plan, &sent, &excludes, ui).await?;
+        // A copy-back that fails ends the run with 125; the line says what
+        // the command's own status was.
+        let back = copy_back(engine, id, plan, &sent, &excludes, &mut signals, ui)
+            .await
+            .with_context(|| format!("the command exited with {}", outcome.code()))?;
+        if let ControlFlow::Break(stopped) = back {
+            return Ok(stopped);
+        }
     }
     Ok(outcome)
 }
 
-/// Streams the workspace into /work of container `id`.
+/// Streams the workspace into /work of container `id`; a stop signal
+/// abandons it, and the command must not run (`Break`).
 pub(super) async fn copy_in(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
     excludes: &sync::Excludes,
+    signals: &mut Signals,
     ui: Ui,
-) -> Result<sync::Manifest> {
+) -> Result<ControlFlow<Outcome, sync::Manifest>> {
     if let Some(owner) = plan.numeric_user() {
         give_root(engine, id, plan, owner, ui).await?;
     }
+    tracing::info!("copying the workspace in");
     let progress = ui.transfer("copying in");
     let (tx, rx) = mpsc::channel(8);
+    let bytes = Arc::new(AtomicU64::new(0));
     let walker = {
-        let (workspace, excludes, count) = (
+        let (workspace, excludes, bytes) = (
             plan.workspace().to_path_buf(),
             excludes.clone(),
-            progress.counter(),
+            bytes.clone(),
         );
+        let mut count = progress.counter();
+        let count = move |n| {
+            count(n);
+            bytes.fetch_add(n, Ordering::Relaxed);
+        };
         // Blocking file I/O, off the runtime's one thread.
         tokio::task::spawn_blocking(move || sync::send(&workspace, &excludes, tx, count))
     };
-    let uploaded = engine.upload(id, WORKDIR, rx).await;
+    // A stop drops the upload, and with it the channel: the walk ends at
+    // its next chunk, and the engine unpacks no more.
+    let (uploaded, stopped) = tokio::select! {
+        uploaded = engine.upload(id, WORKDIR, rx) => (Some(uploaded), None),
+        stop = signals.stops.stop() => (None, Some(stop)),
+    };
     let sent = walker
         .await
         .map_err(|_| anyhow::anyhow!("the workspace reader failed"))?;
     progress.finish();
+    // Also a stop that came as the upload ended: the command has not
+    // started, and must not.
+    if let Some(stop) = stopped.or_else(|| signals.stops.pending()) {
+        tracing::info!("{} while copying the workspace in", stop.name());
+        return Ok(ControlFlow::Break(Outcome::Signalled(stop.number())));
+    }
     // The walk's own error says more than the upload it cut short.
     let sent = sent.context("cannot copy the workspace in")?;
-    uploaded?;
-    Ok(sent)
+    uploaded.transpose()?;
+    let bytes = bytes.load(Ordering::Relaxed);
+    tracing::info!("copied the workspace in: {bytes} bytes");
+    Ok(ControlFlow::Continue(sent))
 }
 
 /// Gives /work itself to the container's user. An engine that will not
@@ -110,67 +154,4 @@ async fn give_root(
         ));
     }
     Ok(())
-}
-
-/// Brings back what the command changed in /work, and says what it was.
-pub(super) async fn copy_back(
-    engine: &Engine,
-    id: &str,
-    plan: &RunPlan,
-    sent: &sync::Manifest,
-    excludes: &sync::Excludes,
-    ui: Ui,
-) -> Result<()> {
-    let progress = ui.transfer("copying back");
-    let mut count = progress.counter();
-    let (tx, rx) = mpsc::channel(8);
-    let writer = {
-        let (workspace, sent, excludes, protected) = (
-            plan.workspace().to_path_buf(),
-            sent.clone(),
-            excludes.clone(),
-            plan.workspace.protected_paths.clone(),
-        );
-        let owner = owner_of_what_comes_back(plan);
-        tokio::task::spawn_blocking(move || {
-            sync::receive(&workspace, &sent, &excludes, &protected, owner, rx)
-        })
-    };
-    let mut archive = pin!(engine.download(id, WORKDIR));
-    let mut streamed = Ok(());
-    while let Some(chunk) = archive.next().await {
-        match chunk {
-            Ok(chunk) => {
-                count(chunk.len() as u64);
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                // Told, the writer stops before deleting anything the
-                // missing part would have shown to be still there.
-                let _ = tx.send(Err(io::Error::other(format!("{e:#}")))).await;
-                streamed = Err(e);
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let changes = writer
-        .await
-        .map_err(|_| anyhow::anyhow!("the workspace writer failed"))?;
-    progress.finish();
-    streamed?;
-    let changes = changes.context("cannot copy the command's changes back")?;
-    if !changes.is_empty() {
-        ui.notice(&ui::describe_changes(&changes));
-    }
-    Ok(())
-}
-
-/// Who owns what comes back: the container's user when sandbox runs as root
-/// for someone else (`sudo`), else whoever sandbox runs as.
-fn owner_of_what_comes_back(plan: &RunPlan) -> Option<(u32, u32)> {
-    plan.numeric_user()
-        .filter(|_| rustix::process::geteuid().is_root())
 }
