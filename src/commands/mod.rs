@@ -69,3 +69,10 @@ pub async fn warm_prepare() -> Result<Outcome> {
     })?;
     Ok(Outcome::Exited(0))
 }
+
+/// `sandbox reap`, started by each run: removes what the run leaves if it
+/// dies, and what earlier runs left (`reaper`). Its stderr is its log.
+pub async fn reap() -> Result<Outcome> {
+    crate::reaper::serve().await?;
+    Ok(Outcome::Exited(0))
+}

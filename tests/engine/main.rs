@@ -8,6 +8,8 @@ mod common;
 mod agents;
 mod hostile;
 mod hostile_sync;
+mod hung;
+mod orphans;
 mod podman;
 mod probes;
 mod project;
