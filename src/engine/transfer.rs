@@ -63,7 +63,7 @@ impl Engine {
                 tokio::time::sleep(CHECK).await;
                 let stalled = waiting
                     .lock()
-                    .map_or(false, |w| w.on_engine && w.since.elapsed() >= limit);
+                    .is_ok_and(|w| w.on_engine && w.since.elapsed() >= limit);
                 if stalled {
                     break;
                 }

@@ -40,29 +40,28 @@ pub fn verdict(c: &Listed, owner: Liveness, now: i64) -> Verdict {
 }
 
 /// Removes (or stops, if kept) every container of sandbox's whose owner is
-/// gone. Returns one line per container, for the log.
+/// gone. Returns one line per container, for the log. A container of
+/// `gone`'s that cannot be removed is an error (the watcher tries again);
+/// another's is a line, left for a later run: one container the engine is
+/// stuck on must not keep the rest.
 pub async fn sweep(engine: &Engine, gone: Option<&str>) -> Result<Vec<String>> {
     let now = now();
-    let mut done = Vec::new();
+    let mut lines = Vec::new();
     for c in engine.list(false).await? {
-        let line = match verdict(&c, owner_of(&c, gone), now) {
+        let verdict = verdict(&c, owner_of(&c, gone), now);
+        let (done, what) = match verdict {
             Verdict::Leave => continue,
-            Verdict::Stop => {
-                engine.kill(&c.id, "SIGKILL").await?;
-                "stopped (kept)"
-            }
-            Verdict::Remove => {
-                engine.remove(&c.id).await?;
-                "removed"
-            }
+            Verdict::Stop => (engine.kill(&c.id, "SIGKILL").await, "stopped (kept)"),
+            Verdict::Remove => (engine.remove(&c.id).await, "removed"),
         };
-        done.push(format!(
-            "{line} {} of {}: its sandbox is gone",
-            short_id(&c.id),
-            c.workspace
-        ));
+        let line = match done {
+            Ok(()) => format!("{what} {}", short_id(&c.id)),
+            Err(e) if gone != Some(c.owner.as_str()) => format!("{e:#}"),
+            Err(e) => return Err(e),
+        };
+        lines.push(format!("{line} of {}: its sandbox is gone", c.workspace));
     }
-    Ok(done)
+    Ok(lines)
 }
 
 #[cfg(test)]
