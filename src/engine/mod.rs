@@ -373,9 +373,10 @@ impl Engine {
         let what = format!("send {signal} to the container");
         match self.answered(&what, ENDING, killed).await? {
             Ok(()) => Ok(()),
-            // Already stopped: nothing left to signal.
+            // Already stopped, or gone: nothing left to signal.
             Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
+                status_code: 404 | 409,
+                ..
             }) => Ok(()),
             Err(e) => {
                 Err(plain(e)).with_context(|| format!("cannot send {signal} to the container"))

@@ -52,7 +52,7 @@ const LOG_MAX: u64 = 64 * 1024;
 static WATCHER: Mutex<Option<ChildStdin>> = Mutex::new(None);
 
 /// What the watcher is told first.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Request {
     host: String,
     /// This process's owner label; `None` where it cannot be named.
@@ -106,6 +106,11 @@ pub fn deadline(id: &str, by: SystemTime) {
     tell(&format!("deadline {id} {secs}\n"));
 }
 
+/// Container `id` is gone: nothing more to watch or stop.
+pub fn done(id: &str) {
+    tell(&format!("done {id}\n"));
+}
+
 fn tell(line: &str) {
     if let Ok(mut watcher) = WATCHER.lock() {
         if let Some(stdin) = watcher.as_mut() {
@@ -120,14 +125,8 @@ enum Message {
     Request(Request),
     Watch(String),
     Deadline(String, SystemTime),
+    Done(String),
 }
-
-impl PartialEq for Request {
-    fn eq(&self, other: &Self) -> bool {
-        (&self.host, &self.owner) == (&other.host, &other.owner)
-    }
-}
-impl Eq for Request {}
 
 fn parse(line: &str, first: bool) -> Option<Message> {
     if first {
@@ -136,6 +135,7 @@ fn parse(line: &str, first: bool) -> Option<Message> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["watch", id] => Some(Message::Watch(id.to_string())),
+        ["done", id] => Some(Message::Done(id.to_string())),
         ["deadline", id, secs] => {
             let at = UNIX_EPOCH + Duration::from_secs(secs.parse().ok()?);
             Some(Message::Deadline(id.to_string(), at))
@@ -176,6 +176,10 @@ pub async fn serve() -> Result<()> {
             message = rx.recv() => match message {
                 Some(Message::Watch(id)) => watched.push(id),
                 Some(Message::Deadline(id, by)) => deadlines.push((by + LATE, id)),
+                Some(Message::Done(id)) => {
+                    watched.retain(|w| *w != id);
+                    deadlines.retain(|(_, d)| *d != id);
+                }
                 Some(Message::Request(_)) => {}
                 // The run has ended, one way or another.
                 None => break,
@@ -302,6 +306,7 @@ mod tests {
             parse("watch abc", false),
             Some(Message::Watch("abc".into()))
         );
+        assert_eq!(parse("done abc", false), Some(Message::Done("abc".into())));
         assert_eq!(
             parse("deadline abc 100", false),
             Some(Message::Deadline(

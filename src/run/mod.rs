@@ -266,7 +266,7 @@ async fn remove(engine: &Engine, id: &str, result: &Result<Outcome>, ui: Ui) {
         signal = second => return left(format!("stopped by {}", signal.name())),
     };
     match removed {
-        Ok(()) => {}
+        Ok(()) => reaper::done(id),
         Err(e) if e.is::<NoAnswer>() => left(format!("{e:#}")),
         // The run's own result matters more; say what was left behind.
         Err(e) => ui.warn(&format!(
