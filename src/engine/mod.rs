@@ -116,12 +116,15 @@ impl Engine {
         // its own API version, and negotiating would only cost a /version
         // round trip, which takes the daemon several milliseconds where a
         // ping takes well under one. Recheck this on a bollard upgrade.
-        engine
-            .answered("reach the engine", PING, engine.docker.ping())
-            .await
-            .with_context(unreachable)?
-            .map_err(plain)
-            .with_context(unreachable)?;
+        // An engine that takes the connection and never answers is not
+        // "down": its own advice (restart it) says more than starting one.
+        match engine.silence.within(PING, engine.docker.ping()).await {
+            Err(silent) => {
+                return Err(anyhow::Error::new(silent))
+                    .with_context(|| format!("cannot reach the Docker engine at {host}"))
+            }
+            Ok(pinged) => pinged.map_err(plain).with_context(unreachable)?,
+        };
         tracing::info!(host, "connected");
         Ok(engine)
     }
