@@ -1,7 +1,12 @@
-//! What the engine cannot do for a run whose sandbox dies: the engine has
-//! no wall-clock limit, and removes nothing on its own but a container made
-//! with `AutoRemove`, which sandbox cannot use where it reads the stopped
-//! container (the OOM flag, a copied workspace coming back, `--keep`).
+//! What the engine cannot do for a run whose sandbox dies. It has no
+//! wall-clock limit, and a deadline inside the container would be a process
+//! the command, running as the same user, can kill. It removes a container
+//! on its own only with `AutoRemove`, and only once the container exits, not
+//! while it runs on for a dead sandbox; sandbox reads the stopped container
+//! besides (the OOM flag for the memory line, a copied workspace coming
+//! back, `--keep`), and the wait for the status would have to be registered
+//! before the start, which bollard cannot tell (a short command's status
+//! would be lost).
 //!
 //! So each run starts a watcher: a detached `sandbox reap`, in a process
 //! group of its own, which reads this process's messages on a pipe. The
