@@ -76,6 +76,9 @@ pub enum Command {
     /// Internal: start a warm container from the request on stdin
     #[command(hide = true)]
     WarmPrepare,
+    /// Internal: remove what a run leaves if it dies (the run starts it)
+    #[command(hide = true)]
+    Reap,
 }
 
 #[derive(Debug, Args)]
@@ -87,9 +90,13 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// Also stop and remove running containers
+    /// Also stop and remove running containers, but not those of runs whose sandbox is alive
     #[arg(short, long)]
     pub all: bool,
+
+    /// Remove these containers (ID or name), running or not, and nothing else
+    #[arg(value_name = "CONTAINER", conflicts_with = "all")]
+    pub containers: Vec<String>,
 
     /// List what would be removed, remove nothing
     #[arg(long)]

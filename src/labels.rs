@@ -15,3 +15,12 @@ pub const GUARDS: &str = "dev.sandbox.guards";
 /// On a warm container, which is created from an image ID: the image as the
 /// run named it.
 pub const IMAGE: &str = "dev.sandbox.image";
+/// The sandbox process that made the container (`reaper/owner.rs`): when it
+/// is gone, so is the container. Not on a warm container, which outlives
+/// its preparer and serves a run that did not exist yet.
+pub const OWNER: &str = "dev.sandbox.owner";
+/// Present (value `true`) on a container made with `--keep`: stopped with
+/// its owner, never removed but by `sandbox prune`.
+pub const KEEP: &str = "dev.sandbox.keep";
+/// The run's time limit in seconds, for whoever finds the container later.
+pub const TIMEOUT: &str = "dev.sandbox.timeout";

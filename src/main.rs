@@ -22,6 +22,7 @@ mod labels;
 mod mount;
 mod plan;
 mod protect;
+mod reaper;
 mod request;
 mod run;
 mod seccomp;
@@ -112,6 +113,7 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Completions { shell } => commands::completions(*shell),
         Command::Man => commands::man(),
         Command::WarmPrepare => block_on(commands::warm_prepare()),
+        Command::Reap => block_on(commands::reap()),
         Command::Run(args) => {
             let config = config::load(&source)?;
             commands::run::run(args, config, &flags, &env, &cwd()?, ui)

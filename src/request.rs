@@ -117,6 +117,26 @@ fn labels(plan: &RunPlan, purpose: Purpose) -> HashMap<String, String> {
     if let Some(key) = &plan.workspace.protections.key {
         labels.insert(labels::GUARDS.to_string(), key.clone());
     }
+    if purpose != Purpose::Warm {
+        labels.extend(ownership(plan, crate::reaper::Owner::current()));
+    }
+    labels
+}
+
+/// Whose container it is, so that it goes when its sandbox does
+/// (`reaper/`). A warm container's would name its preparer, and would be
+/// part of the settings that name it: it has none.
+fn ownership(plan: &RunPlan, owner: Option<&crate::reaper::Owner>) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    if let Some(owner) = owner {
+        labels.push((labels::OWNER.to_string(), owner.label()));
+    }
+    if plan.lifecycle.keep {
+        labels.push((labels::KEEP.to_string(), "true".to_string()));
+    }
+    if let Some(limit) = plan.limits.timeout {
+        labels.push((labels::TIMEOUT.to_string(), limit.as_secs().to_string()));
+    }
     labels
 }
 
@@ -350,6 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn every_container_but_a_warm_one_names_its_owner() {
+        let mut plan = plan(&["--timeout", "90s", "--keep", "true"]);
+        let owner = crate::reaper::Owner::current().unwrap().label();
+        for purpose in [Purpose::Run, Purpose::Setup, Purpose::Fill] {
+            let labels = build(&plan, purpose, Dialect::Docker).labels.unwrap();
+            assert_eq!(labels[labels::OWNER], owner, "{purpose:?}");
+            assert_eq!(labels[labels::TIMEOUT], "90", "{purpose:?}");
+            assert_eq!(labels[labels::KEEP], "true", "{purpose:?}");
+        }
+        plan.lifecycle.keep = false;
+        plan.limits.timeout = None;
+        let labels = run(&plan).labels.unwrap();
+        assert!(!labels.contains_key(labels::KEEP));
+        assert!(!labels.contains_key(labels::TIMEOUT));
+    }
+
+    #[test]
     fn hardening_can_be_turned_off_in_config_only() {
         let mut p = plan(&["sh"]);
         p.hardening.drop_all_capabilities = false;
@@ -372,6 +409,10 @@ mod tests {
             (Some(false), Some(true), Some(true))
         );
         assert!(!warm.labels.clone().unwrap().contains_key(labels::COMMAND));
+        assert!(
+            !warm.labels.clone().unwrap().contains_key(labels::OWNER),
+            "a warm container outlives its preparer"
+        );
         assert_eq!((&warm.host_config, &warm.env), (&run.host_config, &run.env));
     }
 

@@ -367,6 +367,12 @@ fn completions_and_the_manual_page() {
             out.stdout.contains("prune"),
             "{shell} completes subcommands"
         );
+        for internal in ["reap", "warm-prepare"] {
+            assert!(
+                !out.stdout.contains(internal),
+                "{shell} offers the internal {internal}"
+            );
+        }
     }
     let out = sandbox(&["completions", "tcsh"]);
     assert_eq!(out.status, 125, "{out:?}");

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{docker, finish, signal, start_ready, test_image, Workspace};
+use common::{docker, finish, kill_with_watcher, signal, start_ready, test_image, Workspace};
 
 /// A container sandbox did not make, from the same image: prune must leave it.
 struct Foreign(String);
@@ -112,15 +112,43 @@ fn prune_takes_sandboxs_stopped_containers_and_nothing_else() {
         "theirs stayed"
     );
 
+    // A running container whose sandbox died with its watcher.
+    let orphaned = Workspace::new();
+    let doomed = start_ready(&orphaned, &["sh", "-c", "echo ready; exec sleep 60"]);
+    kill_with_watcher(&doomed);
+    finish(doomed);
+    assert_eq!(orphaned.containers().len(), 1, "left running");
+
     let out = busy.command().args(["prune", "--all"]).output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(busy.containers().is_empty(), "--all takes running ones too");
+    assert!(
+        orphaned.containers().is_empty(),
+        "--all takes a running container whose sandbox is gone: {summary}"
+    );
+    let live = busy.containers();
+    assert_eq!(live.len(), 1, "--all leaves a live run alone: {summary}");
+    assert!(
+        summary.contains(&format!("left {}", &live[0][..12])),
+        "and says so: {summary}"
+    );
     assert!(foreign.exists(), "and still leaves others alone");
+
+    // Named, it goes.
+    let out = busy
+        .command()
+        .args(["prune", &live[0][..12]])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(busy.containers().is_empty(), "named, a live run's goes");
     let ended = finish(running);
     assert_ne!(
         ended.status, 0,
         "the run whose container went away fails: {ended:?}"
     );
+    let out = busy.command().args(["prune", "f00"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
 }
 
 #[test]

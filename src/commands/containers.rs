@@ -1,5 +1,6 @@
 //! `sandbox ls` and `sandbox prune`: the containers sandbox left around, found
-//! by its label, so nobody else's are ever listed or touched.
+//! by its label, so nobody else's are ever listed or touched. `prune` never
+//! takes a container from a run whose sandbox is alive, unless named.
 
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
@@ -10,6 +11,7 @@ use indicatif::HumanBytes;
 use crate::cli::{LsArgs, PruneArgs};
 use crate::engine::{now, short_id, Engine, Listed};
 use crate::exit::Outcome;
+use crate::reaper::{owner_of, Liveness};
 use crate::ui::{self, Ui};
 use crate::warm;
 
@@ -30,11 +32,10 @@ pub async fn prune(args: &PruneArgs, host: &str, ui: Ui) -> Result<Outcome> {
     let engine = Engine::connect(host).await?;
     // Sizes only when someone will read them: measuring is slow.
     let listed = engine.list(!ui.quiet).await?;
-    let now = now();
-    let doomed: Vec<&Listed> = listed
-        .iter()
-        .filter(|c| args.all || c.is_stopped(now) || c.name.starts_with(warm::NAME_PREFIX))
-        .collect();
+    let (doomed, spared) = match args.containers.as_slice() {
+        [] => choose(&listed, args.all, now(), |c| owner_of(c, None)),
+        named => (pick(&listed, named)?, Vec::new()),
+    };
     let bytes: u64 = doomed.iter().filter_map(|c| c.size).sum();
     let verb = if args.dry_run {
         "would remove"
@@ -75,6 +76,16 @@ pub async fn prune(args: &PruneArgs, host: &str, ui: Ui) -> Result<Outcome> {
         }
     }
     if !ui.quiet {
+        for c in &spared {
+            ui::print(&format!(
+                "left {} ({}) {}: its sandbox is still running — name it to remove it \
+                 (`sandbox prune {}`)\n",
+                short_id(&c.id),
+                c.state,
+                ui::sanitize(&c.command),
+                short_id(&c.id)
+            ))?;
+        }
         let summary = match doomed.len() {
             0 => "nothing to remove\n".to_string(),
             1 => format!("{verb} 1 container, {}\n", HumanBytes(bytes)),
@@ -83,6 +94,69 @@ pub async fn prune(args: &PruneArgs, host: &str, ui: Ui) -> Result<Outcome> {
         ui::print(&summary)?;
     }
     Ok(Outcome::Exited(0))
+}
+
+/// What `prune` takes, and the live runs' containers it leaves that it
+/// would otherwise take. It takes what is left around: stopped containers,
+/// warm ones waiting, and those whose sandbox has gone; with `all`, running
+/// ones too. It leaves every container of a sandbox that is alive, or may
+/// be: one on another machine, which sandbox cannot ask, keeps its running
+/// containers (its stopped ones go, as kept containers must).
+fn choose(
+    listed: &[Listed],
+    all: bool,
+    now: i64,
+    owner: impl Fn(&Listed) -> Liveness,
+) -> (Vec<&Listed>, Vec<&Listed>) {
+    let mut doomed = Vec::new();
+    let mut spared = Vec::new();
+    for c in listed {
+        let owner = owner(c);
+        let stopped = c.is_stopped(now);
+        let left_around =
+            stopped || c.name.starts_with(warm::NAME_PREFIX) || owner == Liveness::Gone;
+        if !(left_around || all) {
+            continue;
+        }
+        let live = match owner {
+            Liveness::Alive => true,
+            Liveness::Unknown => !c.owner.is_empty() && !stopped,
+            Liveness::Gone => false,
+        };
+        match live {
+            true => spared.push(c),
+            false => doomed.push(c),
+        }
+    }
+    (doomed, spared)
+}
+
+/// The containers `names` name, by ID (or its start) or name; only
+/// sandbox's own can be named.
+fn pick<'a>(listed: &'a [Listed], names: &[String]) -> Result<Vec<&'a Listed>> {
+    let mut picked: Vec<&Listed> = Vec::new();
+    for name in names {
+        let matches: Vec<&Listed> = listed
+            .iter()
+            .filter(|c| c.name == *name || (!name.is_empty() && c.id.starts_with(name.as_str())))
+            .collect();
+        match matches.as_slice() {
+            [one] => {
+                if !picked.iter().any(|p| p.id == one.id) {
+                    picked.push(one);
+                }
+            }
+            [] => bail!(
+                "no container of sandbox's is {} — `sandbox ls` lists them",
+                ui::sanitize(name)
+            ),
+            _ => bail!(
+                "{} names more than one container — give more of its ID",
+                ui::sanitize(name)
+            ),
+        }
+    }
+    Ok(picked)
 }
 
 fn table(listed: &[Listed], now: i64) -> String {
@@ -167,6 +241,57 @@ fn shorten(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run_by(id: &str, state: &str, owner: &str) -> Listed {
+        Listed {
+            id: id.into(),
+            name: format!("name-{id}"),
+            owner: owner.into(),
+            ..Listed::example(state, 0)
+        }
+    }
+
+    #[test]
+    fn prune_never_takes_a_live_runs_container_unless_named() {
+        let listed = [
+            run_by("a1", "running", "live"),
+            run_by("b2", "exited", "live"),
+            run_by("c3", "running", "dead"),
+            run_by("d4", "exited", "dead"),
+            run_by("e5", "running", "elsewhere"),
+            run_by("f6", "exited", "elsewhere"),
+            run_by("g7", "running", ""),
+            run_by("h8", "exited", ""),
+        ];
+        let owner = |c: &Listed| match c.owner.as_str() {
+            "live" => Liveness::Alive,
+            "dead" => Liveness::Gone,
+            _ => Liveness::Unknown,
+        };
+        let ids = |found: Vec<&Listed>| found.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+        let (doomed, spared) = choose(&listed, false, 1000, owner);
+        assert_eq!(ids(doomed), ["c3", "d4", "f6", "h8"]);
+        assert_eq!(ids(spared), ["b2"], "a live run's stopped container stays");
+        let (doomed, spared) = choose(&listed, true, 1000, owner);
+        assert_eq!(ids(doomed), ["c3", "d4", "f6", "g7", "h8"]);
+        assert_eq!(ids(spared), ["a1", "b2", "e5"], "live, or maybe live");
+
+        assert_eq!(ids(pick(&listed, &["a1".into()]).unwrap()), ["a1"]);
+        assert_eq!(
+            ids(pick(&listed, &["name-e5".into(), "e".into()]).unwrap()),
+            ["e5"]
+        );
+        let unknown = pick(&listed, &["zz".into()]).unwrap_err().to_string();
+        assert!(
+            unknown.starts_with("no container of sandbox's is zz — "),
+            "{unknown}"
+        );
+        let mut twins = listed.to_vec();
+        twins.push(run_by("a1ff", "exited", ""));
+        let ambiguous = pick(&twins, &["a1".into()]).unwrap_err().to_string();
+        assert!(ambiguous.contains("more than one"), "{ambiguous}");
+        assert!(pick(&listed, &[String::new()]).is_err());
+    }
 
     #[test]
     fn ages_round_down_to_the_largest_unit() {

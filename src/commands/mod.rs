@@ -27,9 +27,24 @@ pub fn block_on(work: impl std::future::Future<Output = Result<Outcome>>) -> Res
 /// `sandbox completions SHELL`: the script on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<Outcome> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "sandbox", &mut script);
+    clap_complete::generate(shell, &mut shown(), "sandbox", &mut script);
     ui::print(&String::from_utf8_lossy(&script))?;
     Ok(Outcome::Exited(0))
+}
+
+/// The verbs a run starts for itself, nobody's to type.
+const INTERNAL: [&str; 2] = ["warm-prepare", "reap"];
+
+/// The command line as completions offer it: clap's generators offer hidden
+/// verbs too, and the internal ones do not belong there.
+fn shown() -> clap::Command {
+    let full = Cli::command();
+    let verbs = full.get_subcommands();
+    clap::Command::new("sandbox")
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true)
+        .args(full.get_arguments().cloned())
+        .subcommands(verbs.filter(|v| !INTERNAL.contains(&v.get_name())).cloned())
 }
 
 /// `sandbox man`: the manual page, in roff, on stdout.
@@ -67,5 +82,12 @@ pub async fn warm_prepare() -> Result<Outcome> {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
         format!("cannot prepare a warm container at {now}")
     })?;
+    Ok(Outcome::Exited(0))
+}
+
+/// `sandbox reap`, started by each run: removes what the run leaves if it
+/// dies, and what earlier runs left (`reaper`). Its stderr is its log.
+pub async fn reap() -> Result<Outcome> {
+    crate::reaper::serve().await?;
     Ok(Outcome::Exited(0))
 }

@@ -7,6 +7,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 
+use super::deadline::ANSWER;
 use super::{plain, Engine};
 use crate::labels;
 
@@ -21,6 +22,11 @@ pub struct Listed {
     pub workspace: String,
     /// The protections it was made with, when they follow submodules.
     pub guards: String,
+    /// The sandbox process that made it (`reaper::Owner`); empty when none
+    /// was named (a warm container, or one made by an older sandbox).
+    pub owner: String,
+    /// Made with `--keep`.
+    pub kept: bool,
     /// created, running, paused, restarting, removing, exited or dead.
     pub state: String,
     /// The engine's own summary, such as "Exited (0) 5 minutes ago".
@@ -42,6 +48,8 @@ impl Listed {
             command: "python app.py".into(),
             workspace: "/home/me/app".into(),
             guards: String::new(),
+            owner: String::new(),
+            kept: false,
             state: state.into(),
             status: "Exited (0) 1 minute ago".into(),
             created,
@@ -86,12 +94,14 @@ impl Engine {
     /// The engine's version, API and runtimes.
     pub async fn about(&self) -> Result<About> {
         let info = self
-            .docker
-            .info()
-            .await
+            .answered("describe the engine", ANSWER, self.docker.info())
+            .await?
             .map_err(plain)
             .context("the engine did not describe itself")?;
-        let version = self.docker.version().await.map_err(plain)?;
+        let version = self
+            .answered("describe the engine", ANSWER, self.docker.version())
+            .await?
+            .map_err(plain)?;
         let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
         runtimes.sort();
         Ok(About {
@@ -105,7 +115,11 @@ impl Engine {
 
     /// Whether `image` is present locally.
     pub async fn has_image(&self, image: &str) -> Result<bool> {
-        match self.docker.inspect_image(image).await {
+        let inspected = self.docker.inspect_image(image);
+        match self
+            .answered("inspect the image", ANSWER, inspected)
+            .await?
+        {
             Ok(_) => Ok(true),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
@@ -124,10 +138,10 @@ impl Engine {
             .size(size)
             .filters(&filters)
             .build();
+        let found = self.docker.list_containers(Some(options));
         let found = self
-            .docker
-            .list_containers(Some(options))
-            .await
+            .answered("list containers", ANSWER, found)
+            .await?
             .map_err(plain)
             .context("cannot list containers")?;
         let mut listed: Vec<Listed> = found
@@ -156,6 +170,8 @@ impl Engine {
                     command: label(labels::COMMAND),
                     workspace: label(labels::WORKSPACE),
                     guards: label(labels::GUARDS),
+                    owner: label(labels::OWNER),
+                    kept: label(labels::KEEP) == "true",
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     status: c.status.clone().unwrap_or_default(),
                     created: c.created.unwrap_or_default(),
@@ -175,10 +191,10 @@ impl Engine {
             ("dangling", vec!["true".to_string()]),
         ]);
         let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
+        let listed = self.docker.list_volumes(Some(options));
         let listed = self
-            .docker
-            .list_volumes(Some(options))
-            .await
+            .answered("list volumes", ANSWER, listed)
+            .await?
             .map_err(plain)
             .context("cannot list volumes")?;
         Ok(listed
@@ -192,7 +208,8 @@ impl Engine {
     /// Removes a named volume; one already gone is fine.
     pub async fn remove_volume(&self, name: &str) -> Result<()> {
         let options = RemoveVolumeOptionsBuilder::new().force(true).build();
-        match self.docker.remove_volume(name, Some(options)).await {
+        let removed = self.docker.remove_volume(name, Some(options));
+        match self.answered("remove a volume", ANSWER, removed).await? {
             Ok(())
             | Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..

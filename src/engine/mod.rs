@@ -1,9 +1,12 @@
 //! The only module that talks to the container engine (through bollard): connect,
 //! pull, create, attach, start, wait, signal, resize, remove, and turning the
-//! daemon's errors into sentences a person can act on.
+//! daemon's errors into sentences a person can act on. Every call has a
+//! deadline (`deadline.rs`).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use bollard::container::LogOutput;
@@ -11,21 +14,23 @@ use bollard::errors::Error as BollardError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, ResizeContainerTTYOptionsBuilder,
-    UploadToContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    KillContainerOptionsBuilder, RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder,
+    ResizeContainerTTYOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
 
 use crate::exit::CannotRun;
 
+mod deadline;
 mod inventory;
 mod raw;
+mod transfer;
 
+pub use deadline::{NoAnswer, ANSWER, ENDING};
+use deadline::{Silence, PING, PULL_STALL};
 pub use inventory::{now, Listed};
 
 /// 127 or 126 when the runtime's refusal to start is about the command
@@ -53,7 +58,12 @@ pub struct Engine {
     /// Learned from the first create it refused: the engine reads seccomp
     /// profiles from files (Podman), so every later request says so.
     seccomp_from_files: AtomicBool,
+    /// Whether a call has gone unanswered: later ones wait less.
+    silence: Silence,
 }
+
+/// bollard's own deadline, out of the way of ours: a day.
+const NO_CLIENT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// A chunk of the command's output.
 pub enum Output {
@@ -108,23 +118,54 @@ impl Engine {
         };
         let docker = Docker::connect_with_host(host)
             .map_err(plain)
-            .with_context(unreachable)?;
+            .with_context(unreachable)?
+            // bollard's deadline covers a request until the answer's
+            // headers, which for an upload is the whole upload; each call
+            // here has its own (`deadline.rs`) instead.
+            .with_timeout(NO_CLIENT_TIMEOUT);
+        let engine = Engine {
+            docker,
+            host: host.to_string(),
+            seccomp_from_files: AtomicBool::new(false),
+            silence: Silence::default(),
+        };
         // No version negotiation: bollard 0.21 sends every request without
         // the /vX.Y prefix (its URL join drops it), so the daemon answers at
         // its own API version, and negotiating would only cost a /version
         // round trip, which takes the daemon several milliseconds where a
         // ping takes well under one. Recheck this on a bollard upgrade.
-        docker
-            .ping()
-            .await
-            .map_err(plain)
-            .with_context(unreachable)?;
+        // An engine that takes the connection and never answers is not
+        // "down": its own advice (restart it) says more than starting one.
+        match engine.silence.within(PING, engine.docker.ping()).await {
+            Err(silent) => {
+                return Err(anyhow::Error::new(silent))
+                    .with_context(|| format!("cannot reach the Docker engine at {host}"))
+            }
+            Ok(pinged) => pinged.map_err(plain).with_context(unreachable)?,
+        };
         tracing::info!(host, "connected");
-        Ok(Engine {
-            docker,
-            host: host.to_string(),
-            seccomp_from_files: AtomicBool::new(false),
-        })
+        Ok(engine)
+    }
+
+    /// Whether the engine left a call unanswered (or abandoned to a signal)
+    /// and has answered none since.
+    pub fn is_silent(&self) -> bool {
+        self.silence.is_silent()
+    }
+
+    /// `call` within `limit`; an engine that does not answer is an error
+    /// saying it could not `what`.
+    async fn answered<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        call: impl Future<Output = T>,
+    ) -> Result<T> {
+        self.silence
+            .within(limit, call)
+            .await
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("cannot {what}"))
     }
 
     /// Where the engine was reached.
@@ -147,7 +188,8 @@ impl Engine {
             .from_image(reference)
             .build();
         let mut events = self.docker.create_image(Some(options), None, None);
-        while let Some(event) = events.next().await {
+        let what = format!("pull {reference}");
+        while let Some(event) = self.answered(&what, PULL_STALL, events.next()).await? {
             let event = event
                 .map_err(plain)
                 .with_context(|| format!("cannot pull {reference}"))?;
@@ -175,7 +217,11 @@ impl Engine {
         name: Option<&str>,
     ) -> Result<(String, Vec<String>)> {
         let options = name.map(|n| CreateContainerOptionsBuilder::new().name(n).build());
-        match self.docker.create_container(options, body).await {
+        let created = self.docker.create_container(options, body);
+        match self
+            .answered("create the container", ANSWER, created)
+            .await?
+        {
             Ok(created) => Ok((created.id, created.warnings)),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404,
@@ -206,7 +252,11 @@ impl Engine {
     /// The ID (`sha256:...`) of the image `reference` names now; `None` when
     /// it is not present locally.
     pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        match self.docker.inspect_image(reference).await {
+        let inspected = self.docker.inspect_image(reference);
+        match self
+            .answered("inspect the image", ANSWER, inspected)
+            .await?
+        {
             Ok(image) => Ok(image.id.filter(|id| !id.is_empty())),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
@@ -222,7 +272,8 @@ impl Engine {
     /// this is how a warm container is claimed.
     pub async fn rename(&self, from: &str, to: &str) -> Result<bool> {
         let options = RenameContainerOptionsBuilder::new().name(to).build();
-        match self.docker.rename_container(from, options).await {
+        let renamed = self.docker.rename_container(from, options);
+        match self.answered("rename a container", ANSWER, renamed).await? {
             Ok(()) => Ok(true),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
@@ -233,10 +284,10 @@ impl Engine {
 
     /// When the container started, if it is running now.
     pub async fn running_since(&self, id: &str) -> Result<Option<std::time::SystemTime>> {
+        let inspected = self.docker.inspect_container(id, None);
         let inspected = self
-            .docker
-            .inspect_container(id, None)
-            .await
+            .answered("inspect the container", ANSWER, inspected)
+            .await?
             .map_err(plain)
             .context("cannot inspect the container")?;
         let state = inspected.state.unwrap_or_default();
@@ -253,8 +304,10 @@ impl Engine {
     /// header, which a terminal's output is not, and would eat the bytes.
     pub async fn attach(&self, id: &str, stdin: bool, tty: bool) -> Result<(OutputStream, Input)> {
         if let (true, Some(socket)) = (tty, self.host.strip_prefix("unix://")) {
-            return raw::attach_raw(socket, id, stdin)
-                .await
+            let attached = raw::attach_raw(socket, id, stdin);
+            return self
+                .answered("attach to the container", ANSWER, attached)
+                .await?
                 .context("cannot attach to the container");
         }
         let options = AttachContainerOptionsBuilder::default()
@@ -263,10 +316,10 @@ impl Engine {
             .stdout(true)
             .stderr(true)
             .build();
+        let attached = self.docker.attach_container(id, Some(options));
         let attached = self
-            .docker
-            .attach_container(id, Some(options))
-            .await
+            .answered("attach to the container", ANSWER, attached)
+            .await?
             .map_err(plain)
             .context("cannot attach to the container")?;
         let output = attached.output.filter_map(|item| async move {
@@ -285,7 +338,11 @@ impl Engine {
     /// Starts the container. A command that cannot be found or executed comes
     /// back as [`CannotRun`] (127 / 126, as `docker run`).
     pub async fn start(&self, id: &str) -> Result<()> {
-        match self.docker.start_container(id, None).await {
+        let started = self.docker.start_container(id, None);
+        match self
+            .answered("start the container", ANSWER, started)
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(BollardError::DockerResponseServerError { message, .. }) => {
                 let error = anyhow!("{}", message.trim());
@@ -298,7 +355,9 @@ impl Engine {
         }
     }
 
-    /// Waits for the container to stop and returns its exit status.
+    /// Waits for the container to stop and returns its exit status. No
+    /// deadline: the command takes as long as it takes, and the supervise
+    /// loop races this against signals and the time limit.
     pub async fn wait(&self, id: &str) -> Result<i64> {
         let options = WaitContainerOptionsBuilder::default()
             .condition("not-running")
@@ -314,15 +373,21 @@ impl Engine {
     }
 
     /// Sends `signal` (a name such as `SIGTERM`) to the container's PID 1.
+    /// A run that signals is ending, and a signal is the quickest thing an
+    /// engine does: it gets [`ENDING`], not [`ANSWER`], so Ctrl-C and
+    /// the time limit end a run within seconds whatever the engine does.
     pub async fn kill(&self, id: &str, signal: &str) -> Result<()> {
         let options = KillContainerOptionsBuilder::default()
             .signal(signal)
             .build();
-        match self.docker.kill_container(id, Some(options)).await {
+        let killed = self.docker.kill_container(id, Some(options));
+        let what = format!("send {signal} to the container");
+        match self.answered(&what, ENDING, killed).await? {
             Ok(()) => Ok(()),
-            // Already stopped: nothing left to signal.
+            // Already stopped, or gone: nothing left to signal.
             Err(BollardError::DockerResponseServerError {
-                status_code: 409, ..
+                status_code: 404 | 409,
+                ..
             }) => Ok(()),
             Err(e) => {
                 Err(plain(e)).with_context(|| format!("cannot send {signal} to the container"))
@@ -336,62 +401,42 @@ impl Engine {
             .h(rows.into())
             .w(cols.into())
             .build();
-        self.docker
-            .resize_container_tty(id, options)
-            .await
+        // Asked from inside the supervise loop, which must stay free for
+        // signals: a size is not worth more than a moment.
+        let resized = self.docker.resize_container_tty(id, options);
+        self.answered("resize the container's terminal", ENDING, resized)
+            .await?
             .map_err(plain)
             .context("cannot resize the container's terminal")
     }
 
     /// Whether the kernel's OOM killer stopped the container.
     pub async fn was_oom_killed(&self, id: &str) -> bool {
-        let inspected = self.docker.inspect_container(id, None).await;
+        let inspected = self.docker.inspect_container(id, None);
+        let inspected = self.answered("inspect the container", ANSWER, inspected);
         inspected
+            .await
             .ok()
+            .and_then(Result::ok)
             .and_then(|c| c.state)
             .and_then(|s| s.oom_killed)
             .unwrap_or(false)
     }
 
-    /// Unpacks the tar stream from `chunks` into `path` in the container,
-    /// which may be created and not yet started.
-    pub async fn upload(
-        &self,
-        id: &str,
-        path: &str,
-        mut chunks: mpsc::Receiver<Bytes>,
-    ) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::new().path(path).build();
-        let stream = futures_util::stream::poll_fn(move |cx| chunks.poll_recv(cx));
-        self.docker
-            .upload_to_container(id, Some(options), bollard::body_stream(stream))
-            .await
-            .map_err(plain)
-            .with_context(|| format!("cannot copy into {path} in the container"))
-    }
-
-    /// `path` in the container (stopped or not) as a tar stream.
-    pub fn download(&self, id: &str, path: &str) -> impl Stream<Item = Result<Bytes>> + '_ {
-        let options = DownloadFromContainerOptionsBuilder::new()
-            .path(path)
-            .build();
-        let path = path.to_string();
-        self.docker
-            .download_from_container(id, Some(options))
-            .map(move |chunk| {
-                chunk
-                    .map_err(plain)
-                    .with_context(|| format!("cannot copy {path} out of the container"))
-            })
-    }
-
     /// Removes the container, running or not, with its anonymous volumes.
     pub async fn remove(&self, id: &str) -> Result<()> {
+        self.remove_within(id, ANSWER).await
+    }
+
+    /// [`Engine::remove`], waiting at most `limit` for the engine.
+    pub async fn remove_within(&self, id: &str, limit: Duration) -> Result<()> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
             .build();
-        match self.docker.remove_container(id, Some(options)).await {
+        let removed = self.docker.remove_container(id, Some(options));
+        let what = format!("remove container {}", short_id(id));
+        match self.answered(&what, limit, removed).await? {
             Ok(())
             | Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..

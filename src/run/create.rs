@@ -22,7 +22,9 @@ pub enum Made {
 
 /// Creates `plan`'s container for `purpose`. Creating first and pulling only
 /// on "no such image" saves an inspect round trip on every run with a
-/// local image.
+/// local image. A stop signal abandons the wait on the engine; a container
+/// the engine makes all the same carries this process as its owner, and the
+/// watcher removes it.
 pub async fn create_pulling(
     engine: &Engine,
     plan: &RunPlan,
@@ -30,7 +32,7 @@ pub async fn create_pulling(
     signals: &mut Signals,
     ui: Ui,
 ) -> Result<Made> {
-    let (id, warnings) = match create(engine, plan, purpose).await {
+    let (id, warnings) = match signals.stops.race(create(engine, plan, purpose)).await {
         Err(e) if e.is::<ImageMissing>() => {
             if plan.lifecycle.pull == PullPolicy::Never {
                 bail!(
@@ -42,7 +44,7 @@ pub async fn create_pulling(
             if let Some(stopped) = pull(engine, plan, signals, ui).await? {
                 return Ok(Made::Stopped(stopped));
             }
-            create(engine, plan, purpose).await?
+            signals.stops.race(create(engine, plan, purpose)).await?
         }
         created => created?,
     };

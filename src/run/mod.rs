@@ -7,19 +7,25 @@
 //! the start and comes back before the removal; `signals.rs` holds what the
 //! supervise loop listens to; `setup.rs` runs the project's setup steps
 //! first, in a container of their own that holds no secret.
+//!
+//! Every wait on the engine yields to a stop signal, and the ending of a
+//! run waits only briefly for an engine that does not answer: what is left
+//! then is the watcher's (`reaper`), which removes it once the engine
+//! answers, as it does when sandbox itself is killed.
 
 use std::pin::pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep_until, Instant};
 
 use crate::config::PullPolicy;
-use crate::engine::{short_id, Engine};
+use crate::engine::{short_id, Engine, NoAnswer, ANSWER, ENDING};
 use crate::exit::Outcome;
 use crate::plan::{RunPlan, Transfer};
 use crate::protect;
+use crate::reaper;
 use crate::request::Purpose;
 use crate::streams::{self, OutputEnd};
 use crate::tty::{self, RawMode};
@@ -33,7 +39,7 @@ mod signals;
 
 use copy::{run_copied, Copy};
 use create::{check_warnings, create_pulling, pull, Made};
-use signals::{Signals, Stop};
+use signals::{Signals, Stop, Stopped, Stops};
 
 /// How long a command may take to exit after a forwarded signal (or the time
 /// limit) before it is killed.
@@ -42,32 +48,54 @@ const GRACE: Duration = Duration::from_secs(5);
 pub async fn run(plan: RunPlan, ui: Ui) -> Result<Outcome> {
     // Handlers go in first: from here a Ctrl-C is ours to handle, so it can
     // never strike between create and the removal that must follow it.
-    let signals = Signals::new()?;
-    let engine = Engine::connect(&plan.lifecycle.host).await?;
+    let mut signals = Signals::new()?;
+    let connected = signals
+        .stops
+        .race(Engine::connect(&plan.lifecycle.host))
+        .await;
+    let engine = match connected {
+        Ok(engine) => engine,
+        Err(e) => return stopped(e, ui),
+    };
     tracing::info!(host = engine.host(), image = %plan.task.image, "running");
     let protections = &plan.workspace.protections;
     let (workspace, private) = (plan.workspace(), &plan.workspace.private_dir);
+    // Before the first container: from here a killed sandbox leaves nothing.
+    if let Err(e) = reaper::start(engine.host(), private) {
+        ui.warn(&format!(
+            "{e:#} — if sandbox is killed, its container is removed only by a later run"
+        ));
+    }
     let hold = match protections.is_empty() {
         true => None,
         false => Some(protect::Hold::shared(private, workspace)?),
     };
     let label = workspace.to_string_lossy().into_owned();
     if let Some(key) = &protections.key {
-        refuse_other_guards(&engine, &label, key).await?;
+        let checked = signals
+            .stops
+            .race(refuse_other_guards(&engine, &label, key))
+            .await;
+        if let Err(e) = checked {
+            return stopped(e, ui);
+        }
     }
     let snapshot = protections.prepare(workspace, private, plan.numeric_user())?;
     let result = run_protected(&engine, &plan, signals, ui).await;
+    let result = result.or_else(|e| stopped(e, ui));
     // The container is gone: what the command did to git comes back, and
     // the stand-ins go when nothing else of the workspace's needs them.
     for note in protections.finish(snapshot.as_ref()) {
         ui.warn(&note);
     }
     drop(hold);
+    // An engine that does not answer cannot tell: assume others.
     let others = async {
-        engine
-            .list(false)
-            .await
-            .map_or(true, |all| all.iter().any(|c| c.workspace == label))
+        !engine.is_silent()
+            && engine
+                .list(false)
+                .await
+                .map_or(true, |all| all.iter().any(|c| c.workspace == label))
     };
     protections
         .remove_stand_ins(workspace, private, others)
@@ -129,8 +157,10 @@ async fn run_protected(
     }
     let warm = plan.lifecycle.warm.map(|idle| Warm::for_plan(plan, idle));
     if let Some(warm) = &warm {
-        if let Some(id) = warm::claim(engine, warm).await? {
+        if let Some(id) = signals.stops.race(warm::claim(engine, warm)).await? {
             tracing::debug!(id = short_id(&id), "claimed a warm container");
+            // Its labels are its preparer's: the watcher is told instead.
+            reaper::watch(&id);
             let _next = prepare_next(warm, ui);
             let result = match signals.stops.pending() {
                 Some(signal) => Ok(Outcome::Signalled(signal.number())),
@@ -184,12 +214,8 @@ async fn finish(
             "kept container {} (remove it with `sandbox prune`)",
             short_id(id)
         ));
-    } else if let Err(e) = engine.remove(id).await {
-        // The run's own result matters more; say what was left behind.
-        ui.warn(&format!(
-            "{e:#} — remove it with `docker rm -f {}` or `sandbox prune`",
-            short_id(id)
-        ));
+    } else {
+        remove(engine, id, &result, ui).await;
     }
     if let (
         Transfer::Copy {
@@ -208,6 +234,60 @@ async fn finish(
     result
 }
 
+/// Removes container `id` at the end of a run (or of its setup), or says
+/// why it stays: the engine did not answer, or a stop signal came while it
+/// was asked. Either way the watcher removes it once the engine answers.
+/// An engine already silent is not asked again, and one a stop signal
+/// interrupted gets [`ENDING`]: Ctrl-C ends a run within seconds, whatever
+/// the engine does.
+async fn remove(engine: &Engine, id: &str, result: &Result<Outcome>, ui: Ui) {
+    let left = |why: String| {
+        ui.warn(&format!(
+            "container {} is left for now: {why} — sandbox removes it once the engine \
+             answers (or run `sandbox prune`)",
+            short_id(id)
+        ));
+    };
+    if engine.is_silent() {
+        return left("the engine does not answer".into());
+    }
+    let interrupted = matches!(result, Err(e) if e.is::<Stopped>());
+    let limit = if interrupted { ENDING } else { ANSWER };
+    // A new listener: a signal that ended the run is not a second one.
+    let mut stops = Stops::new().ok();
+    let second = async {
+        match stops.as_mut() {
+            Some(stops) => stops.stop().await,
+            None => std::future::pending().await,
+        }
+    };
+    let removed = tokio::select! {
+        removed = engine.remove_within(id, limit) => removed,
+        signal = second => return left(format!("stopped by {}", signal.name())),
+    };
+    match removed {
+        Ok(()) => reaper::done(id),
+        Err(e) if e.is::<NoAnswer>() => left(format!("{e:#}")),
+        // The run's own result matters more; say what was left behind.
+        Err(e) => ui.warn(&format!(
+            "{e:#} — remove it with `docker rm -f {}` or `sandbox prune`",
+            short_id(id)
+        )),
+    }
+}
+
+/// The outcome of a run that a stop signal ended while it waited on the
+/// engine, said in a line; any other error stays one.
+fn stopped(error: anyhow::Error, ui: Ui) -> Result<Outcome> {
+    match error.downcast_ref::<Stopped>() {
+        Some(stopped) => {
+            ui.notice(&stopped.to_string());
+            Ok(Outcome::Signalled(stopped.0.number()))
+        }
+        None => Err(error),
+    }
+}
+
 /// Has the next warm container prepared. Hold the handle for as long as
 /// this run goes on: the preparer holds back until it is dropped (or a
 /// second has passed).
@@ -224,10 +304,11 @@ async fn attach_and_supervise(
     signals: &mut Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    let (output, input) = engine.attach(id, plan.io.stdin, plan.io.tty).await?;
+    let attached = engine.attach(id, plan.io.stdin, plan.io.tty);
+    let (output, input) = signals.stops.race(attached).await?;
     let raw = if plan.io.tty { RawMode::enter()? } else { None };
     let result = async {
-        engine.start(id).await?;
+        signals.stops.race(engine.start(id)).await?;
         if plan.io.tty {
             if let Some((rows, cols)) = tty::size() {
                 // A failed resize leaves the default size; not worth failing the run.
@@ -255,13 +336,14 @@ async fn hand_over_and_supervise(
     mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    let (output, mut input) = engine.attach(id, true, false).await?;
-    input
-        .write_all(&warm::handoff(&plan.task.argv))
-        .await
-        .context("cannot hand the command to the warm container")?;
-    input
-        .flush()
+    let (output, mut input) = signals.stops.race(engine.attach(id, true, false)).await?;
+    let handed = async {
+        input.write_all(&warm::handoff(&plan.task.argv)).await?;
+        input.flush().await
+    };
+    signals
+        .stops
+        .race(async { handed.await.map_err(anyhow::Error::new) })
         .await
         .context("cannot hand the command to the warm container")?;
     if plan.io.stdin {
@@ -287,7 +369,14 @@ async fn supervise(
     let mut status = None;
     let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let deadline = plan.limits.timeout.map(|t| Instant::now() + t);
+    if let Some(limit) = plan.limits.timeout {
+        // Should sandbox be alive but not acting (stopped), the watcher
+        // stops the command a little later.
+        reaper::deadline(id, SystemTime::now() + limit + GRACE);
+    }
     let mut timed_out = false;
+    // The first reason to stop the command, for when the engine takes none.
+    let mut reason: Option<Stop> = None;
     // Set when a stop is under way: the moment to stop asking and kill.
     let mut kill_at: Option<Instant> = None;
 
@@ -300,7 +389,9 @@ async fn supervise(
                 if end? == OutputEnd::ReaderGone {
                     // Nobody reads any more: end the command as a pipe would.
                     tracing::debug!("output reader gone");
-                    engine.kill(id, "SIGPIPE").await?;
+                    if let Err(e) = engine.kill(id, "SIGPIPE").await {
+                        return unanswered(e, Outcome::Signalled(13), "the output's reader went away", ui);
+                    }
                     kill_at.get_or_insert(Instant::now() + GRACE);
                 }
                 continue;
@@ -334,8 +425,25 @@ async fn supervise(
         } else {
             signal
         };
+        let reason = *reason.get_or_insert(signal);
         tracing::info!(signal = signal.name(), "stopping the container");
-        engine.kill(id, signal.name()).await?;
+        if let Err(e) = engine.kill(id, signal.name()).await {
+            return match timed_out {
+                true => {
+                    let limit = describe_limit(plan);
+                    unanswered(
+                        e,
+                        Outcome::TimedOut,
+                        &format!("the time limit of {limit} passed"),
+                        ui,
+                    )
+                }
+                false => {
+                    let why = format!("stopped by {}", reason.name());
+                    unanswered(e, Outcome::Signalled(reason.number()), &why, ui)
+                }
+            };
+        }
         if signal != Stop::Kill {
             kill_at = Some(Instant::now() + GRACE);
         }
@@ -343,10 +451,9 @@ async fn supervise(
 
     let status = status.unwrap_or(-1);
     if timed_out {
-        let limit = plan.limits.timeout.map(humantime::format_duration);
         ui.notice(&format!(
             "the command was stopped: it reached the time limit of {} — raise it with --timeout or container.timeout",
-            limit.map_or(String::new(), |l| l.to_string())
+            describe_limit(plan)
         ));
         return Ok(Outcome::TimedOut);
     }
@@ -357,4 +464,22 @@ async fn supervise(
         ));
     }
     Ok(Outcome::Exited(status))
+}
+
+fn describe_limit(plan: &RunPlan) -> String {
+    plan.limits
+        .timeout
+        .map(|t| humantime::format_duration(t).to_string())
+        .unwrap_or_default()
+}
+
+/// The run ends as `outcome` when the engine did not take the signal that
+/// was to end it (`why`): said in one line, the container left to the
+/// watcher. Any other failure to signal stays an error.
+fn unanswered(error: anyhow::Error, outcome: Outcome, why: &str, ui: Ui) -> Result<Outcome> {
+    if !error.is::<NoAnswer>() {
+        return Err(error);
+    }
+    ui.notice(&format!("{why}: {error:#}"));
+    Ok(outcome)
 }

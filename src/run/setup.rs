@@ -57,12 +57,7 @@ pub async fn run(
         (Ok(()), None) => run_steps(engine, &id, plan, signals, ui).await,
     };
     // Removed on every path, --keep or not: it holds nothing of the run's.
-    if let Err(e) = engine.remove(&id).await {
-        ui.warn(&format!(
-            "{e:#} — remove it with `docker rm -f {}` or `sandbox prune`",
-            short_id(&id)
-        ));
-    }
+    super::remove(engine, &id, &result, ui).await;
     match result? {
         Outcome::Exited(0) => Ok(None),
         ended => Ok(Some(ended)),
@@ -90,10 +85,11 @@ async fn run_steps(
         }
         Transfer::Mount => None,
     };
-    let (output, input) = engine.attach(id, false, false).await?;
+    let (output, input) = signals.stops.race(engine.attach(id, false, false)).await?;
     drop(input);
-    engine
-        .start(id)
+    signals
+        .stops
+        .race(engine.start(id))
         .await
         .with_context(|| format!("cannot run the setup steps of {}", project::FILE))?;
     let outcome = supervise(engine, id, plan, on_stderr(output), signals, ui).await?;

@@ -1,7 +1,9 @@
 //! The signals a run acts on: the ones that ask it to stop (forwarded to
-//! the command) and the terminal's resizes.
+//! the command, or ending a wait on the engine) and the terminal's resizes.
 
-use anyhow::{Context, Result};
+use std::future::Future;
+
+use anyhow::{anyhow, Context, Result};
 use futures_util::FutureExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -47,21 +49,46 @@ impl Stop {
     }
 }
 
+/// A stop signal came while sandbox waited on the engine: the run ends with
+/// that signal's status (`run` turns this error into the outcome once the
+/// container is gone).
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by {} while waiting for the engine", .0.name())]
+pub struct Stopped(pub Stop);
+
+fn on(kind: SignalKind) -> Result<Signal> {
+    signal(kind).context("cannot install signal handlers")
+}
+
 impl Signals {
     pub fn new() -> Result<Signals> {
-        let on = |kind| signal(kind).context("cannot install signal handlers");
         Ok(Signals {
-            stops: Stops {
-                interrupt: on(SignalKind::interrupt())?,
-                terminate: on(SignalKind::terminate())?,
-                hangup: on(SignalKind::hangup())?,
-            },
+            stops: Stops::new()?,
             window: on(SignalKind::window_change())?,
         })
     }
 }
 
 impl Stops {
+    /// Listens for stop signals from now on: one that came before is
+    /// another listener's.
+    pub fn new() -> Result<Stops> {
+        Ok(Stops {
+            interrupt: on(SignalKind::interrupt())?,
+            terminate: on(SignalKind::terminate())?,
+            hangup: on(SignalKind::hangup())?,
+        })
+    }
+
+    /// `call` to the engine, unless a stop signal comes first: then the
+    /// call is abandoned and the error is [`Stopped`].
+    pub async fn race<T>(&mut self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            result = call => result,
+            signal = self.stop() => Err(anyhow!(Stopped(signal))),
+        }
+    }
+
     /// The next stop signal.
     pub async fn stop(&mut self) -> Stop {
         tokio::select! {

@@ -65,6 +65,11 @@ impl Workspace {
     /// `sandbox run` on the engine at `host` (which has the test image),
     /// without a network, with `input` on stdin.
     pub fn run_on(&self, host: &str, args: &[&str], input: &[u8]) -> Output {
+        with_stdin(self.run_command_on(host, args), input)
+    }
+
+    /// `sandbox run` on the engine at `host`, without a network, cold.
+    pub fn run_command_on(&self, host: &str, args: &[&str]) -> Command {
         let mut cmd = self.command();
         cmd.env("DOCKER_HOST", host)
             .args([
@@ -77,7 +82,7 @@ impl Workspace {
                 "none",
             ])
             .args(args);
-        with_stdin(cmd, input)
+        cmd
     }
 
     /// Ids of the containers sandbox labelled with this workspace.

@@ -9,6 +9,8 @@ mod agents;
 mod copy;
 mod hostile;
 mod hostile_sync;
+mod hung;
+mod orphans;
 mod podman;
 mod probes;
 mod project;

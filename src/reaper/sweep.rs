@@ -1,0 +1,107 @@
+//! What becomes of a container whose sandbox has gone: removed, or only
+//! stopped when it was made with `--keep`. A container whose owner runs, or
+//! may run (another machine, another pid namespace, no owner named), is
+//! left alone: it is someone's live run.
+
+use anyhow::Result;
+
+use super::owner::{liveness, Liveness, Owner};
+use crate::engine::{now, short_id, Engine, Listed};
+
+/// What to do with a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Leave,
+    /// Kept: its command is stopped, the container stays for `prune`.
+    Stop,
+    Remove,
+}
+
+/// Whether the sandbox that made `c` still runs. `gone` names an owner
+/// known to have ended whatever `/proc` shows yet: the watcher's own, once
+/// its pipe has closed (a killed process is not reaped at once).
+pub fn owner_of(c: &Listed, gone: Option<&str>) -> Liveness {
+    if c.owner.is_empty() {
+        return Liveness::Unknown;
+    }
+    if gone == Some(c.owner.as_str()) {
+        return Liveness::Gone;
+    }
+    Owner::current().map_or(Liveness::Unknown, |here| liveness(&c.owner, here))
+}
+
+/// What becomes of `c`, whose owner is `owner`, at `now`.
+pub fn verdict(c: &Listed, owner: Liveness, now: i64) -> Verdict {
+    match owner {
+        Liveness::Gone if !c.kept => Verdict::Remove,
+        Liveness::Gone if !c.is_stopped(now) => Verdict::Stop,
+        _ => Verdict::Leave,
+    }
+}
+
+/// Removes (or stops, if kept) every container of sandbox's whose owner is
+/// gone. Returns one line per container, for the log. A container of
+/// `gone`'s that cannot be removed is an error (the watcher tries again);
+/// another's is a line, left for a later run: one container the engine is
+/// stuck on must not keep the rest.
+pub async fn sweep(engine: &Engine, gone: Option<&str>) -> Result<Vec<String>> {
+    let now = now();
+    let mut lines = Vec::new();
+    for c in engine.list(false).await? {
+        let verdict = verdict(&c, owner_of(&c, gone), now);
+        let (done, what) = match verdict {
+            Verdict::Leave => continue,
+            Verdict::Stop => (engine.kill(&c.id, "SIGKILL").await, "stopped (kept)"),
+            Verdict::Remove => (engine.remove(&c.id).await, "removed"),
+        };
+        let line = match done {
+            Ok(()) => format!("{what} {}", short_id(&c.id)),
+            Err(e) if gone != Some(c.owner.as_str()) => format!("{e:#}"),
+            Err(e) => return Err(e),
+        };
+        lines.push(format!("{line} of {}: its sandbox is gone", c.workspace));
+    }
+    Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(state: &str, owner: &str, kept: bool) -> Listed {
+        Listed {
+            owner: owner.into(),
+            kept,
+            ..Listed::example(state, 100)
+        }
+    }
+
+    #[test]
+    fn only_a_gone_owners_containers_go_and_kept_ones_only_stop() {
+        let now = 1000;
+        let dead = owned("running", "b/1/2/3", false);
+        assert_eq!(verdict(&dead, Liveness::Gone, now), Verdict::Remove);
+        let kept = owned("running", "b/1/2/3", true);
+        assert_eq!(verdict(&kept, Liveness::Gone, now), Verdict::Stop);
+        let kept_stopped = owned("exited", "b/1/2/3", true);
+        assert_eq!(verdict(&kept_stopped, Liveness::Gone, now), Verdict::Leave);
+        for owner in [Liveness::Alive, Liveness::Unknown] {
+            for state in ["running", "exited", "created"] {
+                let c = owned(state, "b/1/2/3", false);
+                assert_eq!(verdict(&c, owner, now), Verdict::Leave, "{state} {owner:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unnamed_owner_is_unknown_and_a_closed_pipe_means_gone() {
+        assert_eq!(
+            owner_of(&owned("running", "", false), None),
+            Liveness::Unknown
+        );
+        let here = Owner::current().unwrap().label();
+        let mine = owned("running", &here, false);
+        assert_eq!(owner_of(&mine, None), Liveness::Alive);
+        assert_eq!(owner_of(&mine, Some(&here)), Liveness::Gone);
+    }
+}
