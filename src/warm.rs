@@ -10,15 +10,15 @@
 //! after the idle time.
 //!
 //! A warm container is named after a hash of its settings, the ID of its
-//! image among them (not the tag, which a rebuild moves). A run claims it by
-//! renaming it, which the engine does atomically: two runs never share one.
-//! The next one is prepared by a detached `sandbox warm-prepare`, so the run
-//! that asked for it does not wait.
+//! image and its waiting shell among them (not the tag, which a rebuild
+//! moves). A run claims it for itself alone and hands it the command
+//! (`claim.rs`). The next one is prepared by a detached `sandbox
+//! warm-prepare`, so the run that asked for it does not wait.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{ChildStdin, Command, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bollard::models::ContainerCreateBody;
@@ -29,10 +29,15 @@ use crate::plan::RunPlan;
 use crate::request::{self, Dialect, Purpose};
 use crate::shell;
 
+mod claim;
+
+pub use claim::claim;
+
 /// Prefix of an unclaimed warm container's name.
 pub const NAME_PREFIX: &str = "sandbox-warm-";
-/// A warm container this close to its idle limit is left to expire.
-const MARGIN: Duration = Duration::from_secs(5);
+/// What the waiting shell writes to stdout once it has the command and is
+/// about to run it: the run knows the command started, and takes it off.
+const ACK: u8 = 0x06;
 
 /// A warm container's request, before it is tied to an image.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -79,6 +84,12 @@ impl Warm {
         // For `sandbox ls`, which would otherwise show the bare ID.
         let labels = body.labels.get_or_insert_with(Default::default);
         labels.insert(labels::IMAGE.into(), named);
+        // The waiter is part of the settings: a run never hands its command
+        // to a waiter of another version, which may not acknowledge it.
+        body.cmd = Some(waiter(
+            Duration::from_secs(self.idle),
+            body.env.as_deref().unwrap_or_default(),
+        ));
         // Through `Value`, whose maps are sorted: the body's HashMaps iterate
         // in a different order in every process.
         let settings = serde_json::to_value(&body)
@@ -88,10 +99,6 @@ impl Warm {
         let labels = body.labels.get_or_insert_with(Default::default);
         labels.insert(labels::COMMAND.into(), "(warm, waiting)".into());
         labels.insert(labels::WARM.into(), key.clone());
-        body.cmd = Some(waiter(
-            Duration::from_secs(self.idle),
-            body.env.as_deref().unwrap_or_default(),
-        ));
         (format!("{NAME_PREFIX}{key}"), body)
     }
 
@@ -109,6 +116,8 @@ const SHELL_SETS: [&str; 3] = ["SHLVL", "PWD", "OLDPWD"];
 /// stops the watchdog (and its sleep, so nothing stray is left beside the
 /// command). `NL` stands for newlines inside arguments: see `handoff`. `env`
 /// is the container's environment, restored where the shell changed it.
+/// [`ACK`] goes out just before the `exec`: a run that never sees it knows
+/// the command never started (the shell ended first, or could not write).
 fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
     let mut restore = String::new();
     for name in SHELL_SETS {
@@ -126,6 +135,7 @@ fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
          NL='\n'\n\
          eval \"set -- $line\"\n\
          {restore}\
+         printf '\\{ACK:03o}' || exit 0\n\
          exec \"$@\"\n",
         idle.as_secs().max(1)
     );
@@ -135,7 +145,7 @@ fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
 /// The command as the one line the waiter reads: each argument quoted for
 /// the shell, with a newline inside one written as `"$NL"` so the line stays
 /// one line.
-pub fn handoff(argv: &[String]) -> Vec<u8> {
+fn handoff(argv: &[String]) -> Vec<u8> {
     let words: Vec<String> = argv
         .iter()
         .map(|arg| {
@@ -146,41 +156,6 @@ pub fn handoff(argv: &[String]) -> Vec<u8> {
     let mut line = words.join(" ").into_bytes();
     line.push(b'\n');
     line
-}
-
-/// Claims the warm container for `warm`, if one is waiting: renames it to a
-/// name of this run's own and checks it is still up. Returns its id.
-///
-/// The image's tag is looked up first (one image inspect, about a millisecond
-/// on a local socket): the warm container to claim is the one made for the
-/// image the tag names now. A missing image has none; the cold run pulls it.
-pub async fn claim(engine: &Engine, warm: &Warm) -> Result<Option<String>> {
-    let Some(image_id) = engine.image_id(warm.image()).await? else {
-        return Ok(None);
-    };
-    let (name, _) = warm.pinned(&image_id);
-    let mine = format!(
-        "sandbox-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    if !engine.rename(&name, &mine).await? {
-        return Ok(None);
-    }
-    let fresh = match engine.running_since(&mine).await? {
-        Some(started) => started
-            .elapsed()
-            .is_ok_and(|age| age + MARGIN < Duration::from_secs(warm.idle)),
-        None => false,
-    };
-    if !fresh {
-        // Expired, or about to: not worth the race with its watchdog.
-        engine.remove(&mine).await?;
-        return Ok(None);
-    }
-    Ok(Some(mine))
 }
 
 /// How long the preparer holds back while the run that started it goes on.
@@ -385,7 +360,8 @@ mod tests {
     }
 
     /// The waiter and the handoff together, through a real shell: what the
-    /// command receives is exactly the argv that was handed over.
+    /// command receives is exactly the argv that was handed over, and the
+    /// acknowledgement comes before anything of the command's.
     #[test]
     fn the_waiter_execs_the_argv_it_reads() {
         let argv = [
@@ -417,9 +393,23 @@ mod tests {
             .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success());
+        assert_eq!(out.stdout.first(), Some(&ACK));
         assert_eq!(
-            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stdout[1..].to_vec()).unwrap(),
             "[a b][it's][two\nlines][][$HOME][*][~][a=b]['\nx\n']"
         );
+    }
+
+    #[test]
+    fn a_waiter_that_gets_no_command_never_acknowledges() {
+        // Short: its watchdog holds stdout open until it has slept.
+        let mut script = waiter(Duration::from_secs(1), &[]);
+        let out = Command::new("/bin/sh")
+            .args(script.split_off(1))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty(), "{out:?}");
     }
 }

@@ -100,6 +100,15 @@ pub struct SeccompNeedsPath;
 #[error("the image is not present locally")]
 pub struct ImageMissing;
 
+/// A container's identity and state, as [`Engine::state`] reads them.
+#[derive(Debug)]
+pub struct ContainerState {
+    pub id: String,
+    pub running: bool,
+    /// When it last started, if the engine says.
+    pub started: Option<std::time::SystemTime>,
+}
+
 /// Another container has the name asked for (the engine's 409 Conflict).
 #[derive(Debug, thiserror::Error)]
 #[error("another container has this name")]
@@ -267,35 +276,54 @@ impl Engine {
         }
     }
 
-    /// Renames a container; `false` when no container has the name `from`.
-    /// The engine renames atomically, so of two callers only one succeeds:
-    /// this is how a warm container is claimed.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<bool> {
+    /// Renames the container `id` to `to`; `false` when another caller got
+    /// there first: the container has gone (404), already has the name
+    /// (Docker's 400: a racing rename to the same name), or another
+    /// container holds it (409). Docker reserves the new name under the
+    /// container's lock after reading its current one (moby
+    /// `daemon/rename.go`), so of several callers asking for one name, one
+    /// succeeds. Podman answers a rename to the current name with success
+    /// instead: see `warm::claim`, which does not rely on this alone.
+    pub async fn rename(&self, id: &str, to: &str) -> Result<bool> {
         let options = RenameContainerOptionsBuilder::new().name(to).build();
-        let renamed = self.docker.rename_container(from, options);
+        let renamed = self.docker.rename_container(id, options);
         match self.answered("rename a container", ANSWER, renamed).await? {
             Ok(()) => Ok(true),
             Err(BollardError::DockerResponseServerError {
-                status_code: 404, ..
+                status_code: 404 | 409,
+                ..
             }) => Ok(false),
-            Err(e) => Err(plain(e)).with_context(|| format!("cannot rename container {from}")),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 400,
+                message,
+            }) if message.contains("same name") => Ok(false),
+            Err(e) => {
+                Err(plain(e)).with_context(|| format!("cannot rename container {}", short_id(id)))
+            }
         }
     }
 
-    /// When the container started, if it is running now.
-    pub async fn running_since(&self, id: &str) -> Result<Option<std::time::SystemTime>> {
-        let inspected = self.docker.inspect_container(id, None);
-        let inspected = self
+    /// The container `name` names now, and whether and since when it runs;
+    /// `None` when there is none.
+    pub async fn state(&self, name: &str) -> Result<Option<ContainerState>> {
+        let inspected = self.docker.inspect_container(name, None);
+        let inspected = match self
             .answered("inspect the container", ANSWER, inspected)
             .await?
-            .map_err(plain)
-            .context("cannot inspect the container")?;
+        {
+            Ok(inspected) => inspected,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(plain(e)).context("cannot inspect the container"),
+        };
         let state = inspected.state.unwrap_or_default();
-        if state.running != Some(true) {
-            return Ok(None);
-        }
         let started = state.started_at.unwrap_or_default();
-        Ok(humantime::parse_rfc3339_weak(&started).ok())
+        Ok(Some(ContainerState {
+            id: inspected.id.unwrap_or_default(),
+            running: state.running == Some(true),
+            started: humantime::parse_rfc3339_weak(&started).ok(),
+        }))
     }
 
     /// Attaches to the container's streams; call before `start` so no output is

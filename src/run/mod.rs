@@ -16,7 +16,7 @@
 use std::pin::pin;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep_until, Instant};
 
@@ -157,16 +157,26 @@ async fn run_protected(
     }
     let warm = plan.lifecycle.warm.map(|idle| Warm::for_plan(plan, idle));
     if let Some(warm) = &warm {
-        if let Some(id) = signals.stops.race(warm::claim(engine, warm)).await? {
-            tracing::debug!(id = short_id(&id), "claimed a warm container");
+        if let Some(claimed) = signals.stops.race(warm::claim(engine, warm)).await? {
+            let id = &claimed.id;
+            tracing::debug!(id = short_id(id), "claimed a warm container");
             // Its labels are its preparer's: the watcher is told instead.
-            reaper::watch(&id);
-            let _next = prepare_next(warm, ui);
-            let result = match signals.stops.pending() {
-                Some(signal) => Ok(Outcome::Signalled(signal.number())),
-                None => hand_over_and_supervise(engine, &id, plan, signals, ui).await,
-            };
-            return finish(engine, &id, plan, result, ui).await;
+            reaper::watch(id);
+            if let Some(signal) = signals.stops.pending() {
+                let stopped = Ok(Outcome::Signalled(signal.number()));
+                return finish(engine, id, plan, stopped, ui).await;
+            }
+            // `None`: the container never took the command, and is gone.
+            let handing = claimed.hand_over(engine, &plan.task.argv);
+            let handed = signals.stops.race(handing).await;
+            if let Some(handed) = handed.transpose() {
+                let _next = prepare_next(warm, ui);
+                let result = match handed {
+                    Ok(streams) => supervise_warm(engine, id, plan, streams, signals, ui).await,
+                    Err(e) => Err(e),
+                };
+                return finish(engine, id, plan, result, ui).await;
+            }
         }
     }
 
@@ -327,29 +337,20 @@ async fn attach_and_supervise(
     result
 }
 
-/// A warm container is already running its waiter: hand it the command line,
-/// then treat it as any run. Attaching first keeps every byte of output.
-async fn hand_over_and_supervise(
+/// A warm container has taken the command (`warm/claim.rs`): from here it
+/// is any run. The command's stdin is ours, or EOF at once as in a cold run
+/// without stdin.
+async fn supervise_warm(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
+    (output, mut input): (crate::engine::OutputStream, crate::engine::Input),
     mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    let (output, mut input) = signals.stops.race(engine.attach(id, true, false)).await?;
-    let handed = async {
-        input.write_all(&warm::handoff(&plan.task.argv)).await?;
-        input.flush().await
-    };
-    signals
-        .stops
-        .race(async { handed.await.map_err(anyhow::Error::new) })
-        .await
-        .context("cannot hand the command to the warm container")?;
     if plan.io.stdin {
         streams::pump_stdin(input);
     } else {
-        // The command sees EOF, as in a cold run without stdin.
         let _ = input.shutdown().await;
     }
     supervise(engine, id, plan, output, &mut signals, ui).await

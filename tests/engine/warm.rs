@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{docker, finish, signal, start_ready, warm_mode, Workspace};
 
+mod claims;
+
 /// Waits until the workspace has a warm container waiting, and returns its id.
 fn wait_for_warm(ws: &Workspace) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -34,6 +36,14 @@ fn warm_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
 
 fn warm_run(ws: &Workspace, args: &[&str]) -> crate::common::Output {
     ws.run(&warm_args(args))
+}
+
+/// A configuration file in `ws` that sets warm containers' idle time;
+/// returns its path, for `--config`.
+fn idle_config(ws: &Workspace, idle: &str) -> String {
+    let config = ws.path().join("warm.yaml");
+    std::fs::write(&config, format!("container:\n  warm_idle: {idle}\n")).unwrap();
+    config.to_str().unwrap().to_string()
 }
 
 #[test]
@@ -154,9 +164,7 @@ fn different_settings_never_share_a_warm_container() {
 #[test]
 fn an_unused_warm_container_stops_after_its_idle_time() {
     let ws = Workspace::new();
-    let config = ws.path().join("warm.yaml");
-    std::fs::write(&config, "container:\n  warm_idle: 2s\n").unwrap();
-    let config = config.to_str().unwrap().to_string();
+    let config = idle_config(&ws, "2s");
     let out = ws
         .command()
         .args(["--config", &config, "run", "--warm", "--image"])
