@@ -124,7 +124,13 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         }
         Command::Prune(args) => {
             let config = engine_only()?;
-            block_on(commands::containers::prune(args, config.engine.host(), ui))
+            let private = host_dirs::private_runtime_dir(&env).ok();
+            block_on(commands::containers::prune(
+                args,
+                config.engine.host(),
+                private.as_deref(),
+                ui,
+            ))
         }
         Command::Cache(command) => {
             commands::cache::run(command, &config::load(&source)?, &env, &cwd()?)

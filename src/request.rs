@@ -118,7 +118,7 @@ fn labels(plan: &RunPlan, purpose: Purpose) -> HashMap<String, String> {
         labels.insert(labels::GUARDS.to_string(), key.clone());
     }
     if purpose != Purpose::Warm {
-        labels.extend(ownership(plan, crate::reaper::Owner::current()));
+        labels.extend(ownership(plan));
     }
     labels
 }
@@ -126,10 +126,10 @@ fn labels(plan: &RunPlan, purpose: Purpose) -> HashMap<String, String> {
 /// Whose container it is, so that it goes when its sandbox does
 /// (`reaper/`). A warm container's would name its preparer, and would be
 /// part of the settings that name it: it has none.
-fn ownership(plan: &RunPlan, owner: Option<&crate::reaper::Owner>) -> Vec<(String, String)> {
+fn ownership(plan: &RunPlan) -> Vec<(String, String)> {
     let mut labels = Vec::new();
-    if let Some(owner) = owner {
-        labels.push((labels::OWNER.to_string(), owner.label()));
+    if let Some(owner) = &plan.lifecycle.owner {
+        labels.push((labels::OWNER.to_string(), owner.clone()));
     }
     if plan.lifecycle.keep {
         labels.push((labels::KEEP.to_string(), "true".to_string()));
@@ -372,10 +372,15 @@ mod tests {
     #[test]
     fn every_container_but_a_warm_one_names_its_owner() {
         let mut plan = plan(&["--timeout", "90s", "--keep", "true"]);
-        let owner = crate::reaper::Owner::current().unwrap().label();
+        let here = crate::reaper::Owner::current().unwrap().label();
+        let seal = crate::reaper::Seal::load(&plan.workspace.private_dir).unwrap();
         for purpose in [Purpose::Run, Purpose::Setup, Purpose::Fill] {
             let labels = build(&plan, purpose, Dialect::Docker).labels.unwrap();
-            assert_eq!(labels[labels::OWNER], owner, "{purpose:?}");
+            assert_eq!(
+                seal.open(&labels[labels::OWNER]),
+                Some(here.as_str()),
+                "{purpose:?}"
+            );
             assert_eq!(labels[labels::TIMEOUT], "90", "{purpose:?}");
             assert_eq!(labels[labels::KEEP], "true", "{purpose:?}");
         }

@@ -11,7 +11,7 @@ use indicatif::HumanBytes;
 use crate::cli::{LsArgs, PruneArgs};
 use crate::engine::{now, short_id, Engine, Listed};
 use crate::exit::Outcome;
-use crate::reaper::{owner_of, Liveness};
+use crate::reaper::{owner_of, Liveness, Seal};
 use crate::ui::{self, Ui};
 use crate::warm;
 
@@ -28,12 +28,23 @@ pub async fn ls(args: &LsArgs, host: &str) -> Result<Outcome> {
     Ok(Outcome::Exited(0))
 }
 
-pub async fn prune(args: &PruneArgs, host: &str, ui: Ui) -> Result<Outcome> {
+/// `private_dir` holds the key that tells sandbox's own owner labels from
+/// ones an image or a compose file wrote (`reaper/seal.rs`): without it,
+/// no running container is judged left behind.
+pub async fn prune(
+    args: &PruneArgs,
+    host: &str,
+    private_dir: Option<&std::path::Path>,
+    ui: Ui,
+) -> Result<Outcome> {
+    let seal = private_dir.and_then(|dir| Seal::load(dir).ok());
     let engine = Engine::connect(host).await?;
     // Sizes only when someone will read them: measuring is slow.
     let listed = engine.list(!ui.quiet).await?;
     let (doomed, spared) = match args.containers.as_slice() {
-        [] => choose(&listed, args.all, now(), |c| owner_of(c, None)),
+        [] => choose(&listed, args.all, now(), |c| {
+            owner_of(c, None, seal.as_ref())
+        }),
         named => (pick(&listed, named)?, Vec::new()),
     };
     let bytes: u64 = doomed.iter().filter_map(|c| c.size).sum();

@@ -132,6 +132,10 @@ pub struct Lifecycle {
     pub keep: bool,
     /// Use a warm container and prepare the next; `None` for a cold run.
     pub warm: Option<Duration>,
+    /// This sandbox process as its containers name their owner, sealed so
+    /// that a label nobody but sandbox wrote can be told (`reaper/`);
+    /// `None` where the process cannot be named.
+    pub owner: Option<String>,
 }
 
 /// How the workspace reaches /work.

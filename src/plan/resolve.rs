@@ -74,7 +74,7 @@ pub fn resolve(
     )?;
     let limits = limits(config);
     let io = io(args, world);
-    let lifecycle = lifecycle(args, config, &workspace, io, host);
+    let lifecycle = lifecycle(args, config, &workspace, io, host)?;
     Ok(RunPlan {
         task,
         workspace,
@@ -428,7 +428,7 @@ fn lifecycle(
     workspace: &Workspace,
     io: Io,
     host: String,
-) -> Lifecycle {
+) -> Result<Lifecycle> {
     let pull = config.container.pull;
     // A terminal session is fixed when its container is created, and a kept
     // container or a pull on every run defeat the point. A git directory is
@@ -440,12 +440,21 @@ fn lifecycle(
         && !io.tty
         && !args.keep
         && pull != PullPolicy::Always;
-    Lifecycle {
+    let owner = match crate::reaper::Owner::current() {
+        Some(owner) => Some(
+            crate::reaper::Seal::load(&workspace.private_dir)
+                .context("cannot seal this run's containers as sandbox's own")?
+                .sign(&owner.label()),
+        ),
+        None => None,
+    };
+    Ok(Lifecycle {
         host,
         pull,
         keep: args.keep,
         warm: warm.then_some(config.container.warm_idle),
-    }
+        owner,
+    })
 }
 
 pub fn resolve_workspace(flag: Option<&Path>, cwd: &Path) -> Result<PathBuf> {

@@ -22,6 +22,7 @@
 //! and removals happen after the run, off its path.
 
 mod owner;
+mod seal;
 mod sweep;
 
 use std::io::{BufRead, Write};
@@ -36,6 +37,7 @@ use tokio::sync::mpsc;
 use crate::engine::Engine;
 
 pub use owner::{Liveness, Owner};
+pub use seal::Seal;
 pub use sweep::owner_of;
 
 /// How late past a command's own deadline (its time limit and the grace
@@ -62,6 +64,9 @@ struct Request {
     host: String,
     /// This process's owner label; `None` where it cannot be named.
     owner: Option<String>,
+    /// Where the key that seals owner labels is (`seal.rs`).
+    #[serde(default)]
+    private_dir: std::path::PathBuf,
 }
 
 /// Starts this run's watcher for the engine at `host`. Its errors go to
@@ -72,6 +77,7 @@ pub fn start(host: &str, private_dir: &Path) -> Result<()> {
     let request = Request {
         host: host.to_string(),
         owner: Owner::current().map(Owner::label),
+        private_dir: private_dir.to_path_buf(),
     };
     let mut line = serde_json::to_vec(&request).context("cannot encode the watcher's request")?;
     line.push(b'\n');
@@ -169,7 +175,12 @@ pub async fn serve() -> Result<()> {
     let Some(Message::Request(request)) = rx.recv().await else {
         anyhow::bail!("the watcher got no request");
     };
-    let mut engine = Connection::new(&request.host);
+    // Without the key no container's owner can be believed: only the
+    // run's own watched ones go.
+    let seal = Seal::load(&request.private_dir)
+        .map_err(|e| note(&format!("judging no other container: {e:#}")))
+        .ok();
+    let mut engine = Connection::new(&request.host, seal);
     let mut watched = Vec::new();
     let mut deadlines: Vec<(SystemTime, String)> = Vec::new();
     loop {
@@ -209,11 +220,16 @@ pub async fn serve() -> Result<()> {
 struct Connection<'a> {
     host: &'a str,
     engine: Option<Engine>,
+    seal: Option<Seal>,
 }
 
 impl<'a> Connection<'a> {
-    fn new(host: &'a str) -> Connection<'a> {
-        Connection { host, engine: None }
+    fn new(host: &'a str, seal: Option<Seal>) -> Connection<'a> {
+        Connection {
+            host,
+            engine: None,
+            seal,
+        }
     }
 
     async fn engine(&mut self) -> Result<&Engine> {
@@ -251,11 +267,12 @@ impl<'a> Connection<'a> {
     }
 
     async fn clean_up_once(&mut self, owner: Option<&str>, watched: &[String]) -> Result<()> {
-        let engine = self.engine().await?;
+        self.engine().await?;
+        let engine = self.engine.as_ref().context("no engine")?;
         for id in watched {
             engine.remove(id).await?;
         }
-        for line in sweep::sweep(engine, owner).await? {
+        for line in sweep::sweep(engine, owner, self.seal.as_ref()).await? {
             note(&line);
         }
         Ok(())
@@ -304,6 +321,7 @@ mod tests {
         let request = Request {
             host: "unix:///var/run/docker.sock".into(),
             owner: Some("b/1/2/3".into()),
+            private_dir: "/run/user/1000/sandbox".into(),
         };
         let line = serde_json::to_string(&request).unwrap();
         assert_eq!(parse(&line, true), Some(Message::Request(request)));

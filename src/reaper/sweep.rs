@@ -6,6 +6,7 @@
 use anyhow::Result;
 
 use super::owner::{liveness, Liveness, Owner};
+use super::seal::Seal;
 use crate::engine::{now, short_id, Engine, Listed};
 
 /// What to do with a container.
@@ -19,15 +20,16 @@ pub enum Verdict {
 
 /// Whether the sandbox that made `c` still runs. `gone` names an owner
 /// known to have ended whatever `/proc` shows yet: the watcher's own, once
-/// its pipe has closed (a killed process is not reaped at once).
-pub fn owner_of(c: &Listed, gone: Option<&str>) -> Liveness {
-    if c.owner.is_empty() {
+/// its pipe has closed (a killed process is not reaped at once). An owner
+/// label whose seal does not hold is anybody's: unknown.
+pub fn owner_of(c: &Listed, gone: Option<&str>, seal: Option<&Seal>) -> Liveness {
+    let Some(owner) = seal.and_then(|seal| seal.open(&c.owner)) else {
         return Liveness::Unknown;
-    }
-    if gone == Some(c.owner.as_str()) {
+    };
+    if gone == Some(owner) {
         return Liveness::Gone;
     }
-    Owner::current().map_or(Liveness::Unknown, |here| liveness(&c.owner, here))
+    Owner::current().map_or(Liveness::Unknown, |here| liveness(owner, here))
 }
 
 /// What becomes of `c`, whose owner is `owner`, at `now`.
@@ -44,11 +46,16 @@ pub fn verdict(c: &Listed, owner: Liveness, now: i64) -> Verdict {
 /// `gone`'s that cannot be removed is an error (the watcher tries again);
 /// another's is a line, left for a later run: one container the engine is
 /// stuck on must not keep the rest.
-pub async fn sweep(engine: &Engine, gone: Option<&str>) -> Result<Vec<String>> {
+pub async fn sweep(
+    engine: &Engine,
+    gone: Option<&str>,
+    seal: Option<&Seal>,
+) -> Result<Vec<String>> {
     let now = now();
     let mut lines = Vec::new();
     for c in engine.list(false).await? {
-        let verdict = verdict(&c, owner_of(&c, gone), now);
+        let verdict = verdict(&c, owner_of(&c, gone, seal), now);
+        let own = gone.is_some() && seal.and_then(|seal| seal.open(&c.owner)) == gone;
         let (done, what) = match verdict {
             Verdict::Leave => continue,
             Verdict::Stop => (engine.kill(&c.id, "SIGKILL").await, "stopped (kept)"),
@@ -56,7 +63,7 @@ pub async fn sweep(engine: &Engine, gone: Option<&str>) -> Result<Vec<String>> {
         };
         let line = match done {
             Ok(()) => format!("{what} {}", short_id(&c.id)),
-            Err(e) if gone != Some(c.owner.as_str()) => format!("{e:#}"),
+            Err(e) if !own => format!("{e:#}"),
             Err(e) => return Err(e),
         };
         lines.push(format!("{line} of {}: its sandbox is gone", c.workspace));
@@ -93,15 +100,42 @@ mod tests {
         }
     }
 
+    fn seal() -> Seal {
+        let dir = std::env::temp_dir().join(format!("sandbox-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Seal::load(&dir).unwrap()
+    }
+
     #[test]
     fn an_unnamed_owner_is_unknown_and_a_closed_pipe_means_gone() {
+        let seal = seal();
         assert_eq!(
-            owner_of(&owned("running", "", false), None),
+            owner_of(&owned("running", "", false), None, Some(&seal)),
             Liveness::Unknown
         );
         let here = Owner::current().unwrap().label();
-        let mine = owned("running", &here, false);
-        assert_eq!(owner_of(&mine, None), Liveness::Alive);
-        assert_eq!(owner_of(&mine, Some(&here)), Liveness::Gone);
+        let mine = owned("running", &seal.sign(&here), false);
+        assert_eq!(owner_of(&mine, None, Some(&seal)), Liveness::Alive);
+        assert_eq!(owner_of(&mine, Some(&here), Some(&seal)), Liveness::Gone);
+        assert_eq!(
+            owner_of(&mine, Some(&here), None),
+            Liveness::Unknown,
+            "no key, no judgement"
+        );
+    }
+
+    /// The attack: a label an image or a compose file carries, naming a
+    /// sandbox long gone. Unsealed, it is anybody's container.
+    #[test]
+    fn a_label_without_this_users_seal_is_never_judged_gone() {
+        let seal = seal();
+        let dead =
+            Owner::parse("0dbefd57-a86a-406f-9723-486479226e85/4026531836/999999/1").unwrap();
+        let forged = owned("running", &dead.label(), false);
+        assert_eq!(owner_of(&forged, None, Some(&seal)), Liveness::Unknown);
+        assert_eq!(verdict(&forged, Liveness::Unknown, 1000), Verdict::Leave);
+        // The control: the same owner, sealed by sandbox, is judged gone.
+        let sealed = owned("running", &seal.sign(&dead.label()), false);
+        assert_eq!(owner_of(&sealed, None, Some(&seal)), Liveness::Gone);
     }
 }

@@ -153,3 +153,78 @@ fn a_later_run_removes_an_orphan_and_leaves_a_live_run_alone() {
     signal(&live, "TERM");
     assert_eq!(finish(live).status, 143, "and ends as its own");
 }
+
+/// A container of the user's, labelled like one of sandbox's: what an
+/// image's `LABEL` lines or a compose file put on it.
+fn labelled_sleeper(owner: &str) -> Foreign {
+    let out = docker(&[
+        "run",
+        "-d",
+        "--label",
+        "dev.sandbox.managed=true",
+        "--label",
+        &format!("dev.sandbox.owner={owner}"),
+        test_image(),
+        "sleep",
+        "600",
+    ]);
+    assert_eq!(out.status, 0, "{out:?}");
+    Foreign(out.stdout.trim().to_string())
+}
+
+/// `owner` sealed with the key sandbox keeps for this user (as root with
+/// no XDG_RUNTIME_DIR, the tests' hermetic runs keep it in /tmp/sandbox-0).
+fn sealed(owner: &str) -> String {
+    let uid = rustix::process::getuid().as_raw();
+    let key = std::fs::read(format!("/tmp/sandbox-{uid}/owner.key")).expect("the owner key");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    let tag = ring::hmac::sign(&key, owner.as_bytes());
+    let hex: String = tag.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{owner}/{hex}")
+}
+
+/// The attack: code in a run reads the host's boot id (not namespaced),
+/// names a sandbox process long gone, and has the repository label the
+/// project's own containers with it. sandbox's next run must leave them be.
+#[test]
+fn a_label_a_repository_wrote_never_gets_a_container_removed() {
+    let ws = Workspace::new();
+    let out = ws.run(&["cat", "/proc/sys/kernel/random/boot_id"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    let boot = out.stdout.trim().to_string();
+    let pidns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let pidns: String = pidns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let gone = format!("{boot}/{pidns}/999999/1");
+    let victim = labelled_sleeper(&gone);
+    // The control: the same owner under sandbox's own seal is an orphan,
+    // and goes.
+    let orphan = labelled_sleeper(&sealed(&gone));
+
+    let out = Workspace::new().run(&["true"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    wait_until(30, "the sealed orphan was left", || {
+        running(&orphan.0).is_none()
+    });
+    assert_eq!(
+        running(&victim.0),
+        Some(true),
+        "the user's own container stays"
+    );
+    let out = ws
+        .command()
+        .args(["prune", "--all", "--dry-run"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains(&format!("left {}", &victim.0[..12])),
+        "prune --all leaves it as a live run: {listed}"
+    );
+}
