@@ -66,7 +66,10 @@ pub(super) async fn copy_in(
     if let Some(owner) = plan.numeric_user() {
         give_root(engine, id, plan, owner, ui).await?;
     }
-    let progress = ui.transfer("copying in");
+    let progress = ui.transfer(
+        "copying in",
+        sync::estimate::of_workspace(plan.workspace(), excludes),
+    );
     let (tx, rx) = mpsc::channel(8);
     let walker = {
         let (workspace, excludes, count) = (
@@ -121,7 +124,7 @@ pub(super) async fn copy_back(
     excludes: &sync::Excludes,
     ui: Ui,
 ) -> Result<()> {
-    let progress = ui.transfer("copying back");
+    let progress = ui.transfer("copying back", sync::estimate::of_manifest(sent));
     let mut count = progress.counter();
     let (tx, rx) = mpsc::channel(8);
     let writer = {
@@ -163,7 +166,7 @@ pub(super) async fn copy_back(
     streamed?;
     let changes = changes.context("cannot copy the command's changes back")?;
     if !changes.is_empty() {
-        ui.notice(&ui::describe_changes(&changes));
+        ui.summary(&ui::describe_changes(&changes));
     }
     Ok(())
 }

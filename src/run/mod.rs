@@ -26,6 +26,7 @@ use crate::tty::{self, RawMode};
 use crate::ui::Ui;
 use crate::warm::{self, Warm};
 
+mod cannot_run;
 mod copy;
 mod create;
 mod setup;
@@ -225,9 +226,10 @@ async fn attach_and_supervise(
     ui: Ui,
 ) -> Result<Outcome> {
     let (output, input) = engine.attach(id, plan.io.stdin, plan.io.tty).await?;
+    let (output, verdict) = cannot_run::watch(output, &plan.task.argv, plan.io.tty);
     let raw = if plan.io.tty { RawMode::enter()? } else { None };
     let result = async {
-        engine.start(id).await?;
+        (engine.start(id).await).map_err(|e| cannot_run::named(e, &plan.task.argv))?;
         if plan.io.tty {
             if let Some((rows, cols)) = tty::size() {
                 // A failed resize leaves the default size; not worth failing the run.
@@ -242,6 +244,9 @@ async fn attach_and_supervise(
         supervise(engine, id, plan, output, &mut signals, ui).await
     }
     .await;
+    // Before the terminal is restored: a line held back goes out as the
+    // rest of the output did.
+    let result = verdict.conclude(result);
     drop(raw);
     result
 }

@@ -14,6 +14,7 @@
 //! back.
 
 mod beneath;
+pub mod estimate;
 mod receive;
 mod send;
 

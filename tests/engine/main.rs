@@ -8,6 +8,7 @@ mod common;
 mod agents;
 mod hostile;
 mod hostile_sync;
+mod messages;
 mod podman;
 mod probes;
 mod project;
