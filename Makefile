@@ -11,7 +11,7 @@ help:
 	@echo "make lint     rustfmt and clippy, as CI runs them"
 	@echo "make engine   Debian/Ubuntu, as root: install docker.io (and test tools), start dockerd"
 	@echo "make install  cargo install into $(PREFIX)/bin"
-	@echo "make man      the manual page, into target/man/sandbox.1"
+	@echo "make man      the manual pages, into target/man/ (sandbox.1, sandbox-run.1, ...)"
 	@echo "make bench    sandbox against docker run; writes bench/results.md and .svg"
 	@echo "make images   the coding agents' images (AGENTS=claude for one)"
 
@@ -60,9 +60,11 @@ engine:
 install:
 	$(CARGO) install --locked --path . --root $(PREFIX)
 
+# A page per subcommand (sandbox-run.1, sandbox-config-show.1, ...); pages of
+# subcommands that no longer exist go with the directory.
 man:
-	$(CARGO) run --locked --quiet -- man > target/man.tmp
-	mkdir -p target/man && mv target/man.tmp target/man/sandbox.1
+	rm -rf target/man
+	$(CARGO) run --locked --quiet -- man --out-dir target/man
 
 # Needs a running engine (make engine). BENCH_ARGS=--quick for a short run.
 bench:

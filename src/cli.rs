@@ -19,7 +19,9 @@ use crate::config::{Cpus, Flags, Network, PidsLimit, PullPolicy, SeccompSpec, Si
     name = "sandbox",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    // A bare `sandbox` is a request for orientation: main prints the help.
+    arg_required_else_help = true
 )]
 pub struct Cli {
     /// Configuration file [default: $SANDBOX_CONFIG, else ~/.config/sandbox/config.yaml]
@@ -70,15 +72,26 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff): sandbox man | man -l -
-    #[command(hide = true)]
-    Man,
+    /// Print a manual page (roff): sandbox man run | man -l -
+    Man(ManArgs),
     /// Internal: start a warm container from the request on stdin
     #[command(hide = true)]
     WarmPrepare,
     /// Internal: remove what a run leaves if it dies (the run starts it)
     #[command(hide = true)]
     Reap,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (`run`, `config show`)
+    /// [default: sandbox's own page]
+    #[arg(value_name = "SUBCOMMAND", conflicts_with = "out_dir")]
+    pub command: Vec<String>,
+
+    /// Write every page (sandbox.1, sandbox-run.1, ...) into DIR
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -140,14 +153,18 @@ pub enum CacheCommand {
     },
 }
 
+/// `sandbox run`'s flags. Where docker run has a flag of the same name, it
+/// means the same here (`-i`, `-t`, `-e`, `-u`, `--network`, `--memory`,
+/// `--cpus`, `--pids-limit`, `--pull`, `--runtime`, `--env-file`, `--rm`);
+/// what sandbox does otherwise (`-v`) is refused in one line (`habits.rs`).
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Image to run in, instead of the one the configuration maps COMMAND to
-    #[arg(short, long, value_name = "IMAGE")]
+    #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
 
     /// Stop the command after this long: 90s, 5m, 1h30m (exit status 124)
-    #[arg(short, long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub timeout: Option<Duration>,
 
     /// Directory mounted at /work [default: the current directory]
@@ -157,6 +174,16 @@ pub struct RunArgs {
     /// Keep the container after it exits (remove it later with `sandbox prune`)
     #[arg(short, long)]
     pub keep: bool,
+
+    /// docker run's --rm, accepted as it changes nothing: sandbox always
+    /// removes the container unless told --keep
+    #[arg(long, hide = true, conflicts_with = "keep")]
+    pub rm: bool,
+
+    /// docker run's -v/--volume and --mount: refused in one line naming
+    /// the workspace, sandbox's one mount (`habits.rs`)
+    #[arg(long, alias = "mount", hide = true, value_name = "SPEC")]
+    pub volume: Vec<String>,
 
     /// Pass KEY=VALUE, or KEY with the host's value; passes even if blocked
     #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
@@ -182,20 +209,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE")]
     pub network: Option<Network>,
 
+    // A value that starts with `-` is the type's to refuse (`--memory -1g`:
+    // "not a size"), not clap's "unexpected argument".
     /// Memory limit, swap capped at the same: 512m, 4g
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
     pub memory: Option<Size>,
 
     /// CPU limit, in cores: 1.5
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub cpus: Option<Cpus>,
 
     /// Maximum number of processes and threads
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub pids_limit: Option<PidsLimit>,
 
     /// Run as UID:GID [default: the invoking user]
-    #[arg(long, value_name = "UID:GID")]
+    #[arg(short, long, value_name = "UID:GID")]
     pub user: Option<User>,
 
     /// OCI runtime registered with the engine, e.g. runsc (gVisor)
@@ -214,8 +243,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub read_only_workspace: bool,
 
-    /// Allocate a terminal even when stdin or stdout is not one
-    #[arg(long, conflicts_with = "no_tty")]
+    /// Keep stdin open even when it is a terminal and stdout is not, as
+    /// docker run -i (without it, stdin is forwarded unless it is a terminal
+    /// whose keystrokes belong to a pager: `sandbox run ls | less`)
+    #[arg(short, long)]
+    pub interactive: bool,
+
+    /// Allocate a terminal even when stdin or stdout is not one, as docker
+    /// run -t [default: when both are terminals]
+    #[arg(short, long, conflicts_with = "no_tty")]
     pub tty: bool,
 
     /// Never allocate a terminal
@@ -324,8 +360,35 @@ mod tests {
 
     #[test]
     fn timeout_takes_humantime() {
-        let run = parse(&["sandbox", "run", "-t", "1m30s", "true"]);
+        let run = parse(&["sandbox", "run", "--timeout", "1m30s", "true"]);
         assert_eq!(run.timeout, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn dockers_short_flags_mean_what_they_mean_to_docker() {
+        let run = parse(&["sandbox", "run", "-it", "-u", "1:2", "--rm", "sh"]);
+        assert!(run.interactive && run.tty && run.rm);
+        assert_eq!(run.user.map(|u| u.to_string()).as_deref(), Some("1:2"));
+        assert_eq!(run.command, ["sh"]);
+        // Neither takes a value: what follows is the command.
+        let run = parse(&["sandbox", "run", "-i", "python:3.12", "-t", "5m"]);
+        assert!(run.interactive && !run.tty && run.image.is_none());
+        assert_eq!(run.command, ["python:3.12", "-t", "5m"]);
+        assert!(Cli::try_parse_from(["sandbox", "run", "--rm", "-k", "true"]).is_err());
+    }
+
+    #[test]
+    fn negative_values_reach_their_type() {
+        for (flag, value) in [
+            ("--memory", "-1g"),
+            ("--cpus", "-1"),
+            ("--pids-limit", "-5"),
+        ] {
+            let err = Cli::try_parse_from(["sandbox", "run", flag, value, "true"]).unwrap_err();
+            let source = std::error::Error::source(&err).expect("the type's error");
+            let invalid = source.downcast_ref::<crate::config::types::Invalid>();
+            assert_eq!(invalid.map(|i| i.value.as_str()), Some(value), "{flag}");
+        }
     }
 
     #[test]

@@ -29,6 +29,38 @@ pub struct CannotRun {
     pub code: u8,
 }
 
+/// The command, by the name it was given, could not be invoked: the line
+/// says which and why, in sandbox's words rather than the engine's or
+/// docker-init's (`run/cannot_run.rs`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct NotRunnable {
+    pub command: String,
+    /// 127 (not found) or 126 (found, but cannot be executed).
+    pub code: u8,
+}
+
+impl NotRunnable {
+    fn describe(&self) -> String {
+        let command = &self.command;
+        match (self.code, command.contains('/')) {
+            (127, false) => format!(
+                "{command}: not found in the image (exit 127) — check its spelling, or run it \
+                 in an image that has it: --image IMAGE, or images.{command} in the configuration"
+            ),
+            (127, true) => format!(
+                "{command}: no such file in the container, or its #! interpreter is missing \
+                 (exit 127) — the workspace is at /work"
+            ),
+            (code, _) => format!(
+                "{command}: cannot be executed: permission denied (exit {code}) — it is not \
+                 executable, is a directory or is on a noexec mount: `chmod +x` it, or run it \
+                 through its interpreter (`sh {command}`)"
+            ),
+        }
+    }
+}
+
 impl Outcome {
     pub fn code(self) -> u8 {
         match self {
@@ -48,7 +80,10 @@ impl Outcome {
 /// invoked, else 125.
 pub fn error_code(error: &anyhow::Error) -> u8 {
     // anyhow finds a context value at any depth of the chain.
-    error.downcast_ref::<CannotRun>().map_or(FAILED, |c| c.code)
+    match error.downcast_ref::<NotRunnable>() {
+        Some(named) => named.code,
+        None => error.downcast_ref::<CannotRun>().map_or(FAILED, |c| c.code),
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +114,24 @@ mod tests {
             error_code(&anyhow!("x").context(CannotRun { code: 126 })),
             126
         );
+        let named = NotRunnable {
+            command: "python".into(),
+            code: 127,
+        };
+        assert_eq!(error_code(&anyhow!(named)), 127);
+    }
+
+    #[test]
+    fn not_runnable_names_the_command_in_sandboxs_words() {
+        let line = |command: &str, code| {
+            let command = command.to_string();
+            crate::ui::error_line(&anyhow!(NotRunnable { command, code }))
+        };
+        assert!(line("python", 127)
+            .starts_with("sandbox: python: not found in the image (exit 127) — "));
+        assert!(line("./run.sh", 127).contains("#! interpreter"));
+        assert!(line("./run.sh", 126)
+            .starts_with("sandbox: ./run.sh: cannot be executed: permission denied (exit 126) — "));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod exit;
 mod gitconfig;
 mod gitdir;
 mod gitmeta;
+mod habits;
 mod hash;
 mod host_dirs;
 mod image;
@@ -46,8 +47,29 @@ use exit::Outcome;
 use ui::Ui;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&raw) {
         Ok(cli) => cli,
+        // A bare `sandbox` asks what this is: the help, on stdout, exit 0,
+        // as `docker` alone does. It is neither a failure of sandbox (125)
+        // nor any status the exit table gives a meaning to.
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            return match ui::print(&help()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    ui::error(&e);
+                    ExitCode::from(exit::FAILED)
+                }
+            };
+        }
+        // clap's own line would list the hidden subcommands.
+        Err(e) if e.kind() == clap::error::ErrorKind::MissingSubcommand => {
+            eprintln!(
+                "sandbox: no subcommand — `sandbox run COMMAND` runs one; \
+                 `sandbox --help` lists the others"
+            );
+            return ExitCode::from(exit::FAILED);
+        }
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();
@@ -59,6 +81,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    if let Some(refusal) = habits::refusal(&raw, &cli) {
+        ui::error(&refusal);
+        return ExitCode::from(exit::FAILED);
+    }
     init_logging(cli.verbose, cli.quiet);
     let ui = Ui { quiet: cli.quiet };
     match dispatch(cli, ui) {
@@ -67,6 +93,16 @@ fn main() -> ExitCode {
             ui::error(&e);
             ExitCode::from(exit::error_code(&e))
         }
+    }
+}
+
+/// `sandbox --help`'s text, in colour only on a terminal.
+fn help() -> String {
+    use clap::CommandFactory;
+    let help = Cli::command().render_help();
+    match std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        true => help.ansi().to_string(),
+        false => help.to_string(),
     }
 }
 
@@ -111,7 +147,7 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
             &flags,
         )),
         Command::Completions { shell } => commands::completions(*shell),
-        Command::Man => commands::man(),
+        Command::Man(args) => commands::man(args),
         Command::WarmPrepare => block_on(commands::warm_prepare()),
         Command::Reap => block_on(commands::reap()),
         Command::Run(args) => {
@@ -152,8 +188,13 @@ fn init_logging(verbose: u8, quiet: bool) {
     } else {
         format!("warn,sandbox={level}")
     };
+    // Colour only for a person: never escape codes into a pipe or a log
+    // file, nor when NO_COLOR is set (no-color.org).
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = !no_color && std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
         .with_target(false)
         .without_time()

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -87,73 +89,165 @@ impl Ui {
         }
     }
 
-    /// A line that reports why the run ended the way it did.
+    /// A line that reports why the run ended the way it did: shown even
+    /// with `--quiet`, as it explains a failing status (124, 137).
     pub fn notice(self, message: &str) {
         eprintln!("sandbox: {}", sanitize(message));
     }
 
-    /// A progress display for copying the workspace (`what`: "copying in").
-    pub fn transfer(self, what: &str) -> Transfer {
-        let fancy = !self.quiet && std::io::stderr().is_terminal();
-        let bar = fancy.then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(style("{spinner} {msg} {bytes} ({bytes_per_sec})"));
-            bar.set_message(format!("sandbox: {what} the workspace"));
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        });
-        Transfer { bar }
+    /// A line that reports what a run did (what came back from a copied
+    /// workspace), unless `--quiet`.
+    pub fn summary(self, message: &str) {
+        if !self.quiet {
+            eprintln!("sandbox: {}", sanitize(message));
+        }
+    }
+
+    /// A progress display for copying the workspace (`what`: "copying in"):
+    /// on a terminal a bar with the total, the rate and the time left; one
+    /// summary line otherwise; nothing with `--quiet`. `total` estimates the
+    /// bytes to come; it runs on a thread of its own, only on a terminal,
+    /// and the bar shows bytes and rate until it answers.
+    pub fn transfer(self, what: &str, total: impl FnOnce() -> u64 + Send + 'static) -> Transfer {
+        let display = match (self.quiet, std::io::stderr().is_terminal()) {
+            (true, _) => Display::Nothing,
+            (false, true) => Display::Bar(transfer_bar(what, total)),
+            (false, false) => Display::Summary {
+                what: what.to_string(),
+                started: std::time::Instant::now(),
+            },
+        };
+        Transfer {
+            display,
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// A progress display for pulling `image`: a bar per layer on a terminal,
-    /// plain status lines otherwise, nothing with `--quiet`.
+    /// one line once it is pulled otherwise, nothing with `--quiet`.
     pub fn pull_progress(self, image: &str) -> PullProgress {
         let fancy = !self.quiet && std::io::stderr().is_terminal();
         let multi = fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        if !self.quiet && !fancy {
-            eprintln!("sandbox: pulling {image}");
-        }
         PullProgress {
             multi,
             quiet: self.quiet,
             image: image.to_string(),
-            statuses: HashMap::new(),
+            started: std::time::Instant::now(),
+            layers: HashMap::new(),
             bars: HashMap::new(),
         }
     }
 }
 
-/// A byte counter for copying the workspace in or out: a spinner with bytes
-/// and rate on a terminal, nothing otherwise.
+// Short enough for 80 columns: the bar takes what the terminal has left.
+const TRANSFER_UNSIZED: &str = "{spinner} {msg} {bytes} {bytes_per_sec}";
+const TRANSFER_SIZED: &str =
+    "{spinner} {msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+
+/// The bar of a transfer on a terminal, sized once `total` answers.
+fn transfer_bar(what: &str, total: impl FnOnce() -> u64 + Send + 'static) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(style(TRANSFER_UNSIZED));
+    bar.set_message(format!("sandbox: {what}"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let sized = bar.clone();
+    std::thread::spawn(move || {
+        let total = total();
+        // Too late, or already passed: the bar stays as it is.
+        if !sized.is_finished() && sized.position() < total {
+            sized.set_length(total);
+            sized.set_style(style(TRANSFER_SIZED));
+        }
+    });
+    bar
+}
+
+enum Display {
+    Nothing,
+    Bar(ProgressBar),
+    /// One line when the transfer is done.
+    Summary {
+        what: String,
+        started: std::time::Instant,
+    },
+}
+
+/// A byte counter for copying the workspace in or out (see
+/// [`Ui::transfer`]).
 pub struct Transfer {
-    bar: Option<ProgressBar>,
+    display: Display,
+    bytes: Arc<AtomicU64>,
 }
 
 impl Transfer {
     /// Counts `n` more bytes; callable from any thread.
     pub fn counter(&self) -> impl FnMut(u64) + Send + 'static {
-        let bar = self.bar.clone();
+        let bar = match &self.display {
+            Display::Bar(bar) => Some(bar.clone()),
+            _ => None,
+        };
+        let bytes = self.bytes.clone();
         move |n| {
+            bytes.fetch_add(n, Ordering::Relaxed);
             if let Some(bar) = &bar {
                 bar.inc(n);
+                // More came than estimated: a total and a time left would lie.
+                if bar.length().is_some_and(|total| bar.position() > total) {
+                    bar.unset_length();
+                    bar.set_style(style(TRANSFER_UNSIZED));
+                }
             }
         }
     }
 
     pub fn finish(self) {
-        if let Some(bar) = self.bar {
-            bar.finish_and_clear();
+        match self.display {
+            Display::Nothing => {}
+            Display::Bar(bar) => bar.finish_and_clear(),
+            Display::Summary { what, started } => {
+                let bytes = self.bytes.load(Ordering::Relaxed);
+                // Said as what moved, which holds even when the copy then
+                // fails. What comes back is all of /work, read for changes.
+                let size = indicatif::HumanBytes(bytes);
+                let moved = match what.as_str() {
+                    "copying in" => format!("sent {size} of the workspace"),
+                    _ => format!("read {size} of /work back"),
+                };
+                eprintln!("sandbox: {moved} {}", timing(bytes, started.elapsed()));
+            }
         }
     }
 }
 
+/// "12.3 MiB in 1.2s (10.3 MiB/s)"
+fn rate(bytes: u64, elapsed: std::time::Duration) -> String {
+    format!(
+        "{} {}",
+        indicatif::HumanBytes(bytes),
+        timing(bytes, elapsed)
+    )
+}
+
+/// "in 1.2s (10.3 MiB/s)"
+fn timing(bytes: u64, elapsed: std::time::Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    let mut line = format!("in {seconds:.1}s");
+    if seconds > 0.0 {
+        // Whole bytes a second: HumanBytes rounds to a readable unit.
+        let per_second = (bytes as f64 / seconds) as u64;
+        let _ = write!(line, " ({}/s)", indicatif::HumanBytes(per_second));
+    }
+    line
+}
+
 pub struct PullProgress {
-    /// A bar per layer on a terminal; `None` for plain lines.
+    /// A bar per layer on a terminal; `None` for the one plain line.
     multi: Option<MultiProgress>,
     quiet: bool,
     image: String,
-    /// Plain mode: each layer's last status, to print changes only.
-    statuses: HashMap<String, String>,
+    started: std::time::Instant,
+    /// Plain mode: each layer's size, and whether it had to be downloaded.
+    layers: HashMap<String, (u64, bool)>,
     /// Terminal mode: each layer's bar, and whether it shows a transfer.
     bars: HashMap<String, (ProgressBar, bool)>,
 }
@@ -167,40 +261,75 @@ impl PullProgress {
             return;
         }
         let status = sanitize(&event.status);
-        let Some(layer) = event.layer else {
-            if self.multi.is_none() && !status.is_empty() {
-                eprintln!("sandbox: {}: {status}", self.image);
+        match (&self.multi, event.layer) {
+            (None, layer) => self.count(layer, &status, event.total),
+            (Some(_), None) => {}
+            (Some(multi), Some(layer)) => {
+                let (bar, transfer) = self.bars.entry(layer.clone()).or_insert_with(|| {
+                    let bar = multi.add(ProgressBar::new(0));
+                    bar.set_style(style(LAYER));
+                    bar.set_prefix(layer);
+                    (bar, false)
+                });
+                bar.set_message(status);
+                // Only downloads and extractions have sizes; other states get no bar.
+                let sizes = event
+                    .current
+                    .zip(event.total)
+                    .filter(|(_, total)| *total > 0);
+                if sizes.is_some() != *transfer {
+                    *transfer = sizes.is_some();
+                    bar.set_style(style(if *transfer { TRANSFER } else { LAYER }));
+                }
+                if let Some((current, total)) = sizes {
+                    bar.set_length(total);
+                    bar.set_position(current);
+                }
+            }
+        }
+    }
+
+    /// Plain mode: a layer's news is counted, not printed; the engine's
+    /// last word ("Status: Downloaded newer image for ...", only sent on
+    /// success) prints the one line.
+    fn count(&mut self, layer: Option<String>, status: &str, total: Option<u64>) {
+        let Some(layer) = layer else {
+            if status.starts_with("Status: ") {
+                eprintln!("sandbox: {}", self.pulled(status));
             }
             return;
         };
-        let Some(multi) = &self.multi else {
-            // One line per change of a layer's status, not one per byte.
-            if self.statuses.get(&layer) != Some(&status) {
-                eprintln!("sandbox: {}: {layer}: {status}", self.image);
-                self.statuses.insert(layer, status);
-            }
+        // The first event names the tag, not a layer: "Pulling from ...".
+        if status.starts_with("Pulling from") {
             return;
-        };
-        let (bar, transfer) = self.bars.entry(layer.clone()).or_insert_with(|| {
-            let bar = multi.add(ProgressBar::new(0));
-            bar.set_style(style(LAYER));
-            bar.set_prefix(layer);
-            (bar, false)
-        });
-        bar.set_message(status);
-        // Only downloads and extractions have sizes; other states get no bar.
-        let sizes = event
-            .current
-            .zip(event.total)
-            .filter(|(_, total)| *total > 0);
-        if sizes.is_some() != *transfer {
-            *transfer = sizes.is_some();
-            bar.set_style(style(if *transfer { TRANSFER } else { LAYER }));
         }
-        if let Some((current, total)) = sizes {
-            bar.set_length(total);
-            bar.set_position(current);
+        let (size, downloaded) = self.layers.entry(layer).or_default();
+        // A layer the engine has says "Already exists" and nothing else.
+        *downloaded |= status != "Already exists";
+        if status == "Downloading" {
+            *size = (*size).max(total.unwrap_or(0));
         }
+    }
+
+    /// "pulled IMAGE: 2 new layers, 1.2 MiB in 0.8s (1.5 MiB/s)", or that
+    /// it was up to date.
+    fn pulled(&self, status: &str) -> String {
+        let elapsed = self.started.elapsed();
+        if status.starts_with("Status: Image is up to date") {
+            let seconds = elapsed.as_secs_f64();
+            return format!("{} is up to date (checked in {seconds:.1}s)", self.image);
+        }
+        let (new, bytes) = self
+            .layers
+            .values()
+            .filter(|(_, downloaded)| *downloaded)
+            .fold((0, 0), |(n, sum), (size, _)| (n + 1, sum + size));
+        let plural = if new == 1 { "" } else { "s" };
+        format!(
+            "pulled {}: {new} new layer{plural}, {}",
+            self.image,
+            rate(bytes, elapsed)
+        )
     }
 
     pub fn finish(self) {

@@ -367,12 +367,12 @@ fn completions_and_the_manual_page() {
             out.stdout.contains("prune"),
             "{shell} completes subcommands"
         );
-        for internal in ["reap", "warm-prepare"] {
-            assert!(
-                !out.stdout.contains(internal),
-                "{shell} offers the internal {internal}"
-            );
+        // The control is above: the scripts name subcommands and flags,
+        // so a hidden one would be seen.
+        for hidden in ["warm-prepare", "warm_prepare", "reap", "--volume", "--rm"] {
+            assert!(!out.stdout.contains(hidden), "{shell} offers {hidden}");
         }
+        assert!(out.stdout.contains("read-only-workspace"), "{shell}");
     }
     let out = sandbox(&["completions", "tcsh"]);
     assert_eq!(out.status, 125, "{out:?}");
@@ -384,6 +384,239 @@ fn completions_and_the_manual_page() {
         &out.stdout[..100]
     );
     assert!(out.stdout.contains("sandbox"), "{out:?}");
+}
+
+#[test]
+fn a_manual_page_per_subcommand() {
+    let out = sandbox(&["man", "run"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stdout.contains(".TH sandbox-run 1"), "{out:?}");
+    assert!(
+        out.stdout.contains("\\-\\-timeout"),
+        "run's own flags: {out:?}"
+    );
+    let out = sandbox(&["man", "config", "show"]);
+    assert!(out.stdout.contains(".TH sandbox-config-show 1"), "{out:?}");
+    // The control: sandbox's own page is another.
+    assert!(sandbox(&["man"]).stdout.contains(".TH sandbox 1"));
+
+    let out = sandbox(&["man", "nope"]);
+    assert_eq!(out.status, 125, "{out:?}");
+    assert!(out.stderr.contains("pages for: run, ls"), "{out:?}");
+    assert!(!out.stderr.contains("warm-prepare"), "{out:?}");
+
+    let dir = tempdir();
+    let out = sandbox(&["man", "--out-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status, 0, "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    pages.sort();
+    for page in [
+        "sandbox.1",
+        "sandbox-run.1",
+        "sandbox-ls.1",
+        "sandbox-config-show.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} missing: {pages:?}");
+    }
+    assert!(!pages.iter().any(|p| p.contains("warm")), "{pages:?}");
+}
+
+#[test]
+fn a_bare_sandbox_prints_the_help() {
+    let out = sandbox(&[]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stdout.contains("Usage: sandbox"), "{out:?}");
+    assert!(out.stdout.contains("run "), "{out:?}");
+    assert_eq!(out.stderr, "", "not an error: {out:?}");
+    // The control: flags without a subcommand are a usage error, in one
+    // line that names no hidden subcommand.
+    let out = sandbox(&["-v"]);
+    assert_eq!(out.status, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("sandbox run COMMAND"), "{out:?}");
+    assert!(!out.stderr.contains("warm-prepare"), "{out:?}");
+}
+
+#[test]
+fn docker_habits_do_what_they_mean_or_are_refused() {
+    let plan = |args: &[&str]| {
+        let mut all = vec!["run", "--dry-run"];
+        all.extend_from_slice(args);
+        sandbox(&all)
+    };
+    // -it, -u and --rm mean what they mean to docker.
+    let out = plan(&["-it", "-u", "1:2", "--rm", "sh"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    for line in [
+        "tty:         yes",
+        "stdin:       forwarded",
+        "user:        1:2",
+        "command:     sh",
+    ] {
+        assert!(out.stdout.contains(line), "{line}: {out:?}");
+    }
+    assert!(out.stdout.contains("keep:        no"), "{out:?}");
+    // The control: without them, no terminal (stdin is /dev/null here).
+    let out = plan(&["sh"]);
+    assert!(out.stdout.contains("tty:         no"), "{out:?}");
+    // -i and -t take no value: the image and timeout are long flags only,
+    // and a docker habit never names an image by accident.
+    let out = plan(&["-t", "5m", "true"]);
+    assert!(out.stdout.contains("command:     5m true"), "{out:?}");
+    let out = plan(&["--image", "busybox:1", "--timeout", "5m", "true"]);
+    assert!(out.stdout.contains("image:       busybox:1"), "{out:?}");
+    assert!(out.stdout.contains("timeout:     5m"), "{out:?}");
+
+    let out = sandbox(&["run", "--rm", "-k", "true"]);
+    assert_eq!(out.status, 125, "{out:?}");
+
+    for args in [
+        &["run", "-v", "/data:/data", "ls"][..],
+        &["run", "--volume", "/data:/data", "ls"],
+        &["run", "--mount", "type=bind,src=/data,dst=/data", "ls"],
+    ] {
+        let out = sandbox(args);
+        assert_eq!(out.status, 125, "{args:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {out:?}");
+        assert!(
+            out.stderr.contains("sandbox mounts no volumes")
+                && out.stderr.contains("/work")
+                && out.stderr.contains("--workspace DIR"),
+            "{args:?}: {out:?}"
+        );
+    }
+    // The control: -v with the command after it is --verbose, as ever.
+    let out = plan(&["-v", "ls", "a:b"]);
+    assert_eq!(out.status, 0, "{out:?}");
+    assert!(out.stdout.contains("command:     ls a:b"), "{out:?}");
+}
+
+#[test]
+fn negative_values_get_the_types_words() {
+    for (flag, value, said) in [
+        ("--memory", "-1g", "not a size"),
+        ("--cpus", "-1", "not a number of cores"),
+        ("--pids-limit", "-5", "not a process limit"),
+    ] {
+        let out = sandbox(&["run", flag, value, "true"]);
+        assert_eq!(out.status, 125, "{flag}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{flag}: {out:?}");
+        assert!(
+            out.stderr
+                .starts_with(&format!("sandbox: {flag} \"{value}\": {said}")),
+            "{flag}: {out:?}"
+        );
+        assert!(!out.stderr.contains("unexpected argument"), "{out:?}");
+    }
+    // The control: the same flags with good values parse.
+    let out = sandbox(&["run", "--dry-run", "--memory", "1g", "--cpus", "1", "true"]);
+    assert_eq!(out.status, 0, "{out:?}");
+}
+
+#[test]
+fn verbose_output_into_a_pipe_has_no_colour() {
+    // -vv logs before the (missing) engine is reached: a runtime
+    // directory that is not there is not used, and says so.
+    let home = tempdir();
+    let out: Output = hermetic(home.path())
+        .env("HOME", "/nonexistent/home")
+        .env("XDG_RUNTIME_DIR", "/nonexistent/run")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .current_dir(home.path())
+        .args(["-vv", "run", "true"])
+        .output()
+        .unwrap()
+        .into();
+    assert!(out.stderr.contains("DEBUG XDG_RUNTIME_DIR"), "{out:?}");
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "escape codes in a pipe: {out:?}"
+    );
+    // The control: on a terminal the same logs are coloured.
+    let on_terminal = on_a_terminal(&["-vv", "run", "true"]);
+    assert!(on_terminal.contains('\x1b'), "{on_terminal:?}");
+}
+
+/// What `sandbox ARGS` writes to a terminal (stdout and stderr both).
+fn on_a_terminal(args: &[&str]) -> String {
+    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+    use std::io::Read;
+    let home = tempdir();
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("open a pseudo-terminal");
+    let mut command = CommandBuilder::new(common::sandbox_bin());
+    command.env_clear();
+    command.env("HOME", "/nonexistent/home");
+    command.env("XDG_CONFIG_HOME", home.path().join(".config"));
+    command.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    command.env("XDG_RUNTIME_DIR", "/nonexistent/run");
+    command.cwd(home.path());
+    command.args(args);
+    let mut child = pty.slave.spawn_command(command).expect("spawn sandbox");
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().expect("read the terminal");
+    let mut text = Vec::new();
+    // The reader ends with an error once the child has exited and closed it.
+    let _ = reader.read_to_end(&mut text);
+    child.wait().expect("sandbox exits");
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// A socket the user may not open is answered with how to get access, not
+/// with "is the daemon running?". Tests run as root, which opens any
+/// socket, so sandbox runs as nobody (setpriv) against a mode-000 socket.
+#[test]
+fn a_socket_the_user_may_not_open_says_how_to_get_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("docker.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Anyone who gets in is hung up on at once: an engine that is broken.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let as_nobody = |mode: u32| -> Output {
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(mode)).unwrap();
+        let host = format!("unix://{}", socket.display());
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(common::sandbox_bin())
+            .args(["-H", &host, "ls"])
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path().join(".config"))
+            .current_dir(dir.path())
+            .output()
+            .expect("run setpriv (util-linux)")
+            .into()
+    };
+    let out = as_nobody(0o000);
+    assert_eq!(out.status, 125, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("permission denied"), "{out:?}");
+    for way in ["docker group", "usermod -aG docker", "rootless", "sudo"] {
+        let way = way.replace("docker group", "usually docker");
+        assert!(out.stderr.contains(&way), "{way}: {out:?}");
+    }
+    assert!(!out.stderr.contains("daemon running"), "{out:?}");
+    // The control: the same socket, open to all, is reached, and what
+    // fails then is the engine, with the advice for that.
+    let out = as_nobody(0o777);
+    assert_eq!(out.status, 125, "{out:?}");
+    assert!(!out.stderr.contains("permission denied"), "{out:?}");
+    assert!(out.stderr.contains("daemon running"), "{out:?}");
 }
 
 #[test]

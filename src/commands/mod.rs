@@ -10,7 +10,7 @@ pub mod run;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, ManArgs};
 use crate::exit::Outcome;
 use crate::ui;
 
@@ -24,35 +24,91 @@ pub fn block_on(work: impl std::future::Future<Output = Result<Outcome>>) -> Res
         .block_on(work)
 }
 
-/// `sandbox completions SHELL`: the script on stdout.
+/// `sandbox completions SHELL`: the script on stdout. clap_complete offers
+/// hidden subcommands and flags too; they are left out first.
 pub fn completions(shell: clap_complete::Shell) -> Result<Outcome> {
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut shown(), "sandbox", &mut script);
+    clap_complete::generate(shell, &mut visible(&Cli::command()), "sandbox", &mut script);
     ui::print(&String::from_utf8_lossy(&script))?;
     Ok(Outcome::Exited(0))
 }
 
-/// The verbs a run starts for itself, nobody's to type.
-const INTERNAL: [&str; 2] = ["warm-prepare", "reap"];
-
-/// The command line as completions offer it: clap's generators offer hidden
-/// verbs too, and the internal ones do not belong there.
-fn shown() -> clap::Command {
-    let full = Cli::command();
-    let verbs = full.get_subcommands();
-    clap::Command::new("sandbox")
-        .version(env!("CARGO_PKG_VERSION"))
-        .propagate_version(true)
-        .args(full.get_arguments().cloned())
-        .subcommands(verbs.filter(|v| !INTERNAL.contains(&v.get_name())).cloned())
+/// `cmd` without what it hides (`warm-prepare`, `--rm`): a copy with the
+/// names, help, aliases and flags that completion scripts read.
+fn visible(cmd: &clap::Command) -> clap::Command {
+    let mut copy = clap::Command::new(cmd.get_name().to_string())
+        .args(cmd.get_arguments().filter(|a| !a.is_hide_set()).cloned())
+        .subcommands(visible_subcommands(cmd).map(visible))
+        .visible_aliases(cmd.get_visible_aliases().map(str::to_string));
+    if let Some(about) = cmd.get_about() {
+        copy = copy.about(about.clone());
+    }
+    if let Some(version) = cmd.get_version() {
+        copy = copy.version(version.to_string());
+    }
+    copy
 }
 
-/// `sandbox man`: the manual page, in roff, on stdout.
-pub fn man() -> Result<Outcome> {
-    let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-    ui::print(&String::from_utf8_lossy(&page))?;
+/// `sandbox man [SUBCOMMAND]`: a manual page, in roff, on stdout;
+/// `--out-dir DIR` writes every one there (`make man`): sandbox.1,
+/// sandbox-run.1, sandbox-config-show.1, ...
+pub fn man(args: &ManArgs) -> Result<Outcome> {
+    let mut root = Cli::command().disable_help_subcommand(true);
+    root.build();
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for page in pages(&root) {
+            let written = page_of(page)
+                .generate_to(dir)
+                .with_context(|| format!("cannot write a manual page into {}", dir.display()))?;
+            ui::print(&format!("{}\n", written.display()))?;
+        }
+        return Ok(Outcome::Exited(0));
+    }
+    let mut page = &root;
+    for name in &args.command {
+        let found = visible_subcommands(page)
+            .find(|s| s.get_name() == name || s.get_all_aliases().any(|a| a == name));
+        page = found.with_context(|| {
+            let names: Vec<_> = visible_subcommands(page).map(|s| s.get_name()).collect();
+            let parent = page
+                .get_display_name()
+                .unwrap_or("sandbox")
+                .replace('-', " ");
+            match names.is_empty() {
+                true => {
+                    format!("no manual page for `{parent} {name}` — `{parent}` has no subcommands")
+                }
+                false => format!(
+                    "no manual page for `{parent} {name}` — there are pages for: {}",
+                    names.join(", ")
+                ),
+            }
+        })?;
+    }
+    let mut text = Vec::new();
+    page_of(page).render(&mut text)?;
+    ui::print(&String::from_utf8_lossy(&text))?;
     Ok(Outcome::Exited(0))
+}
+
+/// `cmd` and every subcommand it shows, at any depth.
+fn pages(cmd: &clap::Command) -> Vec<&clap::Command> {
+    let mut all = vec![cmd];
+    for sub in visible_subcommands(cmd) {
+        all.extend(pages(sub));
+    }
+    all
+}
+
+fn visible_subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
+    cmd.get_subcommands().filter(|s| !s.is_hide_set())
+}
+
+/// A page whose footer names sandbox, not the subcommand ("run 0.1.0").
+fn page_of(cmd: &clap::Command) -> clap_mangen::Man {
+    let source = format!("sandbox {}", env!("CARGO_PKG_VERSION"));
+    clap_mangen::Man::new(cmd.clone()).source(source)
 }
 
 /// `sandbox warm-prepare`, started by a warm run: its request is the first
@@ -90,4 +146,28 @@ pub async fn warm_prepare() -> Result<Outcome> {
 pub async fn reap() -> Result<Outcome> {
     crate::reaper::serve().await?;
     Ok(Outcome::Exited(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bash(cmd: &mut clap::Command) -> String {
+        let mut script = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, cmd, "sandbox", &mut script);
+        String::from_utf8(script).unwrap()
+    }
+
+    #[test]
+    fn completions_leave_out_what_is_hidden() {
+        // The control: clap_complete alone offers the hidden subcommand and flags.
+        let all = bash(&mut Cli::command());
+        assert!(all.contains("warm-prepare") && all.contains("--volume"));
+        let shown = bash(&mut visible(&Cli::command()));
+        assert!(!shown.contains("warm-prepare") && !shown.contains("--volume"));
+        assert!(!shown.contains("--rm "), "{shown}");
+        for kept in ["prune", "--read-only-workspace", "--host", "ps"] {
+            assert!(shown.contains(kept), "{kept}");
+        }
+    }
 }

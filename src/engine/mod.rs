@@ -150,7 +150,15 @@ impl Engine {
                 return Err(anyhow::Error::new(silent))
                     .with_context(|| format!("cannot reach the Docker engine at {host}"))
             }
-            Ok(pinged) => pinged.map_err(plain).with_context(unreachable)?,
+            Ok(pinged) => pinged.map_err(|e| {
+                let e = plain(e);
+                // Only a socket: over ssh, "Permission denied" is about keys.
+                match host.starts_with("unix://") && is_permission_denied(&e) {
+                    // The client's wording of EACCES adds nothing to the line.
+                    true => anyhow!(denied(host)),
+                    false => e.context(unreachable()),
+                }
+            })?,
         };
         tracing::info!(host, "connected");
         Ok(engine)
@@ -474,6 +482,30 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether the engine's socket refused us: it is there, but not ours to open.
+fn is_permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || cause
+                .to_string()
+                .to_lowercase()
+                .contains("permission denied")
+    })
+}
+
+/// How to get access to a socket that refused us. The docker group is
+/// root on this machine in all but name, so it is offered with the others.
+fn denied(host: &str) -> String {
+    format!(
+        "cannot reach the Docker engine at {host}: permission denied: you may not open its \
+         socket — get access: join the group that owns it, usually docker (`sudo usermod -aG \
+         docker $USER`, then log in again; it grants root on this machine), use a rootless \
+         engine (--host unix://$XDG_RUNTIME_DIR/docker.sock), or run sandbox with sudo"
+    )
 }
 
 /// The first 12 characters of an id, as docker prints them.

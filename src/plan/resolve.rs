@@ -407,7 +407,7 @@ fn hardening(
 /// A terminal when both ends are one (or when asked). A terminal on stdin
 /// with stdout going elsewhere (`sandbox run ls | less`) is left alone, as
 /// `docker run` without -i does: reading it would steal the pager's
-/// keystrokes.
+/// keystrokes; `-i` asks for it anyway, as docker run -i.
 fn io(args: &RunArgs, world: &World) -> Io {
     let tty = if args.tty {
         true
@@ -418,7 +418,7 @@ fn io(args: &RunArgs, world: &World) -> Io {
     };
     Io {
         tty,
-        stdin: tty || !world.stdin_is_terminal || world.stdout_is_terminal,
+        stdin: args.interactive || tty || !world.stdin_is_terminal || world.stdout_is_terminal,
     }
 }
 
@@ -762,7 +762,7 @@ mod tests {
                 "--network",
                 "none",
                 "--tty",
-                "-t",
+                "--timeout",
                 "5s",
                 "sh",
             ],
@@ -798,6 +798,11 @@ mod tests {
             decide(true, false, &["ls"]),
             (false, false),
             "a pager keeps its keystrokes"
+        );
+        assert_eq!(
+            decide(true, false, &["-i", "cat"]),
+            (false, true),
+            "unless -i"
         );
         assert_eq!(decide(false, true, &["cat"]), (false, true));
         assert_eq!(decide(false, false, &["--tty", "cat"]), (true, true));

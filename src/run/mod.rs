@@ -32,6 +32,7 @@ use crate::tty::{self, RawMode};
 use crate::ui::Ui;
 use crate::warm::{self, Warm};
 
+mod cannot_run;
 mod copy;
 mod create;
 mod setup;
@@ -316,9 +317,11 @@ async fn attach_and_supervise(
 ) -> Result<Outcome> {
     let attached = engine.attach(id, plan.io.stdin, plan.io.tty);
     let (output, input) = signals.stops.race(attached).await?;
+    let (output, verdict) = cannot_run::watch(output, &plan.task.argv, plan.io.tty);
     let raw = if plan.io.tty { RawMode::enter()? } else { None };
     let result = async {
-        signals.stops.race(engine.start(id)).await?;
+        let started = signals.stops.race(engine.start(id)).await;
+        started.map_err(|e| cannot_run::named(e, &plan.task.argv))?;
         if plan.io.tty {
             if let Some((rows, cols)) = tty::size() {
                 // A failed resize leaves the default size; not worth failing the run.
@@ -333,6 +336,9 @@ async fn attach_and_supervise(
         supervise(engine, id, plan, output, signals, ui).await
     }
     .await;
+    // Before the terminal is restored: a line held back goes out as the
+    // rest of the output did.
+    let result = verdict.conclude(result);
     drop(raw);
     result
 }

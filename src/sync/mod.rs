@@ -15,6 +15,7 @@
 //! differs before anything is fetched, so only that travels.
 
 mod beneath;
+pub mod estimate;
 mod listing;
 mod receive;
 mod send;

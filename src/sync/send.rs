@@ -77,7 +77,7 @@ pub fn send(
 /// The workspace's entries, parents first and siblings in name order, less
 /// what `excludes` names (a directory excluded is not entered). Links are
 /// listed, never followed.
-fn walk(workspace: &Path, excludes: &Excludes) -> ignore::Walk {
+pub(super) fn walk(workspace: &Path, excludes: &Excludes) -> ignore::Walk {
     let (root, excludes) = (workspace.to_path_buf(), excludes.clone());
     WalkBuilder::new(workspace)
         // Only `.sandboxignore` counts: no .gitignore, .ignore, git's global

@@ -10,6 +10,7 @@ mod copy;
 mod hostile;
 mod hostile_sync;
 mod hung;
+mod messages;
 mod orphans;
 mod podman;
 mod probes;

@@ -82,7 +82,11 @@ pub(in crate::run) async fn copy_back(
     }
 
     tracing::info!("copying the changes back: {} requests", units.len());
-    let progress = ui.transfer("copying back");
+    // The whole of /work is about what went in; a listing's few paths are
+    // too small to be worth a guess.
+    let whole = units.len() == 1 && units[0].as_os_str().is_empty();
+    let estimate = sync::estimate::of_manifest(sent);
+    let progress = ui.transfer("copying back", move || if whole { estimate() } else { 0 });
     let mut count = progress.counter();
     let mut downloaded = 0;
     let mut stopped = None;
@@ -201,7 +205,7 @@ fn fetchable(units: Vec<PathBuf>) -> Vec<PathBuf> {
 /// signal ended the copy-back, which is said in a line of its own.
 fn report(received: &Received, ui: Ui) -> Result<()> {
     if !received.changes.is_empty() {
-        ui.notice(&ui::describe_changes(&received.changes));
+        ui.summary(&ui::describe_changes(&received.changes));
     }
     if received.is_complete() {
         return Ok(());

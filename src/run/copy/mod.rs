@@ -91,7 +91,10 @@ pub(super) async fn copy_in(
         give_root(engine, id, plan, owner, ui).await?;
     }
     tracing::info!("copying the workspace in");
-    let progress = ui.transfer("copying in");
+    let progress = ui.transfer(
+        "copying in",
+        sync::estimate::of_workspace(plan.workspace(), excludes),
+    );
     let (tx, rx) = mpsc::channel(8);
     let bytes = Arc::new(AtomicU64::new(0));
     let walker = {
