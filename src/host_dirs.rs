@@ -201,6 +201,38 @@ pub fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// `name` in the private directory `dir` as the stderr of a helper that
+/// outlives its run (the warm preparer, the watcher): appended to, opened
+/// without following a link, made readable by this user only, and started
+/// over past 64 KiB, where only the last failures are worth reading.
+/// Nowhere (`/dev/null`) when it cannot be opened: a helper's log must not
+/// stop a run.
+pub fn private_log(dir: &Path, name: &str) -> std::process::Stdio {
+    use rustix::fs::{Mode, OFlags};
+    const MAX: u64 = 64 * 1024;
+    if dir.as_os_str().is_empty() {
+        return std::process::Stdio::null();
+    }
+    let path = dir.join(name);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW;
+    let opened = rustix::fs::open(&path, flags | OFlags::CLOEXEC, Mode::RUSR | Mode::WUSR)
+        .map(std::fs::File::from)
+        .map_err(std::io::Error::from)
+        .and_then(|log| {
+            if log.metadata()?.len() > MAX {
+                log.set_len(0)?;
+            }
+            Ok(log)
+        });
+    match opened {
+        Ok(log) => log.into(),
+        Err(e) => {
+            tracing::debug!("no log at {}: {e}", path.display());
+            std::process::Stdio::null()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

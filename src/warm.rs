@@ -198,36 +198,10 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
 /// preparer outlives the run, and a line of its own there would land after
 /// sandbox has exited, amid whatever the terminal or pipe shows next.
 fn preparer_log(private_dir: &Path) -> Stdio {
-    use rustix::fs::{Mode, OFlags};
-    if private_dir.as_os_str().is_empty() {
-        return Stdio::null();
-    }
-    let path = private_dir.join(PREPARER_LOG);
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW;
-    let opened = rustix::fs::open(&path, flags | OFlags::CLOEXEC, Mode::RUSR | Mode::WUSR)
-        .map(std::fs::File::from)
-        .map_err(std::io::Error::from)
-        .and_then(|log| {
-            // Kept short: only the last failures are worth reading.
-            if log.metadata()?.len() > PREPARER_LOG_MAX {
-                log.set_len(0)?;
-            }
-            Ok(log)
-        });
-    match opened {
-        Ok(log) => log.into(),
-        Err(e) => {
-            tracing::debug!("no log for the warm preparer, {}: {e}", path.display());
-            Stdio::null()
-        }
-    }
+    crate::host_dirs::private_log(private_dir, PREPARER_LOG)
 }
 
-/// The preparer's log, in the private runtime directory.
 const PREPARER_LOG: &str = "warm-prepare.log";
-/// Past this size the log starts over.
-const PREPARER_LOG_MAX: u64 = 64 * 1024;
-
 /// `sandbox warm-prepare`: the request on stdin becomes a started, waiting
 /// container of the image its tag names now. Stale warm containers (stopped
 /// after their idle time) go first; one of an image the tag has left simply

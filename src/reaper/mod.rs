@@ -50,8 +50,6 @@ const PERSIST: Duration = Duration::from_secs(600);
 const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// The watcher's log, in the private runtime directory.
 const LOG: &str = "reap.log";
-/// Past this size the log starts over.
-const LOG_MAX: u64 = 64 * 1024;
 
 /// The pipe to this process's watcher: one per process, told from wherever
 /// the pipeline is. A message that cannot be written is lost, never an
@@ -285,31 +283,9 @@ fn note(line: &str) {
     eprintln!("{now} sandbox reap: {}", crate::ui::sanitize(line));
 }
 
-/// `reap.log` in the private directory, opened without following a link,
-/// started over when large.
+/// `reap.log` in the private directory (`host_dirs::private_log`).
 fn log(private_dir: &Path) -> Stdio {
-    use rustix::fs::{Mode, OFlags};
-    if private_dir.as_os_str().is_empty() {
-        return Stdio::null();
-    }
-    let path = private_dir.join(LOG);
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW;
-    let opened = rustix::fs::open(&path, flags | OFlags::CLOEXEC, Mode::RUSR | Mode::WUSR)
-        .map(std::fs::File::from)
-        .map_err(std::io::Error::from)
-        .and_then(|log| {
-            if log.metadata()?.len() > LOG_MAX {
-                log.set_len(0)?;
-            }
-            Ok(log)
-        });
-    match opened {
-        Ok(log) => log.into(),
-        Err(e) => {
-            tracing::debug!("no log for the watcher, {}: {e}", path.display());
-            Stdio::null()
-        }
-    }
+    crate::host_dirs::private_log(private_dir, LOG)
 }
 
 #[cfg(test)]

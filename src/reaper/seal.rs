@@ -84,8 +84,12 @@ fn make_key(dir: &Path, path: &Path) -> Result<Vec<u8>> {
     SystemRandom::new()
         .fill(&mut key)
         .map_err(|_| anyhow::anyhow!("no random bytes for the owner key"))?;
-    let partial = dir.join(format!(".{KEY_FILE}.{}", std::process::id()));
-    let _ = std::fs::remove_file(&partial);
+    // A name no other maker uses, in this process or another.
+    let mut nonce = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| anyhow::anyhow!("no random bytes for the owner key"))?;
+    let partial = dir.join(format!(".{KEY_FILE}.{}", hex(&nonce)));
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
