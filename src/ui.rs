@@ -351,15 +351,19 @@ pub fn describe_changes(changes: &crate::sync::Changes) -> String {
         changes.deleted,
         indicatif::HumanBytes(changes.bytes)
     );
-    if !changes.refused.is_empty() {
+    let refusals = changes.refused.len() + changes.refused_more;
+    if refusals > 0 {
         let mut refused: Vec<String> = changes
             .refused
             .iter()
             .take(NAMED)
             .map(|(path, why)| format!("{} ({why})", path.display()))
             .collect();
-        if changes.refused.len() > NAMED {
-            refused.push(format!("{} more", changes.refused.len() - NAMED));
+        if refusals > NAMED.min(changes.refused.len()) {
+            refused.push(format!(
+                "{} more",
+                refusals - NAMED.min(changes.refused.len())
+            ));
         }
         let _ = write!(line, "; not copied back: {}", refused.join(", "));
     }
@@ -429,5 +433,11 @@ mod tests {
         let line = describe_changes(&changes);
         assert!(line.contains("p9 (a special file), 2 more"), "{line}");
         assert!(!line.contains("p10"), "{line}");
+        // Past those kept in memory, refusals are only counted.
+        let counted = crate::sync::Changes {
+            refused_more: 1_000_000,
+            ..changes
+        };
+        assert!(describe_changes(&counted).contains("1000002 more"));
     }
 }

@@ -137,14 +137,23 @@ pub struct Changes {
     pub created: usize,
     pub changed: usize,
     pub deleted: usize,
-    /// Paths the command changed that were not written back, and why.
+    /// Paths the command changed that were not written back, and why: at
+    /// most [`REFUSALS_KEPT`]; the rest are only counted.
     pub refused: Vec<(PathBuf, &'static str)>,
+    /// Refusals past those kept.
+    pub refused_more: usize,
     pub bytes: u64,
 }
 
+/// Refused paths kept for the summary line: a command can make a million
+/// special files, and each name may be 4 KiB of the host's memory.
+pub const REFUSALS_KEPT: usize = 1000;
+
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.created + self.changed + self.deleted == 0 && self.refused.is_empty()
+        self.created + self.changed + self.deleted == 0
+            && self.refused.is_empty()
+            && self.refused_more == 0
     }
 }
 

@@ -142,7 +142,9 @@ impl Receiver {
             present,
         } = changed;
         self.seen = present;
-        self.changes.refused.extend(refused);
+        for (rel, why) in refused {
+            self.refuse(rel, why);
+        }
         for (rel, mode) in dirs {
             self.apply_counted(rel, Entry::Dir { mode }, &mut io::empty());
         }
@@ -269,7 +271,11 @@ impl Receiver {
     /// Applies one entry of an archive, if it changed. `Err` only when the
     /// archive itself fails: what the host refuses is recorded.
     fn entry<R: io::Read>(&mut self, rel: PathBuf, entry: &mut tar::Entry<R>) -> io::Result<()> {
-        self.seen.insert(rel.clone());
+        // Only what was sent can be missing later: a new path need not be
+        // remembered, whatever number of them the command made.
+        if self.sent.contains_key(&rel) {
+            self.seen.insert(rel.clone());
+        }
         let now = match entry_now(entry) {
             Ok(now) => now,
             Err(why) => {
@@ -425,7 +431,10 @@ impl Receiver {
     }
 
     fn refuse(&mut self, rel: PathBuf, why: &'static str) {
-        self.changes.refused.push((rel, why));
+        match self.changes.refused.len() < super::REFUSALS_KEPT {
+            true => self.changes.refused.push((rel, why)),
+            false => self.changes.refused_more += 1,
+        }
     }
 
     /// A path the host will not let us reach safely is refused; any other
@@ -1223,5 +1232,25 @@ pub(super) mod tests {
         assert!(!host.ws.join("gone").exists());
         assert!(host.ws.join("kept").exists());
         assert_eq!(received.changes.deleted, 1);
+    }
+
+    #[test]
+    fn refusals_past_those_kept_are_only_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut receiver = Receiver::open(
+            dir.path(),
+            Manifest::new(),
+            Excludes::parse("").unwrap(),
+            Vec::new(),
+            None,
+            cancel,
+        )
+        .unwrap();
+        for i in 0..super::super::REFUSALS_KEPT + 7 {
+            receiver.refuse(PathBuf::from(format!("fifo{i}")), "a special file");
+        }
+        assert_eq!(receiver.changes.refused.len(), super::super::REFUSALS_KEPT);
+        assert_eq!(receiver.changes.refused_more, 7);
     }
 }
