@@ -208,7 +208,8 @@ fn a_pull_without_a_terminal_is_one_line() {
         "{out:?}"
     );
     // The control: the engine reports each layer as it goes, several
-    // statuses a layer, as `docker pull` shows without a terminal.
+    // statuses a layer, as the docker CLI shows them without a terminal
+    // (from the tests' own registry on loopback, as above).
     docker(&["rmi", &image]);
     let control = docker(&["pull", &image]);
     assert_eq!(control.status, 0, "{control:?}");
