@@ -99,20 +99,13 @@ fn on_podman_too_one_waiting_container_serves_one_run() {
     let ws = Workspace::new();
     let label = format!("label=dev.sandbox.workspace={}", ws.path().display());
     let on_podman = OnPodman(label.clone());
-    let args = [
-        "run",
-        "--image",
-        test_image(),
-        "--pull",
-        "never",
-        "--network",
-        "none",
-        "--warm",
-    ];
     // The preparer makes no waiting container on Podman (it sends the
     // seccomp profile inline): one is prepared on Docker, with the same
     // settings and so the same name, and remade on Podman with its shell.
-    let out: Output = ws.command().args(args).arg("true").output().unwrap().into();
+    let docker_host = "unix:///var/run/docker.sock";
+    let out: Output = (ws.run_command_on(docker_host, &["--warm", "true"]).output())
+        .unwrap()
+        .into();
     assert_eq!(out.status, 0, "{out:?}");
     let prepared = wait_for_warm(&ws);
     let inspected = docker(&["inspect", "-f", "{{.Name}} {{json .Config.Cmd}}", &prepared]);
@@ -138,9 +131,7 @@ fn on_podman_too_one_waiting_container_serves_one_run() {
     let waiting = String::from_utf8_lossy(&made.stdout).trim().to_string();
 
     one_container_each(&waiting, "token", 6, || {
-        let mut run = ws.command();
-        run.env("DOCKER_HOST", podman).args(args);
-        run
+        ws.run_command_on(podman, &["--warm"])
     });
     assert_eq!(on_podman.containers(), Vec::<String>::new(), "all removed");
 
