@@ -80,6 +80,9 @@ pub enum Command {
     /// Internal: remove what a run leaves if it dies (the run starts it)
     #[command(hide = true)]
     Reap,
+    /// Internal: the allow-list's proxy, in the egress container of a run
+    #[command(hide = true)]
+    EgressProxy,
 }
 
 #[derive(Debug, Args)]

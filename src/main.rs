@@ -9,6 +9,7 @@ mod cache;
 mod cli;
 mod commands;
 mod config;
+mod egress;
 mod engine;
 mod env_filter;
 mod exit;
@@ -150,6 +151,7 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
         Command::Man(args) => commands::man(args),
         Command::WarmPrepare => block_on(commands::warm_prepare()),
         Command::Reap => block_on(commands::reap()),
+        Command::EgressProxy => block_on(commands::egress_proxy(env.get(egress::SPEC_VAR))),
         Command::Run(args) => {
             let config = config::load(&source)?;
             commands::run::run(args, config, &flags, &env, &cwd()?, ui)

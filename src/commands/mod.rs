@@ -148,6 +148,20 @@ pub async fn reap() -> Result<Outcome> {
     Ok(Outcome::Exited(0))
 }
 
+/// `sandbox egress-proxy`: the egress container's server, told its policy
+/// in `spec` (JSON, from the variable `egress::SPEC_VAR`).
+pub async fn egress_proxy(spec: Option<&String>) -> Result<Outcome> {
+    let spec = spec.with_context(|| {
+        format!(
+            "{} is not set: this command runs only in a run's egress container",
+            crate::egress::SPEC_VAR
+        )
+    })?;
+    let spec = serde_json::from_str(spec).context("cannot read the egress policy")?;
+    crate::egress::serve::serve(spec).await?;
+    Ok(Outcome::Exited(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

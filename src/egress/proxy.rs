@@ -1,0 +1,1 @@
+//! The forward proxy: CONNECT and plain HTTP, decided by name.

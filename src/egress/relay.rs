@@ -1,0 +1,1 @@
+//! The credential relay: plain HTTP in, TLS out, the real key added.
