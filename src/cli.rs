@@ -208,9 +208,21 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "SOURCE")]
     pub agent_state: Option<crate::config::agents::StateSource>,
 
-    /// Network: bridge, none, host, or a network name
+    /// Network: bridge, none, host, allow (only the hosts of the
+    /// allow-list, through sandbox's proxy), or a network name
     #[arg(long, value_name = "MODE")]
     pub network: Option<Network>,
+
+    /// Let the command reach HOST through the allow-list (implies --network
+    /// allow): api.example.com, *.example.com, an address, each with an
+    /// optional :PORT (else 80 and 443), or a preset such as @pypi
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+
+    /// Send requests for HOST to ADDRESS instead of asking DNS, as
+    /// curl --resolve (allow-list only)
+    #[arg(long, value_name = "HOST:ADDRESS")]
+    pub resolve: Vec<String>,
 
     // A value that starts with `-` is the type's to refuse (`--memory -1g`:
     // "not a size"), not clap's "unexpected argument".
@@ -318,6 +330,8 @@ impl RunArgs {
             pids_limit: self.pids_limit,
             user: self.user.clone(),
             network: self.network.clone(),
+            allow_hosts: self.allow_hosts.clone(),
+            resolve: self.resolve.clone(),
             seccomp: self.seccomp.clone(),
             pull: self.pull,
             runtime: self.runtime.clone(),

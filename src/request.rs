@@ -11,6 +11,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, MountVo
 
 use crate::cache;
 use crate::config::project;
+use crate::egress;
 use crate::labels;
 use crate::plan::{BindMount, RunPlan, Transfer, WORKDIR};
 
@@ -79,6 +80,75 @@ pub fn build(plan: &RunPlan, purpose: Purpose, dialect: Dialect) -> ContainerCre
         ..Default::default()
     }
 }
+
+/// The labels of a network made for `plan` (the allow-list's): whose it
+/// is, so that it goes when its sandbox does.
+pub fn network_labels(plan: &RunPlan) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (
+            labels::WORKSPACE.to_string(),
+            plan.workspace().to_string_lossy().into_owned(),
+        ),
+    ]);
+    labels.extend(ownership(plan));
+    labels
+}
+
+/// The egress container of `plan`'s allow-list (`egress/sidecar.rs`):
+/// sandbox's own proxy from `image`, told `spec` (JSON). It runs as nobody,
+/// with no capability, a read-only root, the default seccomp profile and
+/// small limits; it joins the run's closed network as [`egress::ALIAS`]
+/// here and the engine's default bridge before it starts.
+pub fn egress(
+    plan: &RunPlan,
+    network: &str,
+    image: &str,
+    spec: &str,
+    seccomp: &crate::seccomp::Profile,
+) -> ContainerCreateBody {
+    let mut labels = network_labels(plan);
+    labels.insert(
+        labels::COMMAND.to_string(),
+        "(the allow-list's proxy)".to_string(),
+    );
+    let security_opt = vec![
+        format!("seccomp={}", seccomp.json),
+        "no-new-privileges".to_string(),
+    ];
+    let endpoint = bollard::models::EndpointSettings {
+        aliases: Some(vec![egress::ALIAS.to_string()]),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        entrypoint: Some(Vec::new()),
+        cmd: Some(vec![egress::BINARY.to_string(), "egress-proxy".to_string()]),
+        env: Some(vec![format!("{}={spec}", egress::SPEC_VAR)]),
+        working_dir: Some("/".to_string()),
+        user: Some("65534:65534".to_string()),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            memory: Some(EGRESS_MEMORY),
+            memory_swap: Some(EGRESS_MEMORY),
+            pids_limit: Some(64),
+            network_mode: Some(network.to_string()),
+            readonly_rootfs: Some(true),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(security_opt),
+            ..Default::default()
+        }),
+        networking_config: Some(bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(network.to_string(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The proxy holds a few buffers per connection.
+const EGRESS_MEMORY: i64 = 256 << 20;
 
 fn env(plan: &RunPlan, purpose: Purpose) -> Vec<String> {
     let entries = match purpose {

@@ -129,6 +129,58 @@ fn an_unreachable_engine_is_one_line_and_125() {
 }
 
 #[test]
+fn bad_allow_list_input_is_named_before_anything_starts() {
+    for (args, named) in [
+        (&["run", "--allow-host", "a.*.com", "true"][..], "a.*.com"),
+        (&["run", "--allow-host", "@pipy", "true"], "@pipy"),
+        (&["run", "--allow-host", "a.com:70000", "true"], "70000"),
+        (&["run", "--allow-host", "a.com:0", "true"], "out of range"),
+        (
+            &[
+                "run",
+                "--network",
+                "bridge",
+                "--allow-host",
+                "a.com",
+                "true",
+            ],
+            "--allow-host",
+        ),
+        (
+            &["run", "--allow-host", "a.com", "--resolve", "a.com", "true"],
+            "a.com",
+        ),
+    ] {
+        let out = sandbox(args);
+        assert_eq!(out.status, 125, "{args:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(named), "{args:?}: {out:?}");
+        // Refused before the engine was asked (it points nowhere).
+        assert!(!out.stderr.contains("cannot reach"), "{args:?}: {out:?}");
+    }
+    let out = sandbox(&[
+        "run",
+        "--dry-run",
+        "--allow-host",
+        "@pypi",
+        "--allow-host",
+        "x.test:8443",
+        "true",
+    ]);
+    assert_eq!(out.status, 0, "{out:?}");
+    for said in [
+        "allow-list",
+        "@pypi x.test:8443",
+        "pypi.org files.pythonhosted.org",
+    ] {
+        assert!(
+            out.stdout.contains(said),
+            "--dry-run shows {said:?}: {out:?}"
+        );
+    }
+}
+
+#[test]
 fn bad_input_is_one_line_and_125() {
     for args in [
         &["run", "--memory", "lots", "true"][..],

@@ -48,6 +48,10 @@ pub struct AgentConfig {
     pub state_source: Option<StateSource>,
     /// Its network: it has to reach its model's API.
     pub network: Option<String>,
+    /// The hosts its runs may reach under the allow-list.
+    pub allow: Option<Vec<String>>,
+    /// Its key variables kept on the host behind sandbox's relay.
+    pub relay: Option<Vec<String>>,
 }
 
 /// A profile with every field resolved.
@@ -61,6 +65,8 @@ pub struct Agent {
     pub state: Vec<String>,
     pub state_source: StateSource,
     pub network: String,
+    pub allow: Vec<String>,
+    pub relay: Vec<String>,
 }
 
 impl AgentConfig {
@@ -74,6 +80,8 @@ impl AgentConfig {
             state: self.state.or_else(|| base.state.clone()),
             state_source: self.state_source.or(base.state_source),
             network: self.network.or_else(|| base.network.clone()),
+            allow: self.allow.or_else(|| base.allow.clone()),
+            relay: self.relay.or_else(|| base.relay.clone()),
         }
     }
 
@@ -90,7 +98,16 @@ impl AgentConfig {
             set: self.set.clone().unwrap_or_default(),
             state: self.state.clone().unwrap_or_default(),
             state_source: self.state_source.unwrap_or(StateSource::Sandbox),
-            network: self.network.clone().unwrap_or_else(|| "bridge".into()),
+            // An agent of one's own with no hosts named keeps the open
+            // network it had before the allow-list existed.
+            network: self.network.clone().unwrap_or_else(|| {
+                match self.allow.as_ref().is_some_and(|a| !a.is_empty()) {
+                    true => "allow".into(),
+                    false => "bridge".into(),
+                }
+            }),
+            allow: self.allow.clone().unwrap_or_default(),
+            relay: self.relay.clone().unwrap_or_default(),
         })
     }
 }
@@ -107,7 +124,7 @@ pub fn defaults() -> BTreeMap<String, AgentConfig> {
 }
 
 /// An agent's stanza as its profile. What every agent shares is here, not in
-/// the table: state from sandbox's own copy, the bridge network.
+/// the table: state from sandbox's own copy, the allow-list network.
 fn profile(agent: &table::Stanza) -> AgentConfig {
     let words = |field| agent.words(field).into_iter().map(String::from).collect();
     AgentConfig {
@@ -123,7 +140,9 @@ fn profile(agent: &table::Stanza) -> AgentConfig {
         ),
         state: Some(words("state")),
         state_source: Some(StateSource::Sandbox),
-        network: Some("bridge".into()),
+        network: Some("allow".into()),
+        allow: Some(words("allow")),
+        relay: Some(words("relay")),
     }
 }
 
@@ -221,7 +240,9 @@ mod tests {
             assert_eq!(agent.image, stanza.text("image"));
             assert_eq!(agent.command, [stanza.text("binary")]);
             assert_eq!(agent.state_source, StateSource::Sandbox);
-            assert_eq!(agent.network, "bridge");
+            assert_eq!(agent.network, "allow");
+            assert!(!agent.allow.is_empty(), "{name} reaches no model API");
+            crate::egress::policy::expand(&agent.allow).unwrap();
         }
         let aider = &agents["aider"];
         assert_eq!(aider.set.as_ref().unwrap()["AIDER_ENV_FILE"], "/dev/null");

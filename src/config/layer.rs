@@ -25,6 +25,10 @@ pub struct Flags {
     pub pids_limit: Option<PidsLimit>,
     pub user: Option<User>,
     pub network: Option<Network>,
+    /// `--allow-host`: implies `--network allow`.
+    pub allow_hosts: Vec<String>,
+    /// `--resolve HOST:ADDRESS`.
+    pub resolve: Vec<String>,
     pub seccomp: Option<SeccompSpec>,
     pub pull: Option<PullPolicy>,
     pub runtime: Option<String>,
@@ -65,7 +69,7 @@ pub fn layer(
     for layer in [env.get("DOCKER_HOST"), flags.host.as_ref()] {
         host = layer.filter(|h| !h.trim().is_empty()).cloned().or(host);
     }
-    flags.apply(&mut config);
+    flags.apply(&mut config)?;
     config.engine.host = Some(
         host.filter(|h| !h.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_HOST.to_string()),
@@ -74,7 +78,7 @@ pub fn layer(
 }
 
 impl Flags {
-    fn apply(&self, config: &mut Config) {
+    fn apply(&self, config: &mut Config) -> Result<()> {
         let container = &mut config.container;
         container.memory = self.memory.unwrap_or(container.memory);
         container.cpus = self.cpus.or(container.cpus);
@@ -82,7 +86,22 @@ impl Flags {
         if let Some(user) = &self.user {
             container.user = Some(user.clone());
         }
-        if let Some(network) = &self.network {
+        let network = match (&self.network, self.allow_hosts.is_empty()) {
+            (Some(network), true) => Some(network),
+            (None | Some(Network::Allow), false) => Some(&Network::Allow),
+            (Some(other), false) => anyhow::bail!(
+                "--allow-host goes with the allow-list (--network allow), not --network {other} — \
+                 drop one of them"
+            ),
+            (None, true) => None,
+        };
+        config
+            .network
+            .flags
+            .extend(self.allow_hosts.iter().cloned());
+        config.network.resolve.extend(self.resolve.iter().cloned());
+        let container = &mut config.container;
+        if let Some(network) = network {
             container.network = network.clone();
             // A flag names the network of whatever runs, a coding agent too;
             // without one an agent keeps its own (`plan.rs`).
@@ -108,6 +127,7 @@ impl Flags {
         if self.copy_workspace {
             config.engine.workspace = WorkspaceTransfer::Copy;
         }
+        Ok(())
     }
 }
 

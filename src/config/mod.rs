@@ -42,6 +42,8 @@ pub struct Config {
     pub security: SecurityConfig,
     pub cache: CacheConfig,
     pub engine: EngineConfig,
+    /// The allow-list of `container.network: allow`.
+    pub network: NetworkConfig,
     /// Coding agents by command name; each key changes only itself.
     pub agents: BTreeMap<String, agents::AgentConfig>,
 }
@@ -69,7 +71,8 @@ pub struct ContainerConfig {
     pub pids_limit: PidsLimit,
     /// UID:GID to run as; the invoking user when absent.
     pub user: Option<User>,
-    /// Network mode: bridge, none, host or a network name.
+    /// Network mode: bridge, none, host, allow (the allow-list in
+    /// `network.allow`) or a network name.
     pub network: Network,
     /// Mount the image's root filesystem read-only.
     pub read_only_root: bool,
@@ -111,6 +114,25 @@ pub struct SecurityConfig {
     /// OCI runtime registered with the engine (runc, runsc for gVisor, ...);
     /// the engine's default when absent.
     pub runtime: Option<String>,
+}
+
+/// The hosts `container.network: allow` lets through (`egress/policy.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Host patterns (`host`, `*.domain`, an address, each with an optional
+    /// `:port`) and presets (`@pypi`).
+    pub allow: Vec<String>,
+    /// `HOST:ADDRESS`: names the proxy sends to an address of your choosing
+    /// instead of asking DNS (split DNS, local test servers).
+    pub resolve: Vec<String>,
+    /// The project file's narrower list, checked against the rest when the
+    /// run is planned (`plan/resolve.rs`).
+    #[serde(skip)]
+    pub project: Option<Vec<String>>,
+    /// `--allow-host`: added whatever the project file says.
+    #[serde(skip)]
+    pub flags: Vec<String>,
 }
 
 /// Which engine to talk to.
@@ -194,6 +216,7 @@ impl Default for Config {
             security: SecurityConfig::default(),
             cache: CacheConfig::default(),
             engine: EngineConfig::default(),
+            network: NetworkConfig::default(),
             agents: agents::defaults(),
         }
     }

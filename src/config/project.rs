@@ -54,6 +54,16 @@ pub struct Project {
     container: ProjectContainer,
     #[serde(default)]
     security: ProjectSecurity,
+    #[serde(default)]
+    network: ProjectNetwork,
+}
+
+/// A project's allow-list: within the user's, never wider (checked when
+/// the run is planned). No `resolve`: where a name leads is the user's to say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectNetwork {
+    allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,10 +193,25 @@ impl Project {
         match &c.network {
             None => {}
             Some(Network::None) => mine.network = Network::None,
+            // The allow-list is narrower than any network but none.
+            Some(Network::Allow) if mine.network != Network::None => {
+                mine.network = Network::Allow;
+                for agent in config.agents.values_mut() {
+                    if agent.network.as_deref() != Some("none") {
+                        agent.network = Some(Network::Allow.to_string());
+                    }
+                }
+            }
+            Some(Network::Allow) => {}
             Some(_) => bail!(
-                "container.network: a project file may only turn the network off (none) — set \
-                 other networks in your own configuration or with --network"
+                "container.network: a project file may only turn the network off (none) or \
+                 down to the allow-list (allow) — set other networks in your own configuration \
+                 or with --network"
             ),
+        }
+        if let Some(allow) = &self.network.allow {
+            crate::egress::policy::expand(allow).context("network.allow")?;
+            config.network.project = Some(allow.clone());
         }
 
         let s = &self.security;

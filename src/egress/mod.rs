@@ -17,10 +17,13 @@
 //! - `sidecar.rs`: the network and the egress container of one run
 
 pub mod addr;
+pub mod credentials;
+mod image;
 pub mod policy;
 pub mod proxy;
 pub mod relay;
 pub mod serve;
+pub mod sidecar;
 
 use std::net::IpAddr;
 
@@ -30,6 +33,10 @@ use serde::{Deserialize, Serialize};
 pub const PROXY_PORT: u16 = 3128;
 /// The name the sandboxed command reaches the egress container by.
 pub const ALIAS: &str = "egress";
+/// Where the binary is in the egress container's image.
+pub const BINARY: &str = "/sandbox";
+/// Where the relays' trusted certificates are in that image.
+pub const ROOTS: &str = "/etc/sandbox/roots.pem";
 /// The variable that carries the [`Spec`] to `sandbox egress-proxy`.
 pub const SPEC_VAR: &str = "SANDBOX_EGRESS";
 

@@ -26,6 +26,7 @@ use crate::exit::CannotRun;
 
 mod deadline;
 mod inventory;
+mod network;
 mod raw;
 mod transfer;
 

@@ -13,6 +13,7 @@ use crate::env_filter;
 use crate::protect::Protections;
 use crate::seccomp::Profile;
 
+mod egress;
 mod render;
 mod resolve;
 mod world;
@@ -32,6 +33,8 @@ pub struct RunPlan {
     pub hardening: Hardening,
     pub io: Io,
     pub lifecycle: Lifecycle,
+    /// The allow-list and its proxy, for `--network allow`.
+    pub egress: Option<Egress>,
     /// What the person running sandbox should hear before the run (a part
     /// of it left out, and why).
     pub notes: Vec<String>,
@@ -136,6 +139,31 @@ pub struct Lifecycle {
     /// that a label nobody but sandbox wrote can be told (`reaper/`);
     /// `None` where the process cannot be named.
     pub owner: Option<String>,
+}
+
+/// A run behind the allow-list (`egress/`).
+#[derive(Debug)]
+pub struct Egress {
+    /// The network of its own the run's containers join (also
+    /// `hardening.network`), created for the run and removed after it.
+    pub network: String,
+    /// The allow-list's entries as written, presets unexpanded.
+    pub allow: Vec<String>,
+    /// Names sent to an address of the user's choosing.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
+    pub relays: Vec<Relay>,
+    /// The certificates the relays trust (a PEM bundle on this machine).
+    pub roots: Option<PathBuf>,
+}
+
+/// A key kept on the host: the command sees a placeholder in `key` and
+/// `url` in `base_url`.
+#[derive(Debug)]
+pub struct Relay {
+    pub key: String,
+    pub base_url: String,
+    pub url: String,
+    pub spec: crate::egress::RelaySpec,
 }
 
 /// How the workspace reaches /work.

@@ -78,7 +78,12 @@ pub fn render(plan: &RunPlan) -> String {
     let _ = writeln!(out, "cpus:        {cpus}");
     let _ = writeln!(out, "pids limit:  {}", plan.limits.pids);
     let _ = writeln!(out, "timeout:     {timeout}");
-    let _ = writeln!(out, "network:     {}", plan.hardening.network);
+    match &plan.egress {
+        None => {
+            let _ = writeln!(out, "network:     {}", plan.hardening.network);
+        }
+        Some(egress) => render_egress(&mut out, egress),
+    }
     let _ = writeln!(
         out,
         "tmpfs:       /tmp and {} ({} each)",
@@ -126,4 +131,39 @@ pub fn render(plan: &RunPlan) -> String {
         on_off(plan.lifecycle.keep, "yes", "no (removed after the run)")
     );
     out
+}
+
+/// The allow-list: what gets through, what is resolved by hand, which keys
+/// stay on the host.
+fn render_egress(out: &mut String, egress: &crate::plan::Egress) {
+    let _ = writeln!(
+        out,
+        "network:     allow-list, through sandbox's proxy (network {})",
+        egress.network
+    );
+    match egress.allow.is_empty() {
+        true => {
+            let _ = writeln!(out, "allow:       nothing (every request is refused)");
+        }
+        false => {
+            let _ = writeln!(out, "allow:       {}", egress.allow.join(" "));
+        }
+    }
+    for (entry, patterns) in egress.allow.iter().filter_map(|e| {
+        let expanded = crate::egress::policy::expand(std::slice::from_ref(e)).ok()?;
+        e.starts_with('@').then_some((e, expanded))
+    }) {
+        let hosts: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "  {entry}:    {}", hosts.join(" "));
+    }
+    for (host, address) in &egress.resolve {
+        let _ = writeln!(out, "resolve:     {host} -> {address}");
+    }
+    for relay in &egress.relays {
+        let _ = writeln!(
+            out,
+            "relay:       {} stays on the host; {}={} forwards to {}",
+            relay.key, relay.base_url, relay.url, relay.spec.host
+        );
+    }
 }

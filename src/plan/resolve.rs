@@ -64,7 +64,7 @@ pub fn resolve(
         placed,
         &mut notes,
     )?;
-    let env = env(
+    let mut env = env(
         args,
         config,
         agent.map(|(r, _)| r),
@@ -74,7 +74,30 @@ pub fn resolve(
     )?;
     let limits = limits(config);
     let io = io(args, world);
-    let lifecycle = lifecycle(args, config, &workspace, io, host)?;
+    let mut lifecycle = lifecycle(args, config, &workspace, io, host)?;
+    let mut hardening = hardening;
+    let egress = match hardening.network == Network::Allow.to_string() {
+        true => {
+            let network = super::unique_name("sandbox-net");
+            let egress = super::egress::resolve(
+                config,
+                agent.map(|(_, p)| p),
+                network,
+                &mut env,
+                world,
+                &mut notes,
+            )?;
+            hardening.network = egress.network.clone();
+            // A warm container is made before its run's network exists.
+            if lifecycle.warm.take().is_some() {
+                notes.push(
+                    "warm starts do not combine with the allow-list: this run starts cold".into(),
+                );
+            }
+            Some(egress)
+        }
+        false => None,
+    };
     Ok(RunPlan {
         task,
         workspace,
@@ -83,6 +106,7 @@ pub fn resolve(
         hardening,
         io,
         lifecycle,
+        egress,
         notes,
     })
 }

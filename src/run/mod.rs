@@ -21,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep_until, Instant};
 
 use crate::config::PullPolicy;
+use crate::egress::sidecar::Sidecar;
 use crate::engine::{short_id, Engine, NoAnswer, ANSWER, ENDING};
 use crate::exit::Outcome;
 use crate::plan::{RunPlan, Transfer};
@@ -82,7 +83,21 @@ pub async fn run(plan: RunPlan, ui: Ui) -> Result<Outcome> {
         }
     }
     let snapshot = protections.prepare(workspace, private, plan.numeric_user())?;
-    let result = run_protected(&engine, &plan, signals, ui).await;
+    let result = match &plan.egress {
+        None => run_protected(&engine, &plan, signals, ui).await,
+        // Not raced with a stop signal: what it made must be removed, and
+        // it ends within its own deadlines; a signal meanwhile ends the run
+        // before its first container starts.
+        Some(egress) => match Sidecar::start(&engine, &plan, egress).await {
+            Ok(sidecar) => {
+                let result = run_protected(&engine, &plan, signals, ui).await;
+                // After the run's containers, which the network cannot outlive.
+                sidecar.finish(&engine, plan.lifecycle.keep, ui).await;
+                result
+            }
+            Err(e) => Err(e),
+        },
+    };
     let result = result.or_else(|e| stopped(e, ui));
     // The container is gone: what the command did to git comes back, and
     // the stand-ins go when nothing else of the workspace's needs them.

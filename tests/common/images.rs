@@ -70,38 +70,67 @@ pub const GIT_IMAGE: &str = "sandbox-test/git:1";
 
 pub fn git_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let base = test_image();
-        let context = tempdir();
-        let root = context.path().join("root");
-        let git = Path::new("/usr/bin/git");
-        assert!(
-            git.is_file(),
-            "{} is missing: apt-get install git",
-            git.display()
-        );
-        let ldd = Command::new("ldd").arg(git).output().expect("ldd runs");
-        let mut files = vec![git.to_path_buf()];
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "/lib64/ld-linux... (0x...)"
-            let path = line.split("=>").last().unwrap_or("").trim();
-            let path = path.split(" (").next().unwrap_or("").trim();
-            if path.starts_with('/') {
-                files.push(PathBuf::from(path));
-            }
-        }
-        for file in &files {
-            let copy = root.join(file.strip_prefix("/").unwrap());
-            std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-            std::fs::copy(file, &copy).expect("copy git and its libraries");
-        }
-        build(
-            GIT_IMAGE,
-            context.path(),
-            &format!("FROM {base}\nCOPY root/ /\nENV PATH=/usr/bin:/bin\n"),
-        );
-    });
+    BUILT.get_or_init(|| with_host_binary(GIT_IMAGE, "/usr/bin/git", "git", &[]));
     GIT_IMAGE
+}
+
+/// The test image plus the host's curl, for the allow-list's tests, with a
+/// stand-in `claude` that shows its key and base URL and sends one request
+/// to `$ANTHROPIC_BASE_URL/v1/messages` as Claude Code does. Built once.
+pub const CURL_IMAGE: &str = "sandbox-test/curl:1";
+
+pub fn curl_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let claude = "#!/bin/sh\n\
+            echo \"key: $ANTHROPIC_API_KEY\"\n\
+            echo \"base: $ANTHROPIC_BASE_URL\"\n\
+            env | grep -c sk-ant-real || true\n\
+            exec curl -sS -H \"x-api-key: $ANTHROPIC_API_KEY\" -d '{}' \"$ANTHROPIC_BASE_URL/v1/messages\"\n";
+        with_host_binary(CURL_IMAGE, "/usr/bin/curl", "curl", &[("usr/local/bin/claude", claude)]);
+    });
+    CURL_IMAGE
+}
+
+/// Builds `tag`: the test image plus the host's `binary`, the libraries
+/// it links (as `ldd` lists them) and `scripts` (path in the image, text).
+fn with_host_binary(tag: &str, binary: &str, package: &str, scripts: &[(&str, &str)]) {
+    let base = test_image();
+    let context = tempdir();
+    let root = context.path().join("root");
+    let binary = Path::new(binary);
+    assert!(
+        binary.is_file(),
+        "{} is missing: apt-get install {package}",
+        binary.display()
+    );
+    let ldd = Command::new("ldd").arg(binary).output().expect("ldd runs");
+    let mut files = vec![binary.to_path_buf()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "/lib64/ld-linux... (0x...)"
+        let path = line.split("=>").last().unwrap_or("").trim();
+        let path = path.split(" (").next().unwrap_or("").trim();
+        if path.starts_with('/') {
+            files.push(PathBuf::from(path));
+        }
+    }
+    for file in &files {
+        let copy = root.join(file.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::copy(file, &copy).expect("copy the binary and its libraries");
+    }
+    for (path, text) in scripts {
+        let copy = root.join(path);
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::write(&copy, text).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    build(
+        tag,
+        context.path(),
+        &format!("FROM {base}\nCOPY root/ /\nENV PATH=/usr/local/bin:/usr/bin:/bin\n"),
+    );
 }
 
 /// Builds `context` with `dockerfile` as the image `tag`.

@@ -3,7 +3,8 @@
 //! and never pulled (`images`), workspaces whose guard removes any container
 //! left behind and fails the test that left it (`workspace`), runs to signal
 //! (`background`), and the services a few engine tests start: a registry, a
-//! second engine, Podman, sshd (`services`).
+//! second engine, Podman, sshd (`services`), and the outside world of the
+//! allow-list's tests (`outside`).
 
 use std::path::Path;
 use std::process::Command;
@@ -20,12 +21,14 @@ mod engine;
 #[allow(dead_code)]
 mod images;
 #[allow(dead_code)]
+mod outside;
+#[allow(dead_code)]
 mod services;
 #[allow(dead_code)]
 mod workspace;
 
 #[allow(unused_imports)]
-pub use {background::*, engine::*, images::*, services::*, workspace::*};
+pub use {background::*, engine::*, images::*, outside::*, services::*, workspace::*};
 
 /// The sandbox binary cargo built for these tests.
 pub fn sandbox_bin() -> &'static str {

@@ -7,6 +7,7 @@ mod common;
 
 mod agents;
 mod copy;
+mod egress;
 mod hostile;
 mod hostile_sync;
 mod hung;

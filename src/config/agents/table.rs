@@ -18,7 +18,7 @@ pub const TEXT: &str = include_str!("../../../images/agents/agents.txt");
 pub const PATH: &str = "images/agents/agents.txt";
 
 /// Every field a stanza may have, and whether it must.
-const FIELDS: [(&str, bool); 12] = [
+const FIELDS: [(&str, bool); 14] = [
     ("name", true),
     ("base", true),
     ("package", true),
@@ -31,6 +31,8 @@ const FIELDS: [(&str, bool); 12] = [
     ("env", false),
     ("set", false),
     ("state", false),
+    ("allow", false),
+    ("relay", false),
 ];
 
 /// The fields whose words are `NAME=value`.

@@ -54,6 +54,9 @@ pub enum Network {
     None,
     /// The host's own network stack.
     Host,
+    /// Only the hosts of the allow-list (`network.allow`, `--allow-host`),
+    /// through sandbox's egress proxy (`egress/`).
+    Allow,
     /// A network created with `docker network create`.
     Named(String),
 }
@@ -65,11 +68,12 @@ impl FromStr for Network {
             "bridge" => Network::Bridge,
             "none" => Network::None,
             "host" => Network::Host,
+            "allow" => Network::Allow,
             _ if text.trim().is_empty() => {
                 return Err(Invalid::new(
                     text,
                     "not a network",
-                    "use bridge, none, host or a network's name",
+                    "use bridge, none, host, allow or a network's name",
                 ))
             }
             name => Network::Named(name.to_string()),
@@ -83,6 +87,7 @@ impl fmt::Display for Network {
             Network::Bridge => "bridge",
             Network::None => "none",
             Network::Host => "host",
+            Network::Allow => "allow",
             Network::Named(name) => name,
         })
     }

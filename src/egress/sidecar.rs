@@ -1,0 +1,246 @@
+//! The egress side of one run: its closed network, and the egress container
+//! on it that runs this binary's proxy. Started before the run's first
+//! container, removed after its last, its refusals counted for the line at
+//! the end.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures_util::StreamExt;
+
+use super::image;
+use super::{Decision, Spec, READY};
+use crate::engine::{short_id, Engine, Output, OutputStream};
+use crate::plan::{Egress, RunPlan};
+use crate::ui::Ui;
+
+/// How long the proxy may take to listen once started.
+const READY_WITHIN: Duration = Duration::from_secs(20);
+
+/// A run's egress: remove it with [`Sidecar::finish`].
+pub struct Sidecar {
+    network: String,
+    id: Option<String>,
+    refused: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl Sidecar {
+    /// Makes `egress`'s network and starts its proxy, returning once the
+    /// proxy listens. What was made before a failure is removed.
+    pub async fn start(engine: &Engine, plan: &RunPlan, egress: &Egress) -> Result<Sidecar> {
+        let (arch, podman) = engine.identity().await?;
+        if podman {
+            bail!(
+                "the allow-list (--network allow) needs Docker's closed networks, which Podman \
+                 does not offer — use --network none, or a Docker engine"
+            );
+        }
+        let tag = image::ensure(engine, &arch, egress.roots.as_deref()).await?;
+        let labels = crate::request::network_labels(plan);
+        engine
+            .create_closed_network(&egress.network, labels)
+            .await?;
+        let mut sidecar = Sidecar {
+            network: egress.network.clone(),
+            id: None,
+            refused: Arc::default(),
+        };
+        match sidecar.start_proxy(engine, plan, egress, &tag).await {
+            Ok(()) => Ok(sidecar),
+            Err(e) => {
+                sidecar.remove(engine).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_proxy(
+        &mut self,
+        engine: &Engine,
+        plan: &RunPlan,
+        egress: &Egress,
+        tag: &str,
+    ) -> Result<()> {
+        let spec = Spec {
+            allow: super::policy::expand(&egress.allow)?
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            resolve: egress.resolve.clone(),
+            relays: egress.relays.iter().map(|r| r.spec.clone()).collect(),
+            roots: String::new(),
+        };
+        let spec = serde_json::to_string(&spec).context("cannot encode the egress policy")?;
+        let seccomp = crate::seccomp::profile("default")?;
+        let body = crate::request::egress(plan, &self.network, tag, &spec, &seccomp);
+        let (id, _) = engine
+            .create(body, None)
+            .await
+            .context("cannot create the egress container")?;
+        self.id = Some(id.clone());
+        engine
+            .connect_network("bridge", &id, &[])
+            .await
+            .context("cannot give the egress container its way out")?;
+        let (output, _) = engine.attach(&id, false, false).await?;
+        engine
+            .start(&id)
+            .await
+            .context("cannot start the egress container")?;
+        let mut lines = Lines::new(output);
+        let ready = tokio::time::timeout(READY_WITHIN, lines.until(READY)).await;
+        match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!(
+                "the egress proxy did not start within {}s: {}",
+                READY_WITHIN.as_secs(),
+                lines.said()
+            ),
+        }
+        tracing::debug!(id = short_id(&id), "egress proxy ready");
+        let refused = Arc::clone(&self.refused);
+        tokio::spawn(async move { lines.decisions(&refused).await });
+        Ok(())
+    }
+
+    /// Removes the proxy and the network, then says which hosts were
+    /// refused. The run's containers must be gone (the network cannot go
+    /// while one is on it); a kept one keeps them all.
+    pub async fn finish(mut self, engine: &Engine, kept: bool, ui: Ui) {
+        if kept {
+            ui.warn(&format!(
+                "kept the network {} and its egress container (remove them with `sandbox prune`)",
+                self.network
+            ));
+        } else {
+            self.remove(engine).await;
+        }
+        let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
+        if let Some(line) = summary(&refused) {
+            ui.notice(&line);
+        }
+    }
+
+    async fn remove(&mut self, engine: &Engine) {
+        if let Some(id) = self.id.take() {
+            if let Err(e) = engine.remove(&id).await {
+                tracing::warn!("{e:#}");
+            }
+        }
+        if let Err(e) = engine.remove_network(&self.network).await {
+            tracing::warn!(
+                "{e:#} — remove it with `docker network rm {}`",
+                self.network
+            );
+        }
+    }
+}
+
+/// The line at the end of a run the allow-list refused something in.
+fn summary(refused: &BTreeMap<String, u64>) -> Option<String> {
+    if refused.is_empty() {
+        return None;
+    }
+    let total: u64 = refused.values().sum();
+    let hosts: Vec<String> = refused.iter().map(|(h, n)| format!("{h} ({n})")).collect();
+    let requests = if total == 1 { "request" } else { "requests" };
+    Some(format!(
+        "the allow-list refused {total} {requests}: {} — allow a host with --allow-host HOST \
+         or network.allow",
+        hosts.join(", ")
+    ))
+}
+
+/// The egress container's output, a line at a time.
+struct Lines {
+    output: OutputStream,
+    pending: Vec<u8>,
+    /// What it said besides decisions, for an error.
+    said: String,
+}
+
+impl Lines {
+    fn new(output: OutputStream) -> Lines {
+        Lines {
+            output,
+            pending: Vec::new(),
+            said: String::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                return Some(String::from_utf8_lossy(&line).trim_end().to_string());
+            }
+            match self.output.next().await? {
+                Ok(Output::Stdout(bytes)) => self.pending.extend_from_slice(&bytes),
+                Ok(Output::Stderr(bytes)) => {
+                    if self.said.len() < 4096 {
+                        self.said.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    async fn until(&mut self, wanted: &str) -> Result<()> {
+        while let Some(line) = self.next().await {
+            if line == wanted {
+                return Ok(());
+            }
+        }
+        Err(anyhow!(
+            "the egress proxy stopped before it listened: {}",
+            self.said()
+        ))
+    }
+
+    fn said(&self) -> String {
+        match self.said.trim() {
+            "" => "it said nothing".to_string(),
+            said => said.lines().last().unwrap_or(said).to_string(),
+        }
+    }
+
+    /// Reads decisions until the container's output ends: each is logged
+    /// (`-v`), each refusal counted.
+    async fn decisions(mut self, refused: &Mutex<BTreeMap<String, u64>>) {
+        while let Some(line) = self.next().await {
+            let Ok(decision) = serde_json::from_str::<Decision>(&line) else {
+                continue;
+            };
+            let target = format!("{}:{}", decision.host, decision.port);
+            match decision.allowed {
+                true => tracing::info!(target = %target, why = %decision.why, "egress allowed"),
+                false => {
+                    tracing::info!(target = %target, why = %decision.why, "egress refused");
+                    if let Ok(mut refused) = refused.lock() {
+                        *refused.entry(target).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_counts_each_host() {
+        assert_eq!(summary(&BTreeMap::new()), None);
+        let refused = BTreeMap::from([("a.test:443".to_string(), 2), ("b.test:80".to_string(), 1)]);
+        let line = summary(&refused).unwrap();
+        assert!(
+            line.starts_with("the allow-list refused 3 requests: a.test:443 (2), b.test:80 (1)"),
+            "{line}"
+        );
+    }
+}
