@@ -72,12 +72,7 @@ fn refusal_v6(address: Ipv6Addr) -> Option<&'static str> {
 /// (`2002:aabb:ccdd::`). Each reaches that IPv4 address on some network.
 fn embedded_v4(address: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = address.segments();
-    let low = Ipv4Addr::new(
-        (s[6] >> 8) as u8,
-        s[6] as u8,
-        (s[7] >> 8) as u8,
-        s[7] as u8,
-    );
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     match s {
         [0, 0, 0, 0, 0, 0xffff, _, _] => Some(low),
         [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
@@ -119,7 +114,10 @@ mod tests {
             ("169.254.169.254", "link-local, cloud metadata"),
             ("fe80::1", "link-local"),
             ("100.64.0.1", "shared address space (carrier-grade NAT)"),
-            ("100.127.255.254", "shared address space (carrier-grade NAT)"),
+            (
+                "100.127.255.254",
+                "shared address space (carrier-grade NAT)",
+            ),
             ("224.0.0.1", "multicast"),
             ("239.255.255.250", "multicast"),
             ("ff02::1", "multicast"),
