@@ -19,17 +19,22 @@ use crate::ui::Ui;
 /// How long the proxy may take to listen once started.
 const READY_WITHIN: Duration = Duration::from_secs(20);
 
-/// A run's egress: remove it with [`Sidecar::finish`].
+/// A run's egress: made with [`Sidecar::prepare`], its proxy started with
+/// [`Sidecar::launch`], removed with [`Sidecar::finish`] on every path.
 pub struct Sidecar {
     network: String,
+    image: String,
     id: Option<String>,
+    launched: bool,
     refused: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl Sidecar {
-    /// Makes `egress`'s network and starts its proxy, returning once the
-    /// proxy listens. What was made before a failure is removed.
-    pub async fn start(engine: &Engine, plan: &RunPlan, egress: &Egress) -> Result<Sidecar> {
+    /// Makes `egress`'s image (when missing) and network: what a container
+    /// of the run needs to be created. The proxy starts with [`Self::launch`],
+    /// which the pipeline runs beside the creation of its container: the
+    /// egress container's start is most of the allow-list's cost.
+    pub async fn prepare(engine: &Engine, egress: &Egress, plan: &RunPlan) -> Result<Sidecar> {
         let (arch, podman) = engine.identity().await?;
         if podman {
             bail!(
@@ -37,32 +42,31 @@ impl Sidecar {
                  does not offer — use --network none, or a Docker engine"
             );
         }
-        let tag = image::ensure(engine, &arch, egress.roots.as_deref()).await?;
+        let image = image::ensure(engine, &arch, egress.roots.as_deref()).await?;
         let labels = crate::request::network_labels(plan);
         engine
             .create_closed_network(&egress.network, labels)
             .await?;
-        let mut sidecar = Sidecar {
+        Ok(Sidecar {
             network: egress.network.clone(),
+            image,
             id: None,
+            launched: false,
             refused: Arc::default(),
-        };
-        match sidecar.start_proxy(engine, plan, egress, &tag).await {
-            Ok(()) => Ok(sidecar),
-            Err(e) => {
-                sidecar.remove(engine).await;
-                Err(e)
-            }
-        }
+        })
     }
 
-    async fn start_proxy(
-        &mut self,
-        engine: &Engine,
-        plan: &RunPlan,
-        egress: &Egress,
-        tag: &str,
-    ) -> Result<()> {
+    /// Starts the proxy, returning once it listens; at once if it already
+    /// does. What it made is removed by [`Self::finish`], whatever this
+    /// returns.
+    pub async fn launch(&mut self, engine: &Engine, plan: &RunPlan) -> Result<()> {
+        if self.launched {
+            return Ok(());
+        }
+        let egress = plan
+            .egress
+            .as_ref()
+            .context("a run without an allow-list")?;
         let spec = Spec {
             allow: super::policy::expand(&egress.allow)?
                 .iter()
@@ -74,7 +78,7 @@ impl Sidecar {
         };
         let spec = serde_json::to_string(&spec).context("cannot encode the egress policy")?;
         let seccomp = crate::seccomp::profile("default")?;
-        let body = crate::request::egress(plan, &self.network, tag, &spec, &seccomp);
+        let body = crate::request::egress(plan, &self.network, &self.image, &spec, &seccomp);
         let (id, _) = engine
             .create(body, None)
             .await
@@ -103,6 +107,7 @@ impl Sidecar {
         tracing::debug!(id = short_id(&id), "egress proxy ready");
         let refused = Arc::clone(&self.refused);
         tokio::spawn(async move { lines.decisions(&refused).await });
+        self.launched = true;
         Ok(())
     }
 

@@ -12,6 +12,16 @@ use futures_util::StreamExt;
 
 use super::deadline::PULL_STALL;
 use super::{plain, Engine, ANSWER};
+use crate::labels;
+
+/// A network of sandbox's, as listed.
+pub struct ListedNetwork {
+    pub name: String,
+    /// Its owner label (`reaper/`), sealed.
+    pub owner: String,
+    /// Made for a run with `--keep`.
+    pub kept: bool,
+}
 
 impl Engine {
     /// Creates a bridge network no container on it can leave: `internal`
@@ -39,6 +49,32 @@ impl Engine {
             Ok(created) => Ok(created.id),
             Err(e) => Err(plain(e)).with_context(|| format!("cannot create the network {name}")),
         }
+    }
+
+    /// The networks sandbox made (the allow-list's), with their owner labels.
+    pub async fn list_networks(&self) -> Result<Vec<ListedNetwork>> {
+        let filter = format!("{}=true", labels::MANAGED);
+        let options = bollard::query_parameters::ListNetworksOptionsBuilder::default()
+            .filters(&HashMap::from([("label", vec![filter.as_str()])]))
+            .build();
+        let listed = self.docker.list_networks(Some(options));
+        let networks = self
+            .answered("list networks", ANSWER, listed)
+            .await?
+            .map_err(plain)
+            .context("cannot list sandbox's networks")?;
+        Ok(networks
+            .into_iter()
+            .map(|n| {
+                let labels = n.labels.unwrap_or_default();
+                ListedNetwork {
+                    name: n.name.unwrap_or_default(),
+                    owner: labels.get(labels::OWNER).cloned().unwrap_or_default(),
+                    kept: labels.contains_key(labels::KEEP),
+                }
+            })
+            .filter(|n| !n.name.is_empty())
+            .collect())
     }
 
     /// Adds container `id` to `network`, reachable there as `aliases`.

@@ -23,7 +23,12 @@ pub enum Verdict {
 /// its pipe has closed (a killed process is not reaped at once). An owner
 /// label whose seal does not hold is anybody's: unknown.
 pub fn owner_of(c: &Listed, gone: Option<&str>, seal: Option<&Seal>) -> Liveness {
-    let Some(owner) = seal.and_then(|seal| seal.open(&c.owner)) else {
+    owner_of_label(&c.owner, gone, seal)
+}
+
+/// [`owner_of`] for an owner label alone (a network's).
+fn owner_of_label(label: &str, gone: Option<&str>, seal: Option<&Seal>) -> Liveness {
+    let Some(owner) = seal.and_then(|seal| seal.open(label)) else {
         return Liveness::Unknown;
     };
     if gone == Some(owner) {
@@ -67,6 +72,18 @@ pub async fn sweep(
             Err(e) => return Err(e),
         };
         lines.push(format!("{line} of {}: its sandbox is gone", c.workspace));
+    }
+    // The allow-list's networks, once their containers are gone: one a
+    // container still holds (a kept run's) stays.
+    for network in engine.list_networks().await? {
+        if network.kept || owner_of_label(&network.owner, gone, seal) != Liveness::Gone {
+            continue;
+        }
+        let line = match engine.remove_network(&network.name).await {
+            Ok(()) => format!("removed the network {}", network.name),
+            Err(e) => format!("{e:#}"),
+        };
+        lines.push(format!("{line}: its sandbox is gone"));
     }
     Ok(lines)
 }

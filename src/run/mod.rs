@@ -84,13 +84,14 @@ pub async fn run(plan: RunPlan, ui: Ui) -> Result<Outcome> {
     }
     let snapshot = protections.prepare(workspace, private, plan.numeric_user())?;
     let result = match &plan.egress {
-        None => run_protected(&engine, &plan, signals, ui).await,
+        None => run_protected(&engine, &plan, signals, None, ui).await,
         // Not raced with a stop signal: what it made must be removed, and
         // it ends within its own deadlines; a signal meanwhile ends the run
         // before its first container starts.
-        Some(egress) => match Sidecar::start(&engine, &plan, egress).await {
-            Ok(sidecar) => {
-                let result = run_protected(&engine, &plan, signals, ui).await;
+        Some(egress) => match Sidecar::prepare(&engine, egress, &plan).await {
+            Ok(mut sidecar) => {
+                let egress = Some(&mut sidecar);
+                let result = run_protected(&engine, &plan, signals, egress, ui).await;
                 // After the run's containers, which the network cannot outlive.
                 sidecar.finish(&engine, plan.lifecycle.keep, ui).await;
                 result
@@ -154,11 +155,13 @@ async fn refuse_other_guards(engine: &Engine, workspace: &str, key: &str) -> Res
     Ok(())
 }
 
-/// The run once the workspace's protections are in place.
+/// The run once the workspace's protections are in place. `egress`, the
+/// allow-list's proxy, must listen before a container of the run starts.
 async fn run_protected(
     engine: &Engine,
     plan: &RunPlan,
     mut signals: Signals,
+    mut egress: Option<&mut Sidecar>,
     ui: Ui,
 ) -> Result<Outcome> {
     // Pulled before the image's first use, setup's or the command's.
@@ -168,6 +171,9 @@ async fn run_protected(
         }
     }
     // The project's setup steps, in a container of their own (setup.rs).
+    if let (false, Some(egress)) = (plan.task.setup.is_empty(), egress.as_deref_mut()) {
+        egress.launch(engine, plan).await?;
+    }
     if let Some(ended) = setup::run(engine, plan, &mut signals, ui).await? {
         return Ok(ended);
     }
@@ -196,7 +202,12 @@ async fn run_protected(
         }
     }
 
-    let (id, warnings) = match create_pulling(engine, plan, Purpose::Run, &mut signals, ui).await? {
+    let creating = create_pulling(engine, plan, Purpose::Run, &mut signals, ui);
+    let (made, launched) = match egress {
+        Some(egress) => tokio::join!(creating, egress.launch(engine, plan)),
+        None => (creating.await, Ok(())),
+    };
+    let (id, warnings) = match made? {
         Made::Container { id, warnings } => (id, warnings),
         Made::Stopped(outcome) => return Ok(outcome),
     };
@@ -205,6 +216,7 @@ async fn run_protected(
     let mut _next = None;
     let result = match (check_warnings(plan, &warnings, ui), signals.stops.pending()) {
         (Err(e), _) => Err(e),
+        (Ok(()), _) if launched.is_err() => launched.map(|()| Outcome::Exited(0)),
         // Stopped while the container was being created: it never starts.
         (Ok(()), Some(signal)) => Ok(Outcome::Signalled(signal.number())),
         (Ok(()), None) => {

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use super::{docker, hermetic, tempdir, test_image, Output};
 
 /// A temporary directory to mount at /work. Dropping it removes every
-/// container sandbox made for it, and fails the test if there was one.
+/// container and network sandbox made for it, and fails the test if there
+/// was one.
 pub struct Workspace {
     dir: tempfile::TempDir,
     home: tempfile::TempDir,
@@ -125,10 +126,20 @@ impl Drop for Workspace {
             docker(&["rm", "-f", "-v", id]);
         }
         let left: Vec<_> = all.into_iter().filter(|(_, name)| !is_warm(name)).collect();
+        // The allow-list's networks, once their containers are gone.
+        let filter = format!("label=dev.sandbox.workspace={}", self.path.display());
+        let networks = docker(&["network", "ls", "-q", "--filter", &filter]).stdout;
+        let networks: Vec<&str> = networks.lines().collect();
+        for network in &networks {
+            docker(&["network", "rm", network]);
+        }
         // Files a container wrote as another user must go too.
         let _ = std::fs::remove_dir_all(self.dir.path());
         if !left.is_empty() && !std::thread::panicking() {
             panic!("sandbox left {} container(s) behind: {left:?}", left.len());
+        }
+        if !networks.is_empty() && !std::thread::panicking() {
+            panic!("sandbox left network(s) behind: {networks:?}");
         }
     }
 }

@@ -228,3 +228,33 @@ fn a_label_a_repository_wrote_never_gets_a_container_removed() {
         "prune --all leaves it as a live run: {listed}"
     );
 }
+
+/// The allow-list's network and egress container, labelled with `ws`.
+fn egress_of(ws: &Workspace) -> (Vec<String>, Vec<String>) {
+    let filter = format!("label=dev.sandbox.workspace={}", ws.path().display());
+    let networks = docker(&["network", "ls", "-q", "--filter", &filter]);
+    let containers = docker(&["ps", "-aq", "--filter", &filter]);
+    let ids = |out: crate::common::Output| out.stdout.lines().map(String::from).collect();
+    (ids(networks), ids(containers))
+}
+
+#[test]
+fn a_killed_sandbox_takes_its_allow_list_network_with_it() {
+    let ws = Workspace::new();
+    let mut run = ws.command();
+    run.args(["run", "--image", test_image(), "--pull", "never"])
+        .args(["--allow-host", "example.test"])
+        .args(SLEEPER);
+    let child = start_ready_as(run);
+    let (networks, containers) = egress_of(&ws);
+    assert_eq!(
+        (networks.len(), containers.len()),
+        (1, 2),
+        "a network, the command's container and the egress container"
+    );
+    signal(&child, "KILL");
+    assert_eq!(finish(child).status, -1, "killed outright");
+    wait_until(30, "the network or a container outlived sandbox", || {
+        egress_of(&ws) == (Vec::new(), Vec::new())
+    });
+}
