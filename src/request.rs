@@ -542,12 +542,12 @@ mod tests {
             "an agent's run has no cache: {env}"
         );
         assert!(env.contains("LANG=C.UTF-8"), "{env}");
-        assert!(run
-            .env
-            .as_deref()
-            .unwrap_or_default()
+        // The agent's key stays on the host, behind the allow-list's relay.
+        let run_env = run.env.as_deref().unwrap_or_default();
+        assert!(!run_env.iter().any(|e| e.contains("sk-secret-123")), "{run_env:?}");
+        assert!(run_env
             .iter()
-            .any(|e| e == "ANTHROPIC_API_KEY=sk-secret-123"));
+            .any(|e| e == "ANTHROPIC_BASE_URL=http://egress:8081"));
 
         let targets = |body: &ContainerCreateBody| -> Vec<String> {
             let mounts = body.host_config.as_ref().unwrap().mounts.clone().unwrap();

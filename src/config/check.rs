@@ -58,12 +58,13 @@ pub fn problems(text: &str) -> Vec<Problem> {
             "cache" => check_section::<CacheConfig>,
             "engine" => check_section::<EngineConfig>,
             "agents" => check_agents,
+            "network" => check_network,
             _ => {
                 found.push(Problem {
                     line: locate(text, &[section]),
                     message: format!(
                         "unknown section `{section}`: expected images, env, container, security, \
-                         cache, engine or agents"
+                         cache, engine, network or agents"
                     ),
                 });
                 continue;
@@ -138,6 +139,32 @@ fn check_section<T: DeserializeOwned>(text: &str, section: &str, value: &Value) 
             })
         })
         .collect()
+}
+
+/// The allow-list's section: its shape, then each entry as the run reads it.
+fn check_network(text: &str, section: &str, value: &Value) -> Vec<Problem> {
+    let mut found = check_section::<super::NetworkConfig>(text, section, value);
+    if !found.is_empty() {
+        return found;
+    }
+    let Ok(network) = serde_yaml::from_value::<super::NetworkConfig>(value.clone()) else {
+        return found;
+    };
+    let problem = |key: &str, error: anyhow::Error| Problem {
+        line: locate(text, &key_path(section, key)),
+        message: format!("{section}.{key}: {error:#}"),
+    };
+    for entry in &network.allow {
+        if let Err(e) = crate::egress::policy::expand(std::slice::from_ref(entry)) {
+            found.push(problem("allow", e));
+        }
+    }
+    for entry in &network.resolve {
+        if let Err(e) = crate::egress::policy::parse_resolve(entry) {
+            found.push(problem("resolve", e));
+        }
+    }
+    found
 }
 
 fn not_a_mapping(text: &str, section: &str) -> Problem {
