@@ -544,7 +544,10 @@ mod tests {
         assert!(env.contains("LANG=C.UTF-8"), "{env}");
         // The agent's key stays on the host, behind the allow-list's relay.
         let run_env = run.env.as_deref().unwrap_or_default();
-        assert!(!run_env.iter().any(|e| e.contains("sk-secret-123")), "{run_env:?}");
+        assert!(
+            !run_env.iter().any(|e| e.contains("sk-secret-123")),
+            "{run_env:?}"
+        );
         assert!(run_env
             .iter()
             .any(|e| e == "ANTHROPIC_BASE_URL=http://egress:8081"));

@@ -86,6 +86,20 @@ pub async fn prune(
             ui::print(&format!("{verb} volume {volume}\n"))?;
         }
     }
+    // The allow-list's networks whose run has ended (a kept one's, or one
+    // a dead watcher left); one that still holds a container stays.
+    for network in engine.list_networks().await? {
+        let owner = crate::reaper::owner_of_label(&network.owner, None, seal.as_ref());
+        if owner == crate::reaper::Liveness::Alive {
+            continue;
+        }
+        if !args.dry_run && engine.remove_network(&network.name).await.is_err() {
+            continue;
+        }
+        if !ui.quiet {
+            ui::print(&format!("{verb} network {}\n", network.name))?;
+        }
+    }
     if !ui.quiet {
         for c in &spared {
             ui::print(&format!(

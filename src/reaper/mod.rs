@@ -38,7 +38,7 @@ use crate::engine::Engine;
 
 pub use owner::{Liveness, Owner};
 pub use seal::Seal;
-pub use sweep::owner_of;
+pub use sweep::{owner_of, owner_of_label};
 
 /// How late past a command's own deadline (its time limit and the grace
 /// after it) the watcher stops it: sandbox, when it can, goes first.

@@ -27,7 +27,7 @@ pub fn owner_of(c: &Listed, gone: Option<&str>, seal: Option<&Seal>) -> Liveness
 }
 
 /// [`owner_of`] for an owner label alone (a network's).
-fn owner_of_label(label: &str, gone: Option<&str>, seal: Option<&Seal>) -> Liveness {
+pub fn owner_of_label(label: &str, gone: Option<&str>, seal: Option<&Seal>) -> Liveness {
     let Some(owner) = seal.and_then(|seal| seal.open(label)) else {
         return Liveness::Unknown;
     };
