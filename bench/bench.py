@@ -4,16 +4,21 @@
 Each row times sandbox and the docker CLI given the same image, mount and
 hardening, alternating the two pair by pair so drift on a shared machine
 hits both alike. Medians, and the ratio sandbox/docker (below 1: sandbox is
-faster). Writes bench/results.md and bench/results.svg.
+faster). A second table sets the allow-list's proxy against the open bridge,
+both under sandbox, timed inside the container against a server on the
+host. Writes bench/results.md and bench/results.svg.
 
     python3 bench/bench.py [--runs 30] [--reps 3] [--quick]
 
 Standard library only. Needs a running engine (`make engine`) and builds its
-own image from the host's static busybox: nothing is pulled.
+own images from the host's static busybox and curl: nothing is pulled.
+Builds sandbox with cargo into $CARGO_TARGET_DIR when set, else target/.
 """
 
 import argparse
 import datetime
+import functools
+import http.server
 import os
 import platform
 import random
@@ -26,8 +31,14 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SANDBOX = os.path.join(ROOT, "target", "release", "sandbox")
+# cargo runs in ROOT, so a relative CARGO_TARGET_DIR is relative to ROOT.
+TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+SANDBOX = os.path.join(TARGET, "release", "sandbox")
 IMAGE = "sandbox-bench/busybox:1"
+CURL_IMAGE = "sandbox-bench/curl:1"
+HOST = "bench.test"
+REQUESTS = 200
+BIG = 100_000_000
 LABEL = "dev.sandbox.bench=1"
 GB = 1_000_000_000
 
@@ -45,11 +56,29 @@ def build(workspace):
                     'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/bin\n')
         sh("docker", "build", "-q", "-t", IMAGE, ctx, stdout=subprocess.DEVNULL,
            env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    # The same image plus the host's curl and the libraries it links, as
+    # tests/common/images.rs builds its curl image.
+    ldd = subprocess.run(["ldd", "/usr/bin/curl"], check=True, capture_output=True,
+                         text=True).stdout
+    files = ["/usr/bin/curl"]
+    for line in ldd.splitlines():
+        path = line.split("=>")[-1].strip().split(" (")[0].strip()
+        if path.startswith("/"):
+            files.append(path)
+    with tempfile.TemporaryDirectory() as ctx:
+        for file in files:
+            copy = os.path.join(ctx, "root", file.lstrip("/"))
+            os.makedirs(os.path.dirname(copy), exist_ok=True)
+            shutil.copy(file, copy)
+        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+            f.write(f"FROM {IMAGE}\nCOPY root/ /\nENV PATH=/usr/bin:/bin\n")
+        sh("docker", "build", "-q", "-t", CURL_IMAGE, ctx, stdout=subprocess.DEVNULL,
+           env={**os.environ, "DOCKER_BUILDKIT": "0"})
 
 
-def sandbox_cmd(*args, warm=False):
-    cmd = [SANDBOX, "run", "--image", IMAGE, "--pull", "never", "--no-cache"]
-    return cmd + (["--warm"] if warm else []) + list(args)
+def sandbox_cmd(*args, warm=False, image=IMAGE, net=()):
+    cmd = [SANDBOX, "run", "--image", image, "--pull", "never", "--no-cache"]
+    return cmd + (["--warm"] if warm else []) + list(net) + list(args)
 
 
 def docker_cmd(workspace, *args, stdin=False):
@@ -98,6 +127,71 @@ def pairs(n, a, b):
         for fn, acc in order:
             acc.append(fn())
     return ra, rb
+
+
+def rounds(n, *fns):
+    """Runs each of fns n times, in a new random order each round."""
+    out = [[] for _ in fns]
+    for _ in range(n):
+        order = list(range(len(fns)))
+        random.shuffle(order)
+        for i in order:
+            out[i].append(fns[i]())
+    return out
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    """Serves a directory without logging, file bodies with sendfile."""
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, *args):
+        pass
+
+    def copyfile(self, source, outputfile):
+        self.wfile.flush()
+        self.connection.sendfile(source)
+
+
+def serve(directory):
+    """An HTTP server on the engine's bridge gateway, in a thread:
+    (server, gateway address, port)."""
+    gateway = subprocess.run(
+        ["docker", "network", "inspect", "bridge", "-f",
+         "{{(index .IPAM.Config 0).Gateway}}"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    handler = functools.partial(Quiet, directory=directory)
+    server = http.server.ThreadingHTTPServer((gateway, 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, gateway, server.server_address[1]
+
+
+def in_container(cmd, cwd):
+    """The numbers a run printed on its last line; the run must succeed."""
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, cwd=cwd)
+    lines = proc.stdout.split("\n")
+    last = [l for l in lines if l.strip()][-1:] or [""]
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n"
+                         f"{proc.stdout[-500:]}{proc.stderr[-1000:]}")
+    return [float(x) for x in last[0].split()]
+
+
+def requests_cmd(url, net):
+    """REQUESTS sequential curls of url in one run; prints the sum of
+    their time_total (seconds), curl's own start-up left out."""
+    script = (f"i=0; while [ $i -lt {REQUESTS} ]; do "
+              f"curl -sf -o /dev/null -w '%{{time_total}}\\n' {url} || exit 1; "
+              "i=$((i+1)); done | awk '{s+=$1; n++} END {if (n != "
+              f"{REQUESTS}) exit 1; print s}}'")
+    return sandbox_cmd("sh", "-c", "set -o pipefail; " + script, image=CURL_IMAGE, net=net)
+
+
+def download_cmd(url, net):
+    """One download of url; prints seconds and bytes."""
+    return sandbox_cmd("curl", "-sf", "-o", "/dev/null", "-w",
+                       "%{time_total} %{size_download}\n", url, image=CURL_IMAGE, net=net)
 
 
 def wait_warm(workspace, timeout=30):
@@ -306,6 +400,70 @@ def main():
     a, b = pairs(args.runs * 2, run([SANDBOX, "--version"]), run(["docker", "--version"]))
     row("`--version` start-up", [x[0] for x in a], [x[0] for x in b])
 
+    # The allow-list: a closed network and an egress container per run.
+    # Untimed first: the first run builds the sandbox-egress image.
+    allow = ["--allow-host", HOST]
+    timed(sandbox_cmd("true", net=allow), cwd=workspace)
+    timed(sandbox_cmd("true", net=allow), cwd=workspace)
+    a, b, c = rounds(args.runs, run(sandbox_cmd("true", net=allow)),
+                     run(docker_cmd(workspace, "true")), run(sandbox_cmd("true")))
+    row("`true`, allow-list", [x[0] for x in a], [x[0] for x in b])
+    allow_true, allow_cold = [x[0] for x in a], [x[0] for x in c]
+    if left_behind(workspace):
+        raise SystemExit("containers left after the allow-list runs")
+
+    # Through the proxy against the open bridge, both under sandbox, timed
+    # inside the container against a server on the host's bridge gateway.
+    proxied = []
+    files = tempfile.mkdtemp(prefix="sandbox-bench-www-")
+    server = None
+    try:
+        with open(os.path.join(files, "small"), "wb") as f:
+            f.write(b"sandbox bench\n")
+        with open(os.path.join(files, "big"), "wb") as f:
+            block = os.urandom(1 << 20)
+            for left in range(BIG, 0, -len(block)):
+                f.write(block[:min(left, len(block))])
+        server, gateway, port = serve(files)
+        via = ["--allow-host", f"{HOST}:{port}", "--resolve", f"{HOST}:{gateway}"]
+        direct = ["--network", "bridge"]
+        through, straight = f"http://{HOST}:{port}", f"http://{gateway}:{port}"
+        ic = lambda cmd: (lambda: in_container(cmd, workspace))
+        # Untimed: the server, the page cache, the curl image.
+        in_container(download_cmd(f"{through}/big", via), workspace)
+        in_container(download_cmd(f"{straight}/big", direct), workspace)
+
+        a, b = pairs(args.reps, ic(requests_cmd(f"{through}/small", via)),
+                     ic(requests_cmd(f"{straight}/small", direct)))
+        a = [x[0] / REQUESTS for x in a]
+        b = [x[0] / REQUESTS for x in b]
+        proxied.append((f"{REQUESTS} requests, per request", a, b,
+                        statistics.median(a) / statistics.median(b)))
+        print(f"{proxied[-1][0]:32} proxy {median_ms(a):9.2f} ms  direct {median_ms(b):9.2f} ms  "
+              f"added {median_ms(a) - median_ms(b):.2f} ms", flush=True)
+
+        a, b = pairs(args.reps, ic(download_cmd(f"{through}/big", via)),
+                     ic(download_cmd(f"{straight}/big", direct)))
+        if any(x[1] != BIG for x in a + b):
+            raise SystemExit(f"downloads short: {[x[1] for x in a + b]}")
+        a, b = [x[0] for x in a], [x[0] for x in b]
+        proxied.append(("100 MB download", a, b, statistics.median(a) / statistics.median(b)))
+        print(f"{proxied[-1][0]:32} proxy {BIG / statistics.median(a) / 1e6:9.0f} MB/s  "
+              f"direct {BIG / statistics.median(b) / 1e6:9.0f} MB/s  "
+              f"rate ratio {statistics.median(b) / statistics.median(a):.2f}", flush=True)
+    finally:
+        if server:
+            server.shutdown()
+            server.server_close()
+        shutil.rmtree(files, ignore_errors=True)
+    if left_behind(workspace):
+        raise SystemExit("containers left after the proxy runs")
+    nets = subprocess.run(["docker", "network", "ls", "-q", "--filter",
+                           f"label=dev.sandbox.workspace={workspace}"],
+                          capture_output=True, text=True).stdout.split()
+    if nets:
+        raise SystemExit(f"networks left after the allow-list runs: {nets}")
+
     # The warm container still waiting for this workspace, and nothing else.
     ours = subprocess.run(["docker", "ps", "-aq", "--filter",
                            f"label=dev.sandbox.workspace={workspace}"],
@@ -328,7 +486,23 @@ def main():
     ]
     for name, a, b, ratio in rows:
         lines.append(f"| {name} | {median_ms(a):.1f} ms | {median_ms(b):.1f} ms | {ratio:.2f} |")
+    (req_name, req_a, req_b, req_ratio), (dl_name, dl_a, dl_b, dl_ratio) = proxied
     lines += [
+        "",
+        "The allow-list: the start-up it adds over sandbox's own cold `true`, measured",
+        f"in the same rounds, is {median_ms(allow_true) - median_ms(allow_cold):.0f} ms "
+        f"(median {median_ms(allow_true):.0f} ms against {median_ms(allow_cold):.0f} ms).",
+        "Below, both columns are sandbox: through the allow-list's proxy against straight",
+        "out on the bridge, timed inside the container (curl's `time_total`) against a",
+        f"server on the host's bridge gateway; one run of {REQUESTS} sequential `curl`s "
+        "for the requests, one download per run of 100 MB.",
+        "",
+        "| | through the proxy | direct (bridge) | proxy / direct |",
+        "| --- | --- | --- | --- |",
+        f"| {req_name} | {median_ms(req_a):.2f} ms | {median_ms(req_b):.2f} ms | "
+        f"{req_ratio:.2f} (+{median_ms(req_a) - median_ms(req_b):.2f} ms) |",
+        f"| {dl_name} | {BIG / statistics.median(dl_a) / 1e6:.0f} MB/s | "
+        f"{BIG / statistics.median(dl_b) / 1e6:.0f} MB/s | {1 / dl_ratio:.2f} of the rate |",
         "",
         f"Start-up latency p10/p90: sandbox {pct(rows[0][1], .1):.0f}/{pct(rows[0][1], .9):.0f} ms, "
         f"docker {pct(rows[0][2], .1):.0f}/{pct(rows[0][2], .9):.0f} ms; "
@@ -337,7 +511,8 @@ def main():
         f"Peak RSS of the client process: `true` sandbox {rss_run[0] / 1024:.1f} MiB, "
         f"docker CLI {rss_run[1] / 1024:.1f} MiB; 1 GB stdout sandbox "
         f"{rss_out[0] / 1024:.1f} MiB, docker CLI {rss_out[1] / 1024:.1f} MiB.",
-        f"Runs: {args.runs} pairs for start-up, {args.reps} for each 1 GB row; "
+        f"Runs: {args.runs} pairs for start-up, {args.reps} for each 1 GB row "
+        "and each proxy row; "
         f"{time.time() - began:.0f} s in all.",
         "",
         "![ratios](results.svg)",
