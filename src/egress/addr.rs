@@ -8,6 +8,7 @@
 //! by the address they carry.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 /// Why the proxy refuses to connect to `address` ("loopback", "private",
 /// "link-local, cloud metadata"...), or `None` for a public address.
@@ -85,6 +86,53 @@ fn embedded_v4(address: Ipv6Addr) -> Option<Ipv4Addr> {
             low16 as u8,
         )),
         _ => None,
+    }
+}
+
+/// A network's addresses, `a.b.c.d/n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    base: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Subnet {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Subnet> {
+        let bad = || anyhow::anyhow!("{text:?} is not a subnet (a.b.c.d/n)");
+        let (base, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let base: IpAddr = base.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let bits = if base.is_ipv4() { 32 } else { 128 };
+        if prefix > bits {
+            return Err(bad());
+        }
+        Ok(Subnet { base, prefix })
+    }
+}
+
+impl Subnet {
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.base, address) {
+            (IpAddr::V4(base), IpAddr::V4(address)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(base) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(base), IpAddr::V6(address)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(base) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
     }
 }
 
@@ -174,5 +222,19 @@ mod tests {
         ] {
             assert_eq!(why(public), None, "{public}");
         }
+    }
+
+    #[test]
+    fn a_subnet_holds_its_own_addresses_only() {
+        let net: Subnet = "172.24.0.0/16".parse().unwrap();
+        assert!(net.contains("172.24.0.3".parse().unwrap()));
+        assert!(net.contains("::ffff:172.24.9.9".parse().unwrap()));
+        assert!(!net.contains("172.17.0.3".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        for bad in ["172.24.0.0", "172.24.0.0/33", "x/8", "/8"] {
+            assert!(bad.parse::<Subnet>().is_err(), "{bad}");
+        }
+        let all: Subnet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
     }
 }

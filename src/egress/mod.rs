@@ -53,6 +53,12 @@ pub struct Spec {
     pub relays: Vec<RelaySpec>,
     /// PEM certificates the relays trust for their upstreams.
     pub roots: String,
+    /// The run's closed network (`a.b.c.d/n`): the proxy and the relays
+    /// serve only its members. The egress container is on the engine's
+    /// default bridge too, where any container could otherwise spend a
+    /// relayed key or borrow the allow-list.
+    #[serde(default)]
+    pub clients: Option<String>,
 }
 
 /// A relay: the sandboxed agent talks plain HTTP to `port` of the egress

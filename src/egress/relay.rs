@@ -94,7 +94,7 @@ pub(super) fn connector(roots_pem: &str) -> Result<TlsConnector> {
 
 /// Serves `relay` on `listener` until the process ends.
 pub(super) async fn run(listener: TcpListener, relay: Arc<Relay>) {
-    proxy::accept(listener, move |stream| {
+    proxy::accept(listener, relay.gate.clients, move |stream| {
         let relay = relay.clone();
         proxy::serve_http(stream, false, move |request| handle(relay.clone(), request))
     })
@@ -339,6 +339,7 @@ mod tests {
         let resolve = [("relay.test".to_string(), IpAddr::from([127, 0, 0, 1]))];
         let (sender, decisions) = unbounded_channel();
         let gate = Arc::new(Gate {
+            clients: None,
             policy: Policy::new(&[], &resolve).unwrap(),
             sink: Sink::Channel(sender),
         });

@@ -18,9 +18,14 @@ use super::{Spec, PROXY_PORT, READY};
 /// [`super::READY`] then one [`super::Decision`] per line on stdout.
 pub async fn serve(spec: Spec) -> Result<()> {
     let policy = Policy::new(&spec.allow, &spec.resolve).context("cannot read the allow-list")?;
+    let clients = match &spec.clients {
+        Some(subnet) => Some(subnet.parse().context("cannot read the clients' network")?),
+        None => None,
+    };
     let gate = Arc::new(Gate {
         policy,
         sink: Sink::Stdout,
+        clients,
     });
     // Everything that can be wrong with the spec fails before any port opens.
     let relays = relays(&spec, &gate)?;
@@ -76,6 +81,7 @@ mod tests {
             resolve: vec![],
             relays: vec![relay.clone()],
             roots: roots.into(),
+            clients: None,
         };
         let e = format!("{:#}", serve(spec("@nope", "")).await.unwrap_err());
         assert!(

@@ -23,10 +23,14 @@ const READY_WITHIN: Duration = Duration::from_secs(20);
 /// [`Sidecar::launch`], removed with [`Sidecar::finish`] on every path.
 pub struct Sidecar {
     network: String,
+    /// The network's subnet: the proxy serves no one else.
+    clients: String,
     image: String,
     id: Option<String>,
     launched: bool,
     refused: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Reads the proxy's decisions until its output ends.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Sidecar {
@@ -47,13 +51,25 @@ impl Sidecar {
         engine
             .create_closed_network(&egress.network, labels)
             .await?;
-        Ok(Sidecar {
+        let mut sidecar = Sidecar {
             network: egress.network.clone(),
+            clients: String::new(),
             image,
             id: None,
             launched: false,
             refused: Arc::default(),
-        })
+            reader: None,
+        };
+        match engine.network_subnet(&egress.network).await {
+            Ok(subnet) => {
+                sidecar.clients = subnet;
+                Ok(sidecar)
+            }
+            Err(e) => {
+                sidecar.remove(engine).await;
+                Err(e)
+            }
+        }
     }
 
     /// Starts the proxy, returning once it listens; at once if it already
@@ -75,6 +91,7 @@ impl Sidecar {
             resolve: egress.resolve.clone(),
             relays: egress.relays.iter().map(|r| r.spec.clone()).collect(),
             roots: String::new(),
+            clients: Some(self.clients.clone()),
         };
         let spec = serde_json::to_string(&spec).context("cannot encode the egress policy")?;
         let seccomp = crate::seccomp::profile("default")?;
@@ -106,7 +123,9 @@ impl Sidecar {
         }
         tracing::debug!(id = short_id(&id), "egress proxy ready");
         let refused = Arc::clone(&self.refused);
-        tokio::spawn(async move { lines.decisions(&refused).await });
+        self.reader = Some(tokio::spawn(async move {
+            lines.decisions(&refused).await;
+        }));
         self.launched = true;
         Ok(())
     }
@@ -122,6 +141,10 @@ impl Sidecar {
             ));
         } else {
             self.remove(engine).await;
+            // Its output has ended with it: every decision is counted.
+            if let Some(reader) = self.reader.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), reader).await;
+            }
         }
         let refused = self.refused.lock().map(|r| r.clone()).unwrap_or_default();
         if let Some(line) = summary(&refused) {
@@ -129,12 +152,21 @@ impl Sidecar {
         }
     }
 
-    async fn remove(&mut self, engine: &Engine) {
+    /// Removes the egress container once the run's last container has
+    /// exited (unless the run is kept); the network goes in [`Self::finish`].
+    pub async fn remove_proxy(&mut self, engine: &Engine, kept: bool) {
+        if kept {
+            return;
+        }
         if let Some(id) = self.id.take() {
             if let Err(e) = engine.remove(&id).await {
                 tracing::warn!("{e:#}");
             }
         }
+    }
+
+    async fn remove(&mut self, engine: &Engine) {
+        self.remove_proxy(engine, false).await;
         if let Err(e) = engine.remove_network(&self.network).await {
             tracing::warn!(
                 "{e:#} — remove it with `docker network rm {}`",
@@ -144,13 +176,31 @@ impl Sidecar {
     }
 }
 
-/// The line at the end of a run the allow-list refused something in.
+/// How many refused hosts the tally names; the rest are [`OTHERS`].
+const MAX_NAMED: usize = 100;
+/// The tally's key for refusals past [`MAX_NAMED`] hosts.
+const OTHERS: &str = "\u{10ffff}others";
+/// How many hosts the line at the end names.
+const SHOWN: usize = 10;
+
+/// The line at the end of a run the allow-list refused something in: the
+/// most refused hosts first.
 fn summary(refused: &BTreeMap<String, u64>) -> Option<String> {
     if refused.is_empty() {
         return None;
     }
     let total: u64 = refused.values().sum();
-    let hosts: Vec<String> = refused.iter().map(|(h, n)| format!("{h} ({n})")).collect();
+    let mut named: Vec<(&String, &u64)> = refused.iter().filter(|(h, _)| *h != OTHERS).collect();
+    named.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let mut hosts: Vec<String> = named
+        .iter()
+        .take(SHOWN)
+        .map(|(h, n)| format!("{} ({n})", crate::ui::sanitize(h)))
+        .collect();
+    let rest: u64 = total - named.iter().take(SHOWN).map(|(_, n)| **n).sum::<u64>();
+    if rest > 0 {
+        hosts.push(format!("{rest} more to other hosts"));
+    }
     let requests = if total == 1 { "request" } else { "requests" };
     Some(format!(
         "the allow-list refused {total} {requests}: {} — allow a host with --allow-host HOST \
@@ -226,7 +276,13 @@ impl Lines {
                 false => {
                     tracing::info!(target = %target, why = %decision.why, "egress refused");
                     if let Ok(mut refused) = refused.lock() {
-                        *refused.entry(target).or_default() += 1;
+                        // A command that asks for endless names gets a
+                        // bounded tally: the rest are counted as others.
+                        let key = match refused.len() < MAX_NAMED || refused.contains_key(&target) {
+                            true => target,
+                            false => OTHERS.to_string(),
+                        };
+                        *refused.entry(key).or_default() += 1;
                     }
                 }
             }
@@ -245,6 +301,21 @@ mod tests {
         let line = summary(&refused).unwrap();
         assert!(
             line.starts_with("the allow-list refused 3 requests: a.test:443 (2), b.test:80 (1)"),
+            "{line}"
+        );
+        let many: BTreeMap<String, u64> = (0..50)
+            .map(|i| (format!("h{i:02}.test:80"), 1))
+            .chain([(OTHERS.to_string(), 7), ("top.test:80".to_string(), 9)])
+            .collect();
+        let line = summary(&many).unwrap();
+        assert!(
+            line.starts_with(
+                "the allow-list refused 66 requests: top.test:80 (9), h00.test:80 (1)"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("h08.test:80 (1), 48 more to other hosts"),
             "{line}"
         );
     }

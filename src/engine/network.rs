@@ -77,6 +77,26 @@ impl Engine {
             .collect())
     }
 
+    /// The subnet (`a.b.c.d/n`) the engine gave `network`.
+    pub async fn network_subnet(&self, network: &str) -> Result<String> {
+        let inspected = self.docker.inspect_network(
+            network,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        );
+        let inspected = self
+            .answered("inspect a network", ANSWER, inspected)
+            .await?
+            .map_err(plain)
+            .with_context(|| format!("cannot inspect the network {network}"))?;
+        inspected
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|config| config.subnet)
+            .with_context(|| format!("the network {network} has no subnet"))
+    }
+
     /// Adds container `id` to `network`, reachable there as `aliases`.
     pub async fn connect_network(&self, network: &str, id: &str, aliases: &[&str]) -> Result<()> {
         let request = NetworkConnectRequest {

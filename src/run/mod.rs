@@ -203,7 +203,7 @@ async fn run_protected(
     }
 
     let creating = create_pulling(engine, plan, Purpose::Run, &mut signals, ui);
-    let (made, launched) = match egress {
+    let (made, launched) = match egress.as_deref_mut() {
         Some(egress) => tokio::join!(creating, egress.launch(engine, plan)),
         None => (creating.await, Ok(())),
     };
@@ -235,7 +235,14 @@ async fn run_protected(
             }
         }
     };
-    finish(engine, &id, plan, result, ui).await
+    // The proxy has nothing more to carry: it goes while the container does.
+    match egress {
+        Some(egress) => {
+            let proxy_gone = egress.remove_proxy(engine, plan.lifecycle.keep);
+            tokio::join!(finish(engine, &id, plan, result, ui), proxy_gone).0
+        }
+        None => finish(engine, &id, plan, result, ui).await,
+    }
 }
 
 /// Every run ends here: the container is removed (unless kept) whatever the

@@ -7,7 +7,10 @@
 
 use std::net::TcpListener;
 
-use crate::common::{curl_image, gateway, test_image, Certificates, Output, Outside, Workspace};
+use crate::common::{
+    curl_image, docker, finish, gateway, signal, start_ready_as, test_image, Certificates, Output,
+    Outside, Workspace,
+};
 
 /// `sandbox run --pull never --image IMAGE ARGS` in `ws`.
 fn run_in(ws: &Workspace, image: &str, args: &[&str]) -> Output {
@@ -345,4 +348,55 @@ fn the_relay_adds_the_key_that_the_container_never_sees() {
     // test sees it.
     let open = agent(&["--network", "bridge"]);
     assert!(open.stdout.contains(&format!("key: {KEY}")), "{open:?}");
+}
+
+#[test]
+fn only_the_run_reaches_its_proxy_and_relays() {
+    let ws = Workspace::new();
+    let certs = Certificates::new();
+    let outside = Outside::start(&certs, 0);
+    let port = outside.http;
+    let allowed = format!("allowed.test:{port}");
+    let r1 = resolve("allowed.test");
+    let mut run = ws.command();
+    run.args(["run", "--pull", "never", "--image", test_image()])
+        .args(["--allow-host", &allowed, "--resolve", &r1])
+        .args(["sh", "-c", "echo ready; exec sleep 60"]);
+    let child = start_ready_as(run);
+    let filter = format!("label=dev.sandbox.workspace={}", ws.path().display());
+    let listed = docker(&["ps", "-q", "--no-trunc", "--filter", &filter]).stdout;
+    let inspect = |id: &str, format: &str| docker(&["inspect", "-f", format, id]).stdout;
+    let (egress, command): (Vec<&str>, Vec<&str>) = listed
+        .lines()
+        .partition(|id| inspect(id, "{{.Config.User}}").trim() == "65534:65534");
+    assert_eq!((egress.len(), command.len()), (1, 1), "{listed}");
+    let on_bridge = inspect(egress[0], "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    let request = format!(
+        "(printf 'GET http://{allowed}/ HTTP/1.0\\r\\n\\r\\n'; sleep 3) | nc -w 5 \"$0\" 3128; echo end"
+    );
+    // Any other container on the engine's bridge, as a plain run is.
+    let neighbour = docker(&[
+        "run",
+        "--rm",
+        "--label",
+        "dev.sandbox.test=1",
+        test_image(),
+        "sh",
+        "-c",
+        &request,
+        on_bridge.trim(),
+    ]);
+    // Control: the run itself, by the proxy's name on its closed network.
+    let own = docker(&["exec", command[0], "sh", "-c", &request, "egress"]);
+    signal(&child, "TERM");
+    finish(child);
+    assert!(
+        own.stdout.contains("200 OK"),
+        "the run reaches its proxy: {own:?}"
+    );
+    assert_eq!(
+        neighbour.stdout.trim(),
+        "end",
+        "a neighbour on the bridge: {neighbour:?}"
+    );
 }
