@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
@@ -102,6 +102,17 @@ pub(super) async fn run(listener: TcpListener, relay: Arc<Relay>) {
 }
 
 async fn handle(relay: Arc<Relay>, request: Request<Incoming>) -> Response<Body> {
+    // An API is called with these; TRACE would have a server echo the
+    // headers, the key among them, back into the sandbox.
+    if !matches!(
+        *request.method(),
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD
+    ) {
+        return proxy::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("sandbox's relay does not forward {}.\n", request.method()),
+        );
+    }
     let target = format!("{}:{}", relay.host, relay.port);
     let dialled = relay.gate.dial(&relay.host, relay.port).await;
     let outcome = dialled.as_ref().map(|_| "relay");
