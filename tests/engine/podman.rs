@@ -58,3 +58,29 @@ fn the_seccomp_profile_holds_on_podman() {
     );
     assert_eq!(out.status, 0, "{out:?}");
 }
+
+#[test]
+fn the_allow_list_is_refused_on_podman_rather_than_run_open() {
+    let ws = Workspace::new();
+    let out: crate::common::Output = ws
+        .command()
+        .env("DOCKER_HOST", podman_engine())
+        .args([
+            "run",
+            "--image",
+            crate::common::test_image(),
+            "--pull",
+            "never",
+        ])
+        .args(["--allow-host", "example.test", "true"])
+        .output()
+        .expect("run sandbox")
+        .into();
+    assert_eq!(out.status, 125, "{out:?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out:?}");
+    assert!(out.stderr.contains("Podman"), "{out:?}");
+    assert_eq!(podman_containers(&ws), "", "nothing made");
+    // Control: the same run without the allow-list runs there.
+    let open = podman(&ws, &["true"]);
+    assert_eq!(open.status, 0, "{open:?}");
+}
