@@ -81,7 +81,17 @@ fn each_agent_gets_its_own_keys_and_nothing_else() {
     let ws = Workspace::new();
     let claude = run(agent_command(&ws, &HOST_SECRETS, &["claude"]));
     let env = env_of(&claude);
-    assert!(env.contains(&"ANTHROPIC_API_KEY=sk-ant-test"), "{claude:?}");
+    // Its key stays on the host behind the allow-list's relay
+    // (`tests/engine/egress.rs` shows the API receiving it).
+    assert!(
+        env.contains(&"ANTHROPIC_API_KEY=sandbox-relay-holds-the-real-key"),
+        "{claude:?}"
+    );
+    assert!(
+        env.contains(&"ANTHROPIC_BASE_URL=http://egress:8081"),
+        "{claude:?}"
+    );
+    assert!(!claude.stdout.contains("sk-ant-test"), "{claude:?}");
     for leaked in ["OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN"] {
         assert!(
             !env.iter().any(|e| e.starts_with(leaked)),
@@ -91,7 +101,15 @@ fn each_agent_gets_its_own_keys_and_nothing_else() {
 
     let codex = run(agent_command(&ws, &HOST_SECRETS, &["codex"]));
     let env = env_of(&codex);
-    assert!(env.contains(&"OPENAI_API_KEY=sk-openai-test"), "{codex:?}");
+    assert!(
+        env.contains(&"OPENAI_API_KEY=sandbox-relay-holds-the-real-key"),
+        "{codex:?}"
+    );
+    assert!(
+        env.contains(&"OPENAI_BASE_URL=http://egress:8081/v1"),
+        "{codex:?}"
+    );
+    assert!(!codex.stdout.contains("sk-openai-test"), "{codex:?}");
     assert!(!env.iter().any(|e| e.starts_with("ANTHROPIC")), "{codex:?}");
 
     // A plain run, even of the same image, gets no agent's keys.

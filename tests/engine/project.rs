@@ -150,7 +150,11 @@ const FROM_FILE: &str = "file-secret-789";
 /// with a secret typed with -e and one in an env file. `command` replaces
 /// the stand-in's command when given.
 fn agent_run(ws: &Workspace, command: Option<&str>) -> Output {
-    let mut profile = format!("agents:\n  claude:\n    image: {}\n", agent_image());
+    // Its key passes into the container (no relay): what setup must not see.
+    let mut profile = format!(
+        "agents:\n  claude:\n    image: {}\n    relay: []\n",
+        agent_image()
+    );
     if let Some(script) = command {
         let indented = script.replace('\n', "\n        ");
         profile.push_str(&format!(
