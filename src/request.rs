@@ -138,6 +138,13 @@ pub fn egress(
             readonly_rootfs: Some(true),
             cap_drop: Some(vec!["ALL".to_string()]),
             security_opt: Some(security_opt),
+            // Its decisions are read from the attach stream; kept in a log
+            // they would grow on the engine's disk for as long as a command
+            // asks for names.
+            log_config: Some(bollard::models::HostConfigLogConfig {
+                typ: Some("none".to_string()),
+                config: None,
+            }),
             ..Default::default()
         }),
         networking_config: Some(bollard::models::NetworkingConfig {

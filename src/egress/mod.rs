@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod relay;
 pub mod serve;
 pub mod sidecar;
+mod splice;
 
 use std::net::IpAddr;
 

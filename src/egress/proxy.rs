@@ -372,15 +372,29 @@ async fn tunnel(gate: &Gate, mut request: Request<Incoming>) -> Response<Body> {
     };
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
-        if let Ok(upgraded) = upgrade.await {
-            let mut client = TokioIo::new(upgraded);
-            let _ = tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut upstream,
-                TUNNEL_BUFFER,
-                TUNNEL_BUFFER,
-            )
-            .await;
+        let Ok(upgraded) = upgrade.await else {
+            return;
+        };
+        // The client's own socket, for the kernel to move bytes between the
+        // two; what the client sent after its CONNECT goes first.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let client = parts.io.into_inner();
+                let sent = tokio::io::AsyncWriteExt::write_all(&mut upstream, &parts.read_buf);
+                if sent.await.is_ok() {
+                    let _ = super::splice::tunnel(&client, &upstream).await;
+                }
+            }
+            Err(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut upstream,
+                    TUNNEL_BUFFER,
+                    TUNNEL_BUFFER,
+                )
+                .await;
+            }
         }
     });
     Response::new(Empty::new().map_err(|never| match never {}).boxed())

@@ -52,8 +52,12 @@ fn an_allowed_host_answers_and_a_refused_one_is_explained() {
     let allowed = format!("allowed.test:{port}");
     let (r1, r2) = (resolve("allowed.test"), resolve("denied.test"));
     let base = ["--resolve", &r1, "--resolve", &r2, "--allow-host", &allowed];
-    let out = run(&ws, &[&base[..], &["sh", "-c", &script]].concat());
+    let out = run(&ws, &[&base[..], &["-v", "sh", "-c", &script]].concat());
     assert_eq!(out.status, 0, "{out:?}");
+    // -v: each decision as it is made.
+    for decision in ["egress allowed", "egress refused"] {
+        assert!(out.stderr.contains(decision), "{decision}: {out:?}");
+    }
     assert!(
         out.stdout
             .contains(&format!("\"host\": \"allowed.test:{port}\"")),
