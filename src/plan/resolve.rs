@@ -50,7 +50,7 @@ pub fn resolve(
     };
     let agent = agent.as_ref();
     let task = task(args, config, agent, setup)?;
-    let hardening = hardening(config, agent.map(|(_, p)| p), world, home)?;
+    let mut hardening = hardening(config, agent.map(|(_, p)| p), world, home)?;
     let owner = numeric_user(&hardening.user);
     let host = config.engine.host().to_string();
     let mut notes = Vec::new();
@@ -75,7 +75,6 @@ pub fn resolve(
     let limits = limits(config);
     let io = io(args, world);
     let mut lifecycle = lifecycle(args, config, &workspace, io, host)?;
-    let mut hardening = hardening;
     let egress = match hardening.network == Network::Allow.to_string() {
         true => {
             let network = super::unique_name("sandbox-net");

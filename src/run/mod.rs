@@ -214,9 +214,9 @@ async fn run_protected(
     tracing::debug!(id = short_id(&id), "created");
 
     let mut _next = None;
-    let result = match (check_warnings(plan, &warnings, ui), signals.stops.pending()) {
+    let ready = check_warnings(plan, &warnings, ui).and(launched);
+    let result = match (ready, signals.stops.pending()) {
         (Err(e), _) => Err(e),
-        (Ok(()), _) if launched.is_err() => launched.map(|()| Outcome::Exited(0)),
         // Stopped while the container was being created: it never starts.
         (Ok(()), Some(signal)) => Ok(Outcome::Signalled(signal.number())),
         (Ok(()), None) => {
