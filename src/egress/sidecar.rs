@@ -27,9 +27,9 @@ pub struct Sidecar {
     clients: String,
     image: String,
     id: Option<String>,
-    launched: bool,
     refused: Arc<Mutex<BTreeMap<String, u64>>>,
-    /// Reads the proxy's decisions until its output ends.
+    /// Reads the proxy's decisions until its output ends; set once the
+    /// proxy listens.
     reader: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -51,32 +51,28 @@ impl Sidecar {
         engine
             .create_closed_network(&egress.network, labels)
             .await?;
-        let mut sidecar = Sidecar {
+        let clients = match engine.network_subnet(&egress.network).await {
+            Ok(subnet) => subnet,
+            Err(e) => {
+                let _ = engine.remove_network(&egress.network).await;
+                return Err(e);
+            }
+        };
+        Ok(Sidecar {
             network: egress.network.clone(),
-            clients: String::new(),
+            clients,
             image,
             id: None,
-            launched: false,
             refused: Arc::default(),
             reader: None,
-        };
-        match engine.network_subnet(&egress.network).await {
-            Ok(subnet) => {
-                sidecar.clients = subnet;
-                Ok(sidecar)
-            }
-            Err(e) => {
-                sidecar.remove(engine).await;
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Starts the proxy, returning once it listens; at once if it already
     /// does. What it made is removed by [`Self::finish`], whatever this
     /// returns.
     pub async fn launch(&mut self, engine: &Engine, plan: &RunPlan) -> Result<()> {
-        if self.launched {
+        if self.reader.is_some() {
             return Ok(());
         }
         let egress = plan
@@ -126,7 +122,6 @@ impl Sidecar {
         self.reader = Some(tokio::spawn(async move {
             lines.decisions(&refused).await;
         }));
-        self.launched = true;
         Ok(())
     }
 

@@ -13,8 +13,9 @@ use crate::egress::credentials::{self, PLACEHOLDER};
 use crate::egress::{policy, RelaySpec, ALIAS, PROXY_PORT};
 
 /// The allow-list a run gets: the agent's hosts and the user's, or the
-/// project file's narrower list, and `--allow-host` in either case.
-pub fn allow_list(config: &Config, agent: Option<&Agent>) -> Result<Vec<String>> {
+/// project file's narrower list, and `--allow-host` in either case; each
+/// entry once. Checked by the caller, which expands it anyway.
+fn allow_list(config: &Config, agent: Option<&Agent>) -> Result<Vec<String>> {
     let net = &config.network;
     let mut base: Vec<String> = agent.map(|a| a.allow.clone()).unwrap_or_default();
     base.extend(net.allow.iter().cloned());
@@ -28,7 +29,6 @@ pub fn allow_list(config: &Config, agent: Option<&Agent>) -> Result<Vec<String>>
         }
         None => base,
     };
-    policy::expand(&list)?;
     let mut seen = std::collections::BTreeSet::new();
     list.retain(|entry| seen.insert(entry.clone()));
     Ok(list)
