@@ -3,8 +3,9 @@
 //! and never pulled (`images`), workspaces whose guard removes any container
 //! left behind and fails the test that left it (`workspace`), runs to signal
 //! (`background`), and the services a few engine tests start: a registry, a
-//! second engine, Podman, sshd (`services`), and the outside world of the
-//! allow-list's tests (`outside`).
+//! second engine, Podman, sshd (`services`), the outside world of the
+//! allow-list's tests (`outside`), and stand-ins for the agents' model APIs
+//! (`model_api`).
 
 use std::path::Path;
 use std::process::Command;
@@ -21,6 +22,8 @@ mod engine;
 #[allow(dead_code)]
 mod images;
 #[allow(dead_code)]
+mod model_api;
+#[allow(dead_code)]
 mod outside;
 #[allow(dead_code)]
 mod services;
@@ -28,7 +31,9 @@ mod services;
 mod workspace;
 
 #[allow(unused_imports)]
-pub use {background::*, engine::*, images::*, outside::*, services::*, workspace::*};
+pub use {
+    background::*, engine::*, images::*, model_api::*, outside::*, services::*, workspace::*,
+};
 
 /// The sandbox binary cargo built for these tests.
 pub fn sandbox_bin() -> &'static str {

@@ -42,8 +42,13 @@ pub struct Certificates {
 
 impl Certificates {
     pub fn new() -> Certificates {
+        Certificates::for_names(&NAMES)
+    }
+
+    /// The authority and a certificate for `names` (the first is its CN).
+    pub fn for_names(names: &[&str]) -> Certificates {
         let dir = tempdir();
-        let sans: Vec<String> = NAMES.iter().map(|n| format!("DNS:{n}")).collect();
+        let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
         std::fs::write(
             dir.path().join("san.ext"),
             format!("subjectAltName={}\n", sans.join(",")),
@@ -85,7 +90,7 @@ impl Certificates {
                     "-out",
                     "leaf.csr",
                     "-subj",
-                    "/CN=allowed.test",
+                    &format!("/CN={}", names[0]),
                 ],
             ]
             .concat(),
@@ -118,7 +123,8 @@ impl Certificates {
         self.dir.path().join("ca.pem")
     }
 
-    fn leaf(&self) -> (PathBuf, PathBuf) {
+    /// The certificate and its key, for a server of the test's.
+    pub(super) fn leaf(&self) -> (PathBuf, PathBuf) {
         (
             self.dir.path().join("leaf.pem"),
             self.dir.path().join("leaf.key"),
