@@ -29,7 +29,12 @@ pub struct AgentRun {
     /// `-e`-style entries: its constants, then the names of its keys (which
     /// pass only when set on the host, whatever the block list says).
     pub env: Vec<String>,
-    /// State directories: host source → path in the container.
+    /// State directories: host source → path in the container. From
+    /// sandbox's own copy, a directory nested in HOME (`.local/share/x`) is
+    /// kept with its top (`.local`): the engine would make the mount point's
+    /// missing parents as root, and the agent could then create nothing
+    /// beside it (`~/.local/state`). The user's own HOME is only ever
+    /// mounted as deep as the profile says.
     pub state: Vec<(PathBuf, String)>,
 }
 
@@ -89,14 +94,23 @@ pub fn resolve(
         StateSource::Sandbox => Some(state_root(host_env, &agent.name, workspace)?),
     };
     let state = match root {
-        Some(root) => agent
-            .state
-            .iter()
-            .map(|dir| {
-                let dir = dir.trim_matches('/');
-                (root.join(dir), format!("{home}/{dir}"))
-            })
-            .collect(),
+        Some(root) => {
+            let whole = source.unwrap_or(agent.state_source) == StateSource::Sandbox;
+            let mut dirs: Vec<&str> = agent
+                .state
+                .iter()
+                .map(|dir| dir.trim_matches('/'))
+                .map(|dir| match whole {
+                    true => dir.split('/').next().unwrap_or(dir),
+                    false => dir,
+                })
+                .collect();
+            dirs.sort_unstable();
+            dirs.dedup();
+            dirs.iter()
+                .map(|dir| (root.join(dir), format!("{home}/{dir}")))
+                .collect()
+        }
         None => Vec::new(),
     };
     Ok(AgentRun {
@@ -168,6 +182,21 @@ mod tests {
         assert_eq!(run.state[0].0, PathBuf::from("/home/me/.claude"));
         let run = resolve_in(WORK, Some(StateSource::None));
         assert!(run.state.is_empty());
+    }
+
+    #[test]
+    fn nested_state_is_kept_from_the_top_so_its_parents_are_the_users() {
+        let opencode = defaults()["opencode"].resolve("opencode").unwrap();
+        let workspace = Path::new(WORK);
+        let run = resolve(&opencode, &[], None, "/h", workspace, &env()).unwrap();
+        let root = state_root(&env(), "opencode", workspace).unwrap();
+        let expected = [".config", ".local"].map(|d| (root.join(d), format!("/h/{d}")));
+        assert_eq!(run.state, expected);
+        // The user's own HOME: only the directories named, never all of ~/.config.
+        let home = Some(StateSource::Home);
+        let run = resolve(&opencode, &[], home, "/h", workspace, &env()).unwrap();
+        let targets: Vec<&str> = run.state.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(targets, ["/h/.config/opencode", "/h/.local/share/opencode"]);
     }
 
     #[test]
