@@ -121,6 +121,33 @@ pub fn resolve(
     })
 }
 
+/// An agent's `env_args` for a run whose environment is `env`: each word
+/// with every `${NAME}` replaced by NAME's value; a word naming a variable
+/// the run does not have (or has empty) is left out whole.
+pub fn env_args(words: &[String], env: &[(String, String)]) -> Vec<String> {
+    let value = |name: &str| {
+        env.iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
+    words
+        .iter()
+        .filter_map(|word| {
+            let mut out = String::new();
+            let mut rest = word.as_str();
+            while let Some(start) = rest.find("${") {
+                let (before, after) = rest.split_at(start);
+                let end = after.find('}')?;
+                out.push_str(before);
+                out.push_str(value(&after[2..end])?);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            Some(out)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +209,38 @@ mod tests {
         assert_eq!(run.state[0].0, PathBuf::from("/home/me/.claude"));
         let run = resolve_in(WORK, Some(StateSource::None));
         assert!(run.state.is_empty());
+    }
+
+    #[test]
+    fn env_args_take_the_runs_values_and_drop_what_it_lacks() {
+        let words = [
+            "--config=openai_base_url=\"${OPENAI_BASE_URL}\"".to_string(),
+            "--org=${ORG}".to_string(),
+            "${A}-${B}".to_string(),
+            "plain".to_string(),
+        ];
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let run = env(&[
+            ("OPENAI_BASE_URL", "http://egress:8082/v1"),
+            ("ORG", ""),
+            ("A", "1"),
+        ]);
+        assert_eq!(
+            env_args(&words, &run),
+            [
+                "--config=openai_base_url=\"http://egress:8082/v1\"",
+                "plain"
+            ]
+        );
+        let run = env(&[("A", "1"), ("B", "2"), ("ORG", "o")]);
+        assert_eq!(env_args(&words, &run), ["--org=o", "1-2", "plain"]);
+        let unclosed = ["${A".to_string()];
+        assert!(env_args(&unclosed, &run).is_empty());
     }
 
     #[test]

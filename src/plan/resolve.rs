@@ -50,7 +50,7 @@ pub fn resolve(
         None => None,
     };
     let agent = agent.as_ref();
-    let task = task(args, config, agent, setup)?;
+    let mut task = task(args, config, agent, setup)?;
     let mut hardening = hardening(config, agent.map(|(_, p)| p), world, home)?;
     let owner = numeric_user(&hardening.user);
     let account = owner.and_then(|ids| Account::new(ids, &hardening.home, world.uid, world.env));
@@ -104,6 +104,12 @@ pub fn resolve(
         }
         false => None,
     };
+    // After the relay has set the base URLs the arguments may name.
+    if let Some((_, profile)) = agent {
+        let at = profile.command.len();
+        let words = agent::env_args(&profile.env_args, &env.passed);
+        task.argv.splice(at..at, words);
+    }
     Ok(RunPlan {
         task,
         workspace,
