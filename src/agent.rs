@@ -29,7 +29,12 @@ pub struct AgentRun {
     /// `-e`-style entries: its constants, then the names of its keys (which
     /// pass only when set on the host, whatever the block list says).
     pub env: Vec<String>,
-    /// State directories: host source → path in the container.
+    /// State directories: host source → path in the container. From
+    /// sandbox's own copy, a directory nested in HOME (`.local/share/x`) is
+    /// kept with its top (`.local`): the engine would make the mount point's
+    /// missing parents as root, and the agent could then create nothing
+    /// beside it (`~/.local/state`). The user's own HOME is only ever
+    /// mounted as deep as the profile says.
     pub state: Vec<(PathBuf, String)>,
 }
 
@@ -89,14 +94,23 @@ pub fn resolve(
         StateSource::Sandbox => Some(state_root(host_env, &agent.name, workspace)?),
     };
     let state = match root {
-        Some(root) => agent
-            .state
-            .iter()
-            .map(|dir| {
-                let dir = dir.trim_matches('/');
-                (root.join(dir), format!("{home}/{dir}"))
-            })
-            .collect(),
+        Some(root) => {
+            let whole = source.unwrap_or(agent.state_source) == StateSource::Sandbox;
+            let mut dirs: Vec<&str> = agent
+                .state
+                .iter()
+                .map(|dir| dir.trim_matches('/'))
+                .map(|dir| match whole {
+                    true => dir.split('/').next().unwrap_or(dir),
+                    false => dir,
+                })
+                .collect();
+            dirs.sort_unstable();
+            dirs.dedup();
+            dirs.iter()
+                .map(|dir| (root.join(dir), format!("{home}/{dir}")))
+                .collect()
+        }
         None => Vec::new(),
     };
     Ok(AgentRun {
@@ -105,6 +119,33 @@ pub fn resolve(
         env,
         state,
     })
+}
+
+/// An agent's `env_args` for a run whose environment is `env`: each word
+/// with every `${NAME}` replaced by NAME's value; a word naming a variable
+/// the run does not have (or has empty) is left out whole.
+pub fn env_args(words: &[String], env: &[(String, String)]) -> Vec<String> {
+    let value = |name: &str| {
+        env.iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
+    words
+        .iter()
+        .filter_map(|word| {
+            let mut out = String::new();
+            let mut rest = word.as_str();
+            while let Some(start) = rest.find("${") {
+                let (before, after) = rest.split_at(start);
+                let end = after.find('}')?;
+                out.push_str(before);
+                out.push_str(value(&after[2..end])?);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            Some(out)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -168,6 +209,53 @@ mod tests {
         assert_eq!(run.state[0].0, PathBuf::from("/home/me/.claude"));
         let run = resolve_in(WORK, Some(StateSource::None));
         assert!(run.state.is_empty());
+    }
+
+    #[test]
+    fn env_args_take_the_runs_values_and_drop_what_it_lacks() {
+        let words = [
+            "--config=openai_base_url=\"${OPENAI_BASE_URL}\"".to_string(),
+            "--org=${ORG}".to_string(),
+            "${A}-${B}".to_string(),
+            "plain".to_string(),
+        ];
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let run = env(&[
+            ("OPENAI_BASE_URL", "http://egress:8082/v1"),
+            ("ORG", ""),
+            ("A", "1"),
+        ]);
+        assert_eq!(
+            env_args(&words, &run),
+            [
+                "--config=openai_base_url=\"http://egress:8082/v1\"",
+                "plain"
+            ]
+        );
+        let run = env(&[("A", "1"), ("B", "2"), ("ORG", "o")]);
+        assert_eq!(env_args(&words, &run), ["--org=o", "1-2", "plain"]);
+        let unclosed = ["${A".to_string()];
+        assert!(env_args(&unclosed, &run).is_empty());
+    }
+
+    #[test]
+    fn nested_state_is_kept_from_the_top_so_its_parents_are_the_users() {
+        let opencode = defaults()["opencode"].resolve("opencode").unwrap();
+        let workspace = Path::new(WORK);
+        let run = resolve(&opencode, &[], None, "/h", workspace, &env()).unwrap();
+        let root = state_root(&env(), "opencode", workspace).unwrap();
+        let expected = [".config", ".local"].map(|d| (root.join(d), format!("/h/{d}")));
+        assert_eq!(run.state, expected);
+        // The user's own HOME: only the directories named, never all of ~/.config.
+        let home = Some(StateSource::Home);
+        let run = resolve(&opencode, &[], home, "/h", workspace, &env()).unwrap();
+        let targets: Vec<&str> = run.state.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(targets, ["/h/.config/opencode", "/h/.local/share/opencode"]);
     }
 
     #[test]

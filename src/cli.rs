@@ -277,6 +277,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub warm: bool,
 
+    /// Start cold, and prepare no container for the next run, whatever the
+    /// configuration says
+    #[arg(long, conflicts_with = "warm")]
+    pub no_warm: bool,
+
     /// Copy the workspace into the container and the changes back, as for a
     /// remote engine, instead of mounting it
     #[arg(long)]
@@ -336,7 +341,11 @@ impl RunArgs {
             pull: self.pull,
             runtime: self.runtime.clone(),
             timeout: self.timeout,
-            warm: self.warm,
+            warm: match (self.warm, self.no_warm) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
             read_only_workspace: self.read_only_workspace,
             copy_workspace: self.copy_workspace,
         }

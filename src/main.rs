@@ -19,6 +19,7 @@ mod gitmeta;
 mod habits;
 mod hash;
 mod host_dirs;
+mod identity;
 mod image;
 mod labels;
 mod mount;

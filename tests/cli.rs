@@ -180,6 +180,45 @@ fn bad_allow_list_input_is_named_before_anything_starts() {
     }
 }
 
+/// Codex reads its base URL only from its configuration: the run's (the
+/// relay's, or the user's own) reaches it as `--config`, before the words
+/// typed; with neither, nothing is added.
+#[test]
+fn codex_is_given_its_base_url_on_its_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let command = |env: &[(&str, &str)]| {
+        let mut cmd = hermetic(home.path());
+        cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+            .current_dir(project.path())
+            .args(["run", "--dry-run", "codex", "exec", "hi"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out: Output = cmd.output().unwrap().into();
+        assert_eq!(out.status, 0, "{out:?}");
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("command:"))
+            .unwrap();
+        line.trim_start_matches("command:").trim().to_string()
+    };
+    assert_eq!(
+        command(&[("OPENAI_API_KEY", "sk-test")]),
+        "codex '--config=openai_base_url=\"http://egress:8081/v1\"' exec hi"
+    );
+    assert_eq!(
+        command(&[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", "http://mine.test/v1")
+        ]),
+        "codex '--config=openai_base_url=\"http://mine.test/v1\"' exec hi"
+    );
+    assert_eq!(command(&[]), "codex exec hi");
+}
+
 #[test]
 fn bad_input_is_one_line_and_125() {
     for args in [

@@ -52,6 +52,10 @@ pub struct AgentConfig {
     pub allow: Option<Vec<String>>,
     /// Its key variables kept on the host behind sandbox's relay.
     pub relay: Option<Vec<String>>,
+    /// Arguments put before yours, for a setting it reads only from its
+    /// command line: each word with `${NAME}` replaced by the run's value
+    /// of NAME, passed only when NAME is set in the run.
+    pub env_args: Option<Vec<String>>,
 }
 
 /// A profile with every field resolved.
@@ -67,6 +71,7 @@ pub struct Agent {
     pub network: String,
     pub allow: Vec<String>,
     pub relay: Vec<String>,
+    pub env_args: Vec<String>,
 }
 
 impl AgentConfig {
@@ -82,6 +87,7 @@ impl AgentConfig {
             network: self.network.or_else(|| base.network.clone()),
             allow: self.allow.or_else(|| base.allow.clone()),
             relay: self.relay.or_else(|| base.relay.clone()),
+            env_args: self.env_args.or_else(|| base.env_args.clone()),
         }
     }
 
@@ -108,6 +114,7 @@ impl AgentConfig {
             }),
             allow: self.allow.clone().unwrap_or_default(),
             relay: self.relay.clone().unwrap_or_default(),
+            env_args: self.env_args.clone().unwrap_or_default(),
         })
     }
 }
@@ -143,6 +150,7 @@ fn profile(agent: &table::Stanza) -> AgentConfig {
         network: Some("allow".into()),
         allow: Some(words("allow")),
         relay: Some(words("relay")),
+        env_args: Some(words("env_args")),
     }
 }
 

@@ -33,7 +33,8 @@ pub struct Flags {
     pub pull: Option<PullPolicy>,
     pub runtime: Option<String>,
     pub timeout: Option<Duration>,
-    pub warm: bool,
+    /// `--warm` or `--no-warm`.
+    pub warm: Option<bool>,
     pub read_only_workspace: bool,
     pub copy_workspace: bool,
 }
@@ -114,7 +115,9 @@ impl Flags {
             // `--timeout 0`, as `timeout: 0` in a file: no limit.
             container.timeout = Some(timeout).filter(|t| !t.is_zero());
         }
-        container.warm |= self.warm;
+        if let Some(warm) = self.warm {
+            container.warm = warm;
+        }
 
         let security = &mut config.security;
         if let Some(seccomp) = &self.seccomp {
@@ -269,7 +272,7 @@ mod tests {
             pull: Some(PullPolicy::Never),
             runtime: Some("runc".into()),
             timeout: Some(Duration::ZERO),
-            warm: true,
+            warm: Some(true),
             read_only_workspace: true,
             copy_workspace: true,
             ..Flags::default()

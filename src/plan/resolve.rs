@@ -18,6 +18,7 @@ use crate::cli::RunArgs;
 use crate::config::agents::Agent;
 use crate::config::{Config, Cpus, Network, PullPolicy, WorkspaceTransfer};
 use crate::env_filter::{self, Filter};
+use crate::identity::{self, Account};
 use crate::image;
 use crate::protect::{self, Protections};
 use crate::seccomp;
@@ -49,12 +50,17 @@ pub fn resolve(
         None => None,
     };
     let agent = agent.as_ref();
-    let task = task(args, config, agent, setup)?;
+    let mut task = task(args, config, agent, setup)?;
     let mut hardening = hardening(config, agent.map(|(_, p)| p), world, home)?;
     let owner = numeric_user(&hardening.user);
+    let account = owner.and_then(|ids| Account::new(ids, &hardening.home, world.uid, world.env));
     let host = config.engine.host().to_string();
     let mut notes = Vec::new();
-    let placed = Placement { host: &host, owner };
+    let placed = Placement {
+        host: &host,
+        owner,
+        account: account.as_ref(),
+    };
     let workspace = workspace(
         args,
         config,
@@ -71,6 +77,7 @@ pub fn resolve(
         &workspace,
         world,
         &hardening.home,
+        account.as_ref(),
     )?;
     let limits = limits(config);
     let io = io(args, world);
@@ -97,6 +104,12 @@ pub fn resolve(
         }
         false => None,
     };
+    // After the relay has set the base URLs the arguments may name.
+    if let Some((_, profile)) = agent {
+        let at = profile.command.len();
+        let words = agent::env_args(&profile.env_args, &env.passed);
+        task.argv.splice(at..at, words);
+    }
     Ok(RunPlan {
         task,
         workspace,
@@ -151,19 +164,25 @@ fn copies(config: &Config, host: &str) -> bool {
 struct Placement<'a> {
     host: &'a str,
     owner: Option<(u32, u32)>,
+    account: Option<&'a Account>,
 }
 
 /// The workspace, how it reaches /work, and every mount: the workspace
 /// first, then its protections, the package cache, the agent's state and
-/// the SSH agent's socket. With `world.make_dirs`, the host directories the
-/// mounts need are made here, so nothing about them is left to decide.
+/// the SSH agent's socket, the user's account and git identity. With
+/// `world.make_dirs`, the host directories and files the mounts need are
+/// made here, so nothing about them is left to decide.
 fn workspace(
     args: &RunArgs,
     config: &Config,
     dir: PathBuf,
     agent: Option<&AgentRun>,
     world: &World,
-    Placement { host, owner }: Placement,
+    Placement {
+        host,
+        owner,
+        account,
+    }: Placement,
     notes: &mut Vec<String>,
 ) -> Result<Workspace> {
     let read_only = config.security.read_only_workspace;
@@ -237,6 +256,11 @@ fn workspace(
             read_only: true,
         });
     }
+    // Files of this machine's: a copy to another engine goes without them.
+    if !copy {
+        let files = identity::Files::new(account, &world.git);
+        mounts.extend(files.mounts(&private_dir, world.make_dirs)?);
+    }
     let transfer = match copy {
         true => Transfer::Copy {
             sync_back: !args.no_sync_back && !read_only,
@@ -306,6 +330,7 @@ fn env(
     workspace: &Workspace,
     world: &World,
     home: &str,
+    account: Option<&Account>,
 ) -> Result<Env> {
     let filter = Filter::new(&config.env.allow, &config.env.block)?;
     let cache_env = match workspace.cache {
@@ -351,10 +376,11 @@ fn env(
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let setup = filter.apply(&public, &constants)?.passed;
+    let user = account.map(|a| a.name.as_str());
     Ok(Env {
-        passed: with_home(decision.passed, home),
+        passed: with_home(decision.passed, home, user),
         withheld: decision.withheld,
-        setup: with_home(setup, home),
+        setup: with_home(setup, home, user),
     })
 }
 
@@ -379,9 +405,18 @@ fn env_file(file: &Path, for_agent: bool, config: &Config) -> Result<Vec<String>
     Ok(entries)
 }
 
-fn with_home(mut env: Vec<(String, String)>, home: &str) -> Vec<(String, String)> {
-    if !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".into(), home.to_string()));
+/// HOME, and USER and LOGNAME as the container's passwd names the user,
+/// unless set already: programs that ask who they run as read these first.
+fn with_home(
+    mut env: Vec<(String, String)>,
+    home: &str,
+    user: Option<&str>,
+) -> Vec<(String, String)> {
+    let defaults = [("HOME", Some(home)), ("USER", user), ("LOGNAME", user)];
+    for (name, value) in defaults {
+        if let Some(value) = value.filter(|_| !env.iter().any(|(k, _)| k == name)) {
+            env.push((name.into(), value.to_string()));
+        }
     }
     env
 }
@@ -598,11 +633,8 @@ mod tests {
         let plan = resolve(&argv, &config, &[], &host).unwrap();
         let cache = plan.workspace.cache.clone().unwrap();
         assert_eq!(cache, crate::cache::dir_for(Path::new("/c/sandbox"), &dir));
-        let last = plan.workspace.mounts.last().unwrap();
-        assert_eq!(
-            (last.source.as_path(), last.target.as_str()),
-            (cache.as_path(), "/cache")
-        );
+        let mounted = plan.workspace.mounts.iter().find(|m| m.target == "/cache");
+        assert_eq!(mounted.unwrap().source, cache);
         let env: BTreeMap<_, _> = plan.env.passed.iter().cloned().collect();
         assert_eq!(env["XDG_CACHE_HOME"], "/cache");
         assert_eq!(env["PIP_NO_INPUT"], "1", "configured constants");
@@ -752,16 +784,24 @@ mod tests {
                 read_only: false
             }
         );
-        // Every protected name is covered, read-only.
-        assert_eq!(
-            plan.workspace.mounts.len(),
-            1 + crate::protect::DEFAULT.len()
-        );
+        // Every protected name is covered, read-only; the user has an
+        // account (there is no git identity in a quiet world).
+        let (work, etc): (Vec<_>, Vec<_>) = plan.workspace.mounts[1..]
+            .iter()
+            .partition(|m| m.target.starts_with("/work/"));
+        assert_eq!(work.len(), crate::protect::DEFAULT.len());
+        let etc: Vec<&str> = etc.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(etc, ["/etc/passwd", "/etc/group"]);
         assert!(plan.workspace.mounts[1..].iter().all(|m| m.read_only));
         assert_eq!(plan.hardening.user, "1000:1000");
         assert_eq!(
             plan.env.passed,
-            [("HOME".to_string(), "/home/sandbox".to_string())]
+            [
+                ("HOME", "/home/sandbox"),
+                ("USER", "sandbox"),
+                ("LOGNAME", "sandbox")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
         );
         assert_eq!(plan.limits.memory, Size(4 << 30));
         assert_eq!(plan.limits.pids, 512);
@@ -887,8 +927,13 @@ mod tests {
         assert!(plan.workspace.protections.git.is_some());
 
         let plan = plan_in(&["--read-only-workspace", "true"], &BTreeMap::new(), &dir).unwrap();
+        let at_work = plan
+            .workspace
+            .mounts
+            .iter()
+            .filter(|m| m.target.starts_with("/work"));
         assert_eq!(
-            plan.workspace.mounts.len(),
+            at_work.count(),
             1,
             "a read-only workspace needs no nested mounts"
         );

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::identity::GitIdentity;
+
 pub struct World<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub cwd: &'a Path,
@@ -14,6 +16,8 @@ pub struct World<'a> {
     /// Make the host directories the run mounts (the package cache, an
     /// agent's state) while resolving; off for `--dry-run` and tests.
     pub make_dirs: bool,
+    /// The host user's git identity, for git inside.
+    pub git: GitIdentity,
 }
 
 impl<'a> World<'a> {
@@ -28,6 +32,7 @@ impl<'a> World<'a> {
             stdin_is_terminal: false,
             stdout_is_terminal: false,
             make_dirs: false,
+            git: GitIdentity::default(),
         }
     }
 
@@ -42,6 +47,7 @@ impl<'a> World<'a> {
             stdin_is_terminal: std::io::stdin().is_terminal(),
             stdout_is_terminal: std::io::stdout().is_terminal(),
             make_dirs: true,
+            git: GitIdentity::of_host(),
         }
     }
 }

@@ -49,7 +49,7 @@ pub fn agent_image() -> &'static str {
             echo \"tty: $(tty)\"\n\
             env | sort | sed 's/^/env: /'\n\
             state=\"${CLAUDE_CONFIG_DIR:-${CODEX_HOME:-$HOME/.none}}\"\n\
-            echo run >> \"$state/runs\" && echo \"runs: $(wc -l < \"$state/runs\")\"\n";
+            mkdir -p \"$state\" && echo run >> \"$state/runs\" && echo \"runs: $(wc -l < \"$state/runs\")\"\n";
         std::fs::write(context.path().join("agent"), script).expect("write agent script");
         build(
             AGENT_IMAGE,

@@ -24,14 +24,29 @@ pub fn gateway() -> &'static str {
             "inspect",
             "bridge",
             "-f",
-            "{{(index .IPAM.Config 0).Gateway}}",
+            "{{(index .IPAM.Config 0).Gateway}} {{(index .IPAM.Config 0).Subnet}}",
         ]);
         assert_eq!(
             out.status, 0,
             "cannot read the bridge's gateway: {}",
             out.stderr
         );
-        out.stdout.trim().to_string()
+        let words: Vec<&str> = out.stdout.split_whitespace().collect();
+        match words[..] {
+            [gateway, _] => gateway.to_string(),
+            // An engine that found docker0 already up reports no gateway:
+            // the bridge then has the subnet's first address, as the
+            // engine would have given it.
+            [subnet] => {
+                let base: std::net::Ipv4Addr = subnet
+                    .split('/')
+                    .next()
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or_else(|| panic!("the bridge's subnet {subnet:?} is not IPv4"));
+                std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
+            }
+            _ => panic!("the bridge has no address: {:?}", out.stdout),
+        }
     })
 }
 

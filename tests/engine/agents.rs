@@ -376,3 +376,44 @@ fn doctor_reports_the_engine_images_and_workspace() {
         "{out:?}"
     );
 }
+
+#[test]
+fn doctor_runs_each_built_agents_version_command() {
+    let ws = Workspace::new();
+    let config = ws.home().join("doctor.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "agents:\n  claude:\n    image: {}\n  codex:\n    image: {}\n",
+            agent_image(),
+            crate::common::test_image()
+        ),
+    )
+    .unwrap();
+    let out = run({
+        let mut cmd = ws.command();
+        cmd.args(["--config", config.to_str().unwrap(), "doctor"]);
+        cmd
+    });
+    let agent = |name: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("agent       {name}: ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {out:?}"))
+            .to_string()
+    };
+    // The stand-in prints its arguments first: it ran as `claude --version`.
+    assert!(
+        agent("claude").ends_with("claude: args: --version"),
+        "{out:?}"
+    );
+    // The image without the agent: one line, what failed and what to do.
+    let codex = agent("codex");
+    assert!(
+        codex.contains("`codex --version` failed (exit 127)"),
+        "{out:?}"
+    );
+    assert!(codex.contains("make images AGENTS=codex"), "{out:?}");
+    assert_ne!(out.status, 0, "a failed agent is a problem: {out:?}");
+    assert!(out.stderr.contains("problem"), "{out:?}");
+}

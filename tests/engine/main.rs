@@ -11,6 +11,7 @@ mod egress;
 mod hostile;
 mod hostile_sync;
 mod hung;
+mod identity;
 mod messages;
 mod orphans;
 mod podman;

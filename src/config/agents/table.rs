@@ -18,7 +18,7 @@ pub const TEXT: &str = include_str!("../../../images/agents/agents.txt");
 pub const PATH: &str = "images/agents/agents.txt";
 
 /// Every field a stanza may have, and whether it must.
-const FIELDS: [(&str, bool); 14] = [
+const FIELDS: [(&str, bool); 15] = [
     ("name", true),
     ("base", true),
     ("package", true),
@@ -33,6 +33,7 @@ const FIELDS: [(&str, bool); 14] = [
     ("state", false),
     ("allow", false),
     ("relay", false),
+    ("env_args", false),
 ];
 
 /// The fields whose words are `NAME=value`.

@@ -14,6 +14,8 @@ use crate::exit::Outcome;
 use crate::plan::{self, World};
 use crate::ui;
 
+mod agents;
+
 /// `loaded` is the configuration file as `config::load` read it: a broken
 /// one is reported, and the defaults are used for the rest.
 pub async fn run(
@@ -133,9 +135,13 @@ pub async fn run(
                 .filter_map(|name| config.agent(name).map(|a| (a.image, name.clone())))
                 .collect();
             let images: BTreeSet<&String> = config.images.values().chain(agents.keys()).collect();
+            let mut present = BTreeSet::new();
             for image in images {
                 let state = match engine.has_image(image).await {
-                    Ok(true) => "present".to_string(),
+                    Ok(true) => {
+                        present.insert(image.clone());
+                        "present".to_string()
+                    }
                     Ok(false) => match agents.get(image) {
                         Some(agent) => format!("missing (build it: make images AGENTS={agent})"),
                         None => "missing (pulled on first use)".to_string(),
@@ -143,6 +149,27 @@ pub async fn run(
                     Err(e) => format!("{e:#}"),
                 };
                 line("image", &format!("{image}: {state}"));
+            }
+            let built: Vec<String> = config
+                .agents
+                .keys()
+                .filter(|name| {
+                    config
+                        .agent(name)
+                        .is_some_and(|a| present.contains(&a.image))
+                })
+                .cloned()
+                .collect();
+            let config_file = source.path.as_deref().filter(|_| source.found);
+            for checked in agents::check(&built, config_file) {
+                let text = match checked.result {
+                    Ok(version) => version,
+                    Err(why) => {
+                        problems += 1;
+                        why
+                    }
+                };
+                line("agent", &format!("{}: {text}", checked.agent));
             }
         }
     }
