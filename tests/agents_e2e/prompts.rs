@@ -114,7 +114,11 @@ fn claude_runs_a_tool_that_commits_as_the_user() {
     let requests = requests(&key, &out);
     let messages: Vec<_> = requests
         .iter()
-        .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/v1/messages")))
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/v1/messages"))
+        })
         .collect();
     assert!(messages.len() >= 2, "{requests:?}");
     for request in &messages {
@@ -204,7 +208,7 @@ fn gemini_answers_a_prompt() {
 /// An OpenAI-compatible provider named `stub` at the stub's plain HTTP
 /// port, its key from OPENAI_API_KEY: OpenCode's and Kilo Code's
 /// configuration (they share their schema).
-fn openai_compatible_provider() -> String {
+pub fn openai_compatible_provider() -> String {
     let base = format!("http://models.test:{}/v1", model_api().http);
     serde_json::json!({
         "provider": {"stub": {
@@ -243,10 +247,8 @@ fn answers_through_the_proxy(agent: &str, args: &[&str]) {
     assert!(out.stdout.contains(STUB_REPLY), "{out:?}");
     let requests = requests(&key, &out);
     assert!(
-        requests
-            .iter()
-            .any(|r| r["path"] == "/v1/chat/completions"
-                && r["headers"]["authorization"] == format!("Bearer {key}")),
+        requests.iter().any(|r| r["path"] == "/v1/chat/completions"
+            && r["headers"]["authorization"] == format!("Bearer {key}")),
         "{requests:?}"
     );
 }
@@ -254,13 +256,19 @@ fn answers_through_the_proxy(agent: &str, args: &[&str]) {
 #[test]
 fn opencode_answers_a_prompt() {
     let config = format!("OPENCODE_CONFIG_CONTENT={}", openai_compatible_provider());
-    answers_through_the_proxy("opencode", &["-e", &config, "opencode", "run", "Say hello."]);
+    answers_through_the_proxy(
+        "opencode",
+        &["-e", &config, "opencode", "run", "Say hello."],
+    );
 }
 
 #[test]
 fn kilocode_answers_a_prompt() {
     let config = format!("KILO_CONFIG_CONTENT={}", openai_compatible_provider());
-    answers_through_the_proxy("kilocode", &["-e", &config, "kilocode", "run", "Say hello."]);
+    answers_through_the_proxy(
+        "kilocode",
+        &["-e", &config, "kilocode", "run", "Say hello."],
+    );
 }
 
 #[test]

@@ -86,7 +86,10 @@ impl World {
         git(&main, &["add", "README.md"]);
         git(&main, &["commit", "-q", "-m", "init"]);
         let worktree = ws.path().to_str().unwrap().to_string();
-        git(&main, &["worktree", "add", "-q", "-b", "feature", &worktree]);
+        git(
+            &main,
+            &["worktree", "add", "-q", "-b", "feature", &worktree],
+        );
         for dir in [home, ws.path()] {
             chown_tree(dir);
         }
@@ -112,7 +115,10 @@ impl World {
             .current_dir(self.ws.path())
             .stdin(Stdio::null())
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
             .env("HOME", home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
             .env("XDG_DATA_HOME", home.join(".local/share"))
@@ -214,7 +220,10 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Output {
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
     });
-    assert!(stopped.is_none(), "still running after {limit:?}, stopped: {out:?}");
+    assert!(
+        stopped.is_none(),
+        "still running after {limit:?}, stopped: {out:?}"
+    );
     out
 }
 

@@ -79,8 +79,9 @@ class Api(http.server.BaseHTTPRequestHandler):
             gemini(self, body, stream=False)
         elif ":countTokens" in path:
             self.json({"totalTokens": 12})
-        elif path == "/api/hello":
-            # Claude Code's connectivity check on its first screen.
+        elif path in ("/api/hello", "/v1/oauth/hello"):
+            # Claude Code's connectivity check on its first screen, of the
+            # API's host and its login's (platform.claude.com).
             self.json({"message": "hello"})
         elif path.endswith("/models"):
             self.json({"object": "list", "data": [{"id": "stub-model", "object": "model", "created": 0, "owned_by": "stub"}], "models": []})

@@ -17,9 +17,10 @@ use super::{gateway, Certificates};
 
 /// The names the stub's certificate is valid for: the APIs the agents reach
 /// by default, and a name of the tests' own.
-pub const API_NAMES: [&str; 4] = [
+pub const API_NAMES: [&str; 5] = [
     "models.test",
     "api.anthropic.com",
+    "platform.claude.com",
     "api.openai.com",
     "generativelanguage.googleapis.com",
 ];
@@ -111,9 +112,10 @@ impl ModelApi {
         log.lines()
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
             .filter(|request| {
-                request["headers"]
-                    .as_object()
-                    .is_some_and(|h| h.values().any(|v| v.as_str().is_some_and(|v| v.contains(secret))))
+                request["headers"].as_object().is_some_and(|h| {
+                    h.values()
+                        .any(|v| v.as_str().is_some_and(|v| v.contains(secret)))
+                })
             })
             .collect()
     }
