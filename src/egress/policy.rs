@@ -15,7 +15,9 @@ pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 /// Named lists of hosts, written `@name` wherever a host pattern goes.
 /// Each agent's model API has one; the agents' profiles start from it.
 pub const PRESETS: &[(&str, &[&str])] = &[
-    ("anthropic", &["api.anthropic.com"]),
+    // platform.claude.com: Claude Code's first start checks it answers
+    // (`/v1/oauth/hello`) and exits when it does not; its login ends there.
+    ("anthropic", &["api.anthropic.com", "platform.claude.com"]),
     (
         "crates",
         &["crates.io", "index.crates.io", "static.crates.io"],

@@ -113,6 +113,15 @@ async fn handle(relay: Arc<Relay>, request: Request<Incoming>) -> Response<Body>
             format!("sandbox's relay does not forward {}.\n", request.method()),
         );
     }
+    // Codex opens its stream as a WebSocket first and falls back to plain
+    // HTTPS only after five failed tries, unless told at once that the
+    // server will not upgrade. The relay forwards requests, not sockets.
+    if request.headers().contains_key(header::UPGRADE) {
+        return proxy::text(
+            StatusCode::UPGRADE_REQUIRED,
+            "sandbox's relay does not upgrade connections: use plain HTTP.\n".into(),
+        );
+    }
     let target = format!("{}:{}", relay.host, relay.port);
     let dialled = relay.gate.dial(&relay.host, relay.port).await;
     let outcome = dialled.as_ref().map(|_| "relay");
@@ -448,6 +457,28 @@ mod tests {
         assert_eq!(next(&mut body).await, "data: one\n\n");
         setup.go.notify_one();
         assert_eq!(next(&mut body).await, "data: two\n\n");
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_is_refused_at_once_so_the_client_falls_back() {
+        let mut setup = setup("relay.test", "x-api-key", "real-key").await;
+        let stream = TcpStream::connect(setup.relay).await.unwrap();
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::get("/v1/responses")
+            .header("host", "egress:8080")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+        assert!(setup.decisions.try_recv().is_err(), "nothing was dialled");
+        // The control: the same request without the upgrade is relayed.
+        let response = get(setup.relay, "/v1/responses").await;
+        assert_eq!(response.status(), StatusCode::OK);
     }
 
     #[tokio::test]

@@ -291,6 +291,7 @@ impl Guard<'_> {
         self.protections.mounts.push(BindMount {
             source: match is_dir {
                 true => self.own.empty_dir.clone(),
+                false if stand_in::wants_a_mapping(rel) => self.own.empty_mapping.clone(),
                 false => self.own.empty_file.clone(),
             },
             target: Guard::target(rel),
@@ -433,6 +434,8 @@ impl Protections {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn names(list: &[&str]) -> Vec<String> {
@@ -456,7 +459,14 @@ mod tests {
         let private = dir.path().join("private");
         fs::create_dir_all(ws.join(".vscode")).unwrap();
         fs::write(ws.join(".envrc"), "export A=1").unwrap();
-        let list = names(&[".vscode", ".envrc", ".claude", ".mcp.json", "build/"]);
+        let list = names(&[
+            ".vscode",
+            ".envrc",
+            ".claude",
+            ".mcp.json",
+            "build/",
+            ".gitmodules",
+        ]);
         let p = resolve(&ws, &list, &private, "run", &BTreeMap::new()).unwrap();
         let mounts: Vec<_> = p
             .mounts
@@ -469,8 +479,10 @@ mod tests {
                 ("/work/.vscode", ws.join(".vscode"), true),
                 ("/work/.envrc", ws.join(".envrc"), true),
                 ("/work/.claude", private.join("empty.d"), true),
-                ("/work/.mcp.json", private.join("empty"), true),
+                // What reads JSON or YAML refuses an empty file.
+                ("/work/.mcp.json", private.join("empty-mapping"), true),
                 ("/work/build", private.join("empty.d"), true),
+                ("/work/.gitmodules", private.join("empty"), true),
             ]
         );
 
@@ -527,6 +539,13 @@ mod tests {
         fs::remove_file(dir.path().join("empty.d")).unwrap();
         make_placeholders(dir.path()).unwrap();
         make_placeholders(dir.path()).unwrap();
+        assert_eq!(fs::read(dir.path().join("empty-mapping")).unwrap(), b"{}\n");
+        // A mapping that says more than nothing is not ours.
+        let mapping = dir.path().join("empty-mapping");
+        fs::remove_file(&mapping).unwrap();
+        fs::write(&mapping, "{a: 1}").unwrap();
+        fs::set_permissions(&mapping, fs::Permissions::from_mode(0o444)).unwrap();
+        assert!(make_placeholders(dir.path()).is_err());
     }
 
     #[test]

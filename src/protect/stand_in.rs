@@ -69,15 +69,31 @@ impl Placeholder {
 pub(super) struct Own {
     pub(super) empty_dir: PathBuf,
     pub(super) empty_file: PathBuf,
+    /// An empty mapping, `{}`: what a JSON or YAML settings file must at
+    /// least hold. Aider refuses to start on an empty `.aider.conf.yml`.
+    pub(super) empty_mapping: PathBuf,
 }
+
+/// What `empty_mapping` holds: valid JSON and valid YAML.
+const EMPTY_MAPPING: &[u8] = b"{}\n";
 
 impl Own {
     pub(super) fn in_dir(private: &Path) -> Own {
         Own {
             empty_dir: private.join("empty.d"),
             empty_file: private.join("empty"),
+            empty_mapping: private.join("empty-mapping"),
         }
     }
+}
+
+/// Whether a missing file at `name` is covered by the empty mapping rather
+/// than the empty file: the names of JSON and YAML files, which their
+/// readers would refuse empty.
+pub(super) fn wants_a_mapping(name: &Path) -> bool {
+    name.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "json" | "yml" | "yaml"))
 }
 
 /// Held (shared) by every run and warm preparer of a workspace from the
@@ -134,22 +150,39 @@ pub(super) fn make_placeholders(private: &Path) -> Result<()> {
         }
         _ => {}
     }
-    if fs::symlink_metadata(&own.empty_file).is_err() {
-        let partial = private.join(format!("empty.{}.tmp", std::process::id()));
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&partial)
-            .and_then(|_| fs::rename(&partial, &own.empty_file))
-            .with_context(context)?;
+    for (path, text) in [
+        (&own.empty_file, &b""[..]),
+        (&own.empty_mapping, EMPTY_MAPPING),
+    ] {
+        if fs::symlink_metadata(path).is_err() {
+            let partial = private.join(format!("placeholder.{}.tmp", std::process::id()));
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&partial)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, text))
+                .and_then(|()| fs::rename(&partial, path))
+                .with_context(context)?;
+        }
     }
     let me = rustix::process::getuid().as_raw();
-    for (path, is_dir) in [(&own.empty_dir, true), (&own.empty_file, false)] {
+    let files = [
+        (&own.empty_dir, None),
+        (&own.empty_file, Some(&b""[..])),
+        (&own.empty_mapping, Some(EMPTY_MAPPING)),
+    ];
+    for (path, text) in files {
         let meta = fs::symlink_metadata(path).with_context(context)?;
-        let empty = match is_dir {
-            true => meta.is_dir() && fs::read_dir(path).with_context(context)?.next().is_none(),
-            false => meta.is_file() && meta.len() == 0,
+        let empty = match text {
+            None => meta.is_dir() && fs::read_dir(path).with_context(context)?.next().is_none(),
+            // Not a link (symlink_metadata said so), and as long as the
+            // placeholder: read whole.
+            Some(text) => {
+                meta.is_file()
+                    && meta.len() == text.len() as u64
+                    && fs::read(path).with_context(context)? == text
+            }
         };
         if !empty || meta.uid() != me || meta.mode() & 0o222 != 0 {
             bail!(
