@@ -90,6 +90,9 @@ impl World {
             &main,
             &["worktree", "add", "-q", "-b", "feature", &worktree],
         );
+        let dot_git =
+            std::fs::read_to_string(ws.path().join(".git")).expect("a worktree's .git file");
+        assert!(dot_git.starts_with("gitdir: "), "{dot_git}");
         for dir in [home, ws.path()] {
             chown_tree(dir);
         }
@@ -131,8 +134,18 @@ impl World {
     }
 
     /// [`World::sandbox`], run to its end within [`TEST_LIMIT`].
+    /// What sandbox said goes to the test's output (shown for a failure,
+    /// or with --nocapture): refusals of the allow-list, notes.
     pub fn run(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
-        run_bounded(self.sandbox(env, args), TEST_LIMIT)
+        let started = Instant::now();
+        let out = run_bounded(self.sandbox(env, args), TEST_LIMIT);
+        eprintln!(
+            "sandbox run {args:?}: exit {} after {:.1?}\n{}",
+            out.status,
+            started.elapsed(),
+            out.stderr
+        );
+        out
     }
 
     /// git on the host, in the worktree, as a person inspects it afterwards.
