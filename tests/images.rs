@@ -307,7 +307,7 @@ fn problems(text: &str, agent: &Stanza, args: &BTreeMap<String, String>) -> Vec<
     if !file.is_empty() {
         let text = agent.text("image_file_text");
         let given = (vars.get("IMAGE_FILE"), vars.get("IMAGE_FILE_TEXT"));
-        let writes = r#"printf '%s\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE""#;
+        let writes = r#"printf '%b\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE""#;
         if given != (Some(&file.to_string()), Some(&text.to_string()))
             || !of("RUN").any(|s| s.args.contains(writes))
         {
@@ -320,14 +320,15 @@ fn problems(text: &str, agent: &Stanza, args: &BTreeMap<String, String>) -> Vec<
         }
     }
 
-    // git, ripgrep and certificates, without recommends and without lists.
+    // git, ps, ripgrep and certificates, without recommends and without lists.
     match of("RUN").find(|s| s.args.contains("apt-get install")) {
-        None => wrong.push("no apt-get install of git, ripgrep, ca-certificates".into()),
+        None => wrong.push("no apt-get install of git, procps, ripgrep, ca-certificates".into()),
         Some(step) => {
             let words: Vec<&str> = step.args.split_whitespace().collect();
             for needed in [
                 "ca-certificates",
                 "git",
+                "procps",
                 "ripgrep",
                 "--no-install-recommends",
             ] {
@@ -510,6 +511,43 @@ fn make_images_is_listed_and_the_example_names_every_agent_image() {
             "config.example.yaml: agents.{name}.image: {image}"
         );
     }
+}
+
+/// A table value as the Dockerfiles' `printf '%b\n'` writes it.
+fn printf_b(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some('n')) => {
+                out.push('\n');
+                chars.next();
+            }
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out + "\n"
+}
+
+#[test]
+fn codex_neither_updates_nor_sandboxes_itself_in_its_container() {
+    let agents = agents();
+    let codex = find(&agents, "codex");
+    assert_eq!(codex.text("image_file"), "/etc/codex/config.toml");
+    let file = printf_b(codex.text("image_file_text"));
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "check_for_update_on_startup = false",
+            "sandbox_mode = \"danger-full-access\""
+        ]
+    );
+    assert_eq!(printf_b(r"a\\n\nb"), "a\\n\nb\n");
 }
 
 /// The arguments `make images` passes `agent`, for the checks below.
