@@ -3,7 +3,12 @@
 # fields as the build arguments below. sandbox runs the image as your uid (any
 # uid, not only 1000), with a read-only root, HOME=/home/sandbox on a tmpfs and
 # the project at /work: nothing here may need to write anywhere else at run time.
-FROM node:22.23.3-bookworm-slim
+#
+# The base is an argument: the published Node image by default, or one made
+# here without a registry (`make images BASES=local`, images/bases/), which
+# has the same Node and npm, and the same `node` user.
+ARG BASE=node:22.23.3-bookworm-slim
+FROM ${BASE}
 
 # What agents reach for: git, ripgrep, ps (Codex's interactive mode runs it),
 # and certificates for their APIs.

@@ -3,8 +3,12 @@
 # fields as the build arguments below. sandbox runs the image as your uid (any
 # uid, not only 1000), with a read-only root, HOME=/home/sandbox on a tmpfs and
 # the project at /work: nothing here may need to write anywhere else at run time.
-# Python 3.12: aider-chat supports no later one.
-FROM python:3.12.16-slim-bookworm
+#
+# The base is an argument: the published Python image by default (3.12:
+# aider-chat supports 3.10 to 3.12), or one made here without a registry
+# (`make images BASES=local`, images/bases/), Debian's Python 3.11.
+ARG BASE=python:3.12.16-slim-bookworm
+FROM ${BASE}
 
 # What agents reach for: git, ripgrep, ps, and certificates for their APIs.
 RUN apt-get update \
