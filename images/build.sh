@@ -100,7 +100,7 @@ debian_root() {
         "deb $DEBIAN_MIRROR bookworm main" \
         "deb $DEBIAN_MIRROR bookworm-updates main" \
         "deb $DEBIAN_SECURITY_MIRROR bookworm-security main"
-    echo "$MMDEBSTRAP $*"
+    printf '%s\n' "$MMDEBSTRAP $*"
     # The system bundle, the host's authorities included, for the programs
     # that keep their own: Node's built-in list, pip's and requests' certifi.
     # A Docker import has no PATH of its own, and `ENV PATH=...:$PATH` in a
@@ -128,7 +128,7 @@ base() {
     fi
     debian_root || return 1
     set -- build -f "images/bases/$1.Dockerfile" --build-arg "DEBIAN=$DEBIAN_BASE" -t "$tag" images/bases
-    echo "$DOCKER $*"
+    printf '%s\n' "$DOCKER $*"
     $DOCKER "$@"
 }
 
@@ -176,8 +176,10 @@ agents() {
                     ;;
             esac
         fi
+        # printf, as dash's echo would print image_file_text's \n as a line
+        # break: the command shown would not be the one run.
         build=$(awk -v agent="$agent" -v docker="$DOCKER" -v bases="$given" -f "$to_build" "$table") &&
-            echo "$build" && eval "$build" || failed="$failed $agent"
+            printf '%s\n' "$build" && eval "$build" || failed="$failed $agent"
     done
     if [ -n "$failed" ]; then
         hint=
