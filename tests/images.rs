@@ -628,11 +628,21 @@ fn make_images_is_listed_and_the_example_names_every_agent_image() {
         );
     }
 
-    // `make engine` installs the mmdebstrap the local bases need.
+    // CI has no registry: it makes the local bases, with the mmdebstrap
+    // `make engine` installs.
     let packages = makefile_var("ENGINE_PACKAGES");
     assert!(
         packages.split_whitespace().any(|p| p == "mmdebstrap"),
         "{packages}"
+    );
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let (engine, images) = (
+        ci.find("\nmake engine\n"),
+        ci.find("\nmake images BASES=local\n"),
+    );
+    assert!(
+        engine.is_some() && images.is_some() && engine < images,
+        ".ci/run: `make images BASES=local` after `make engine`"
     );
 
     // The example spells out every agent's profile; src/config/mod.rs checks
