@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PREFIX ?= $(HOME)/.cargo
 
-.PHONY: help build test lint engine install man bench images
+.PHONY: help build test lint engine install man bench images bases
 
 help:
 	@echo "make build    release build into target/release/sandbox"
@@ -13,7 +13,8 @@ help:
 	@echo "make install  cargo install into $(PREFIX)/bin"
 	@echo "make man      the manual pages, into target/man/ (sandbox.1, sandbox-run.1, ...)"
 	@echo "make bench    sandbox against docker run; writes bench/results.md and .svg"
-	@echo "make images   the coding agents' images (AGENTS=claude for one)"
+	@echo "make images   the coding agents' images (AGENTS=claude for one; BASES=local without a registry)"
+	@echo "make bases    the local bases BASES=local builds on, from Debian's mirror and npm (FORCE=1 remakes them)"
 
 build:
 	$(CARGO) build --locked --release
@@ -35,7 +36,9 @@ lint:
 # their image from busybox-static and pull only from a docker-registry they
 # run on loopback: nothing comes from outside. runsc (gVisor) is registered as
 # a runtime, in /etc/docker/daemon.json when that file does not exist yet.
-ENGINE_PACKAGES = docker.io git busybox-static curl openssl python3 docker-registry runsc iproute2 podman catatonit openssh-server openssh-client
+# mmdebstrap, with Debian's keyring (which an Ubuntu host lacks), makes the
+# agents' local bases (make images BASES=local).
+ENGINE_PACKAGES = docker.io git busybox-static curl openssl python3 docker-registry runsc iproute2 podman catatonit openssh-server openssh-client mmdebstrap debian-archive-keyring
 DAEMON_JSON = /etc/docker/daemon.json
 
 engine:
@@ -77,10 +80,25 @@ AGENT_TABLE = images/agents/agents.txt
 AGENTS ?= $(shell awk -f images/agents/docker-build.awk $(AGENT_TABLE))
 DOCKER ?= docker
 
+# What they are built on: the published Node and Python images (BASES=published),
+# or bases made here from Debian's mirror and the npm registry (BASES=local),
+# for a machine that reaches no container registry: CI, or an air-gapped one.
+# A local base is made when missing (FORCE=1: made again); it trusts the
+# certificate authorities of HOST_CA_BUNDLE, the host's. images/README.md.
+BASES ?= published
+DEBIAN_BASE = sandbox-agents/base-debian:bookworm
+LOCAL_BASES = node=sandbox-agents/base-node:22.23.3-bookworm python=sandbox-agents/base-python:3.11.2-bookworm
+MMDEBSTRAP ?= mmdebstrap
+HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+DEBIAN_SECURITY_MIRROR ?= http://deb.debian.org/debian-security
+IMAGES_ENV = DOCKER='$(DOCKER)' BASES='$(BASES)' FORCE='$(FORCE)' \
+	DEBIAN_BASE='$(DEBIAN_BASE)' LOCAL_BASES='$(LOCAL_BASES)' MMDEBSTRAP='$(MMDEBSTRAP)' \
+	HOST_CA_BUNDLE='$(HOST_CA_BUNDLE)' DEBIAN_MIRROR='$(DEBIAN_MIRROR)' \
+	DEBIAN_SECURITY_MIRROR='$(DEBIAN_SECURITY_MIRROR)'
+
 images:
-	@failed=; \
-	for a in $(AGENTS); do \
-		build=$$(awk -v agent="$$a" -v docker='$(DOCKER)' -f images/agents/docker-build.awk $(AGENT_TABLE)) \
-			&& echo "$$build" && eval "$$build" || failed="$$failed $$a"; \
-	done; \
-	if [ -n "$$failed" ]; then echo "make images: failed:$$failed (see above)" >&2; exit 1; fi
+	@$(IMAGES_ENV) images/build.sh agents $(AGENTS)
+
+bases:
+	@$(IMAGES_ENV) images/build.sh bases

@@ -39,6 +39,39 @@ fn find<'a>(agents: &'a [Stanza], name: &str) -> &'a Stanza {
     agents.iter().find(|a| a.text("name") == name).unwrap()
 }
 
+/// The value of a `NAME = value` line of the Makefile.
+fn makefile_var(name: &str) -> String {
+    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+    let prefix = format!("{name} = ");
+    makefile
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("Makefile: no `{name} = ...`"))
+        .to_string()
+}
+
+/// The local bases `make images BASES=local` builds on: base name → tag.
+fn local_bases() -> BTreeMap<String, String> {
+    makefile_var("LOCAL_BASES")
+        .split_whitespace()
+        .map(|pair| {
+            let (name, tag) = pair.split_once('=').expect("LOCAL_BASES: NAME=TAG ...");
+            (name.to_string(), tag.to_string())
+        })
+        .collect()
+}
+
+/// The default of `ARG name=default` in `text`.
+fn arg_default(text: &str, name: &str) -> Option<String> {
+    parse(text)
+        .unwrap()
+        .iter()
+        .filter(|s| s.keyword == "ARG")
+        .flat_map(|s| assignments(&s.args))
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
 /// Variables every image of a base sets, whatever the agent: no update
 /// notices from the package manager, no cache in the image.
 fn base_env(base: &str) -> &'static [(&'static str, &'static str)] {
@@ -95,44 +128,112 @@ fn read_build(argv: &[String]) -> Build {
     }
 }
 
-/// `make images` with `make_args`, docker being a script that records its
-/// arguments and fails to build the image tagged `failing` (none if empty):
-/// whether make succeeded, its stderr, and each build, in order.
-fn make_images(make_args: &[&str], failing: &str) -> (bool, String, Vec<Build>) {
+/// What the fake docker and mmdebstrap of [`make`] were asked, and how make
+/// ended.
+struct Run {
+    ok: bool,
+    stderr: String,
+    /// Each call, the program's name first (`docker` or `mmdebstrap`).
+    calls: Vec<Vec<String>>,
+}
+
+impl Run {
+    /// The `docker build`s of images/agents/, in order.
+    fn builds(&self) -> Vec<Build> {
+        self.builds_of("images/agents/")
+    }
+
+    /// The `docker build`s of Dockerfiles under `dir`, in order.
+    fn builds_of(&self, dir: &str) -> Vec<Build> {
+        self.calls
+            .iter()
+            .filter(|call| call[0] == "docker" && call.get(1).is_some_and(|c| c == "build"))
+            .map(|call| read_build(&call[1..]))
+            .filter(|build| build.dockerfile.starts_with(dir))
+            .collect()
+    }
+
+    /// The calls, each as one line, for assertions on their order.
+    fn lines(&self) -> Vec<String> {
+        self.calls.iter().map(|call| call.join(" ")).collect()
+    }
+}
+
+/// `make TARGET` with `make_args`, docker and mmdebstrap being scripts that
+/// record their arguments. docker fails every call that names an image of
+/// `failing`, and finds no image of `absent` (`docker image inspect`); every
+/// other image is there.
+fn make(target: &str, make_args: &[&str], failing: &[&str], absent: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let docker = dir.path().join("docker");
     let log = dir.path().join("calls");
     // An argument a line, `--` after each call: no value holds a line break
     // (the table is read line by line) and none is `--`.
-    let mut script = format!(
-        "#!/bin/sh\nprintf '%s\\n' \"$@\" -- >> '{}'\n",
-        log.display()
+    let record = |program: &str| {
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' {program} \"$@\" -- >> '{}'\n",
+            log.display()
+        )
+    };
+    let words = |images: &[&str]| {
+        images
+            .iter()
+            .map(|i| format!("'{i}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let docker = dir.path().join("docker");
+    let mut script = record("docker");
+    script += &format!(
+        "if [ \"$1 $2\" = 'image inspect' ]; then\n  \
+           for absent in {}; do [ \"$3\" = \"$absent\" ] && exit 1; done\n  \
+           exit 0\n\
+         fi\n\
+         for arg; do for failing in {}; do [ \"$arg\" = \"$failing\" ] && exit 1; done; done\n\
+         exit 0\n",
+        words(absent),
+        words(failing)
     );
-    if !failing.is_empty() {
-        script += &format!("for arg; do [ \"$arg\" = '{failing}' ] && exit 1; done\n");
-    }
-    std::fs::write(&docker, script).unwrap();
+    let mmdebstrap = dir.path().join("mmdebstrap");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (path, text) in [(&docker, script), (&mmdebstrap, record("mmdebstrap"))] {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let out = Command::new("make")
         .current_dir(root())
-        .args(["-s", "--no-print-directory", "images"])
+        .args(["-s", "--no-print-directory", target])
         .arg(format!("DOCKER={}", docker.display()))
+        .arg(format!("MMDEBSTRAP={}", mmdebstrap.display()))
         .args(make_args)
         .env_remove("AGENTS")
+        .env_remove("BASES")
+        .env_remove("FORCE")
         .env_remove("MAKEFLAGS")
         .env_remove("MAKELEVEL")
         .output()
         .expect("make runs (it is what builds the images)");
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     let lines: Vec<String> = calls.lines().map(String::from).collect();
-    let builds = lines
+    let calls = lines
         .split(|l| l == "--")
         .filter(|call| !call.is_empty())
-        .map(read_build)
+        .map(<[String]>::to_vec)
         .collect();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.success(), stderr, builds)
+    Run {
+        ok: out.status.success(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        calls,
+    }
+}
+
+/// `make images` with `make_args`, the build of the image tagged `failing`
+/// (none if empty) failing: whether make succeeded, its stderr, and each
+/// agent's build, in order.
+fn make_images(make_args: &[&str], failing: &str) -> (bool, String, Vec<Build>) {
+    let failing: &[&str] = if failing.is_empty() { &[] } else { &[failing] };
+    let run = make("images", make_args, failing, &[]);
+    let builds = run.builds();
+    (run.ok, run.stderr, builds)
 }
 
 /// What is wrong with the install of the agent's own package.
@@ -203,33 +304,45 @@ fn problems(text: &str, agent: &Stanza, args: &BTreeMap<String, String>) -> Vec<
     let mut wrong = Vec::new();
     let of = |keyword: &'static str| steps.iter().filter(move |s| s.keyword == keyword);
 
-    // Pinned bases.
     if of("FROM").next().is_none() {
         wrong.push("no FROM".into());
     }
-    for step in of("FROM") {
-        let image = from_image(&step.args);
-        if !is_pinned(image) {
-            wrong.push(format!(
-                "line {}: FROM {image} is not pinned to a full version",
-                step.line
-            ));
-        }
-    }
 
-    // Every install pins an exact version; the agent's, the table's.
+    // A pinned base, the one it is given if any; every install pins an
+    // exact version, the agent's the table's.
     let mut declared = BTreeSet::new();
     let mut vars = BTreeMap::new();
+    let mut before_from = BTreeMap::new();
     let mut env = BTreeMap::new();
     let mut agent_installed = false;
     for step in &steps {
         match step.keyword.as_str() {
+            "FROM" => {
+                let image = expand(from_image(&step.args), &vars);
+                if !is_pinned(&image) {
+                    wrong.push(format!(
+                        "line {}: FROM {image} is not pinned to a full version",
+                        step.line
+                    ));
+                }
+                if let Some(base) = args.get("BASE").filter(|base| **base != image) {
+                    wrong.push(format!(
+                        "line {}: FROM {image}, not the base it is given ({base})",
+                        step.line
+                    ));
+                }
+                // ARGs before a FROM serve FROMs only: a stage starts with
+                // none, and its `ARG NAME` takes one back.
+                before_from = std::mem::take(&mut vars);
+            }
             "ARG" => {
                 for (k, default) in assignments(&step.args) {
                     match args.get(&k) {
                         Some(given) => vars.insert(k.clone(), given.clone()),
                         None if !default.is_empty() => vars.insert(k.clone(), default),
-                        None => None,
+                        None => before_from
+                            .get(&k)
+                            .and_then(|v| vars.insert(k.clone(), v.clone())),
                     };
                     declared.insert(k);
                 }
@@ -307,7 +420,7 @@ fn problems(text: &str, agent: &Stanza, args: &BTreeMap<String, String>) -> Vec<
     if !file.is_empty() {
         let text = agent.text("image_file_text");
         let given = (vars.get("IMAGE_FILE"), vars.get("IMAGE_FILE_TEXT"));
-        let writes = r#"printf '%s\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE""#;
+        let writes = r#"printf '%b\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE""#;
         if given != (Some(&file.to_string()), Some(&text.to_string()))
             || !of("RUN").any(|s| s.args.contains(writes))
         {
@@ -320,14 +433,15 @@ fn problems(text: &str, agent: &Stanza, args: &BTreeMap<String, String>) -> Vec<
         }
     }
 
-    // git, ripgrep and certificates, without recommends and without lists.
+    // git, ps, ripgrep and certificates, without recommends and without lists.
     match of("RUN").find(|s| s.args.contains("apt-get install")) {
-        None => wrong.push("no apt-get install of git, ripgrep, ca-certificates".into()),
+        None => wrong.push("no apt-get install of git, procps, ripgrep, ca-certificates".into()),
         Some(step) => {
             let words: Vec<&str> = step.args.split_whitespace().collect();
             for needed in [
                 "ca-certificates",
                 "git",
+                "procps",
                 "ripgrep",
                 "--no-install-recommends",
             ] {
@@ -390,24 +504,34 @@ fn problems(text: &str, agent: &Stanza, args: &BTreeMap<String, String>) -> Vec<
 #[test]
 fn every_agent_image_is_well_formed_pinned_and_unprivileged() {
     let agents = agents();
-    let (ok, stderr, builds) = make_images(&[], "");
-    assert!(ok, "{stderr}");
-    assert_eq!(
-        builds.len(),
-        agents.len(),
-        "one build per agent: {builds:#?}"
-    );
+    let local = local_bases();
     let mut report = Vec::new();
-    for (agent, build) in agents.iter().zip(&builds) {
-        let name = agent.text("name");
-        let path = format!("images/agents/{}.Dockerfile", agent.text("base"));
-        assert_eq!(build.dockerfile, path, "{name}");
-        assert_eq!(build.tag, agent.text("image"), "{name}");
-        assert_eq!(build.context, "images/agents", "{name}");
-        let text = std::fs::read_to_string(root().join(&path))
-            .unwrap_or_else(|e| panic!("{path}, the base of {name}: {e}"));
-        for problem in problems(&text, agent, &build.args) {
-            report.push(format!("{path} for {name}: {problem}"));
+    // On the published bases, and on the ones made here.
+    for bases in ["published", "local"] {
+        let run = make("images", &[&format!("BASES={bases}")], &[], &[]);
+        assert!(run.ok, "BASES={bases}: {}", run.stderr);
+        let builds = run.builds();
+        assert_eq!(
+            builds.len(),
+            agents.len(),
+            "BASES={bases}: one build per agent: {builds:#?}"
+        );
+        for (agent, build) in agents.iter().zip(&builds) {
+            let (name, base) = (agent.text("name"), agent.text("base"));
+            let path = format!("images/agents/{base}.Dockerfile");
+            assert_eq!(build.dockerfile, path, "{name}");
+            assert_eq!(build.tag, agent.text("image"), "{name}");
+            assert_eq!(build.context, "images/agents", "{name}");
+            let given = build.args.get("BASE");
+            match bases {
+                "local" => assert_eq!(given, local.get(base), "{name}: BASE"),
+                _ => assert_eq!(given, None, "{name}: the Dockerfile's own base"),
+            }
+            let text = std::fs::read_to_string(root().join(&path))
+                .unwrap_or_else(|e| panic!("{path}, the base of {name}: {e}"));
+            for problem in problems(&text, agent, &build.args) {
+                report.push(format!("{path} for {name}, BASES={bases}: {problem}"));
+            }
         }
     }
     assert!(report.is_empty(), "\n{}", report.join("\n"));
@@ -493,11 +617,32 @@ fn make_images_is_listed_and_the_example_names_every_agent_image() {
         .lines()
         .find(|l| l.starts_with(".PHONY:"))
         .expect(".PHONY");
-    assert!(phony.split_whitespace().any(|t| t == "images"), "{phony}");
-    assert!(makefile.lines().any(|l| l.starts_with("images:")));
+    for target in ["images", "bases"] {
+        assert!(phony.split_whitespace().any(|t| t == target), "{phony}");
+        assert!(makefile
+            .lines()
+            .any(|l| l.starts_with(&format!("{target}:"))));
+        assert!(
+            makefile.contains(&format!("@echo \"make {target}")),
+            "a `make help` line for {target}"
+        );
+    }
+
+    // CI has no registry: it makes the local bases, with the mmdebstrap
+    // `make engine` installs.
+    let packages = makefile_var("ENGINE_PACKAGES");
     assert!(
-        makefile.contains("@echo \"make images"),
-        "a `make help` line"
+        packages.split_whitespace().any(|p| p == "mmdebstrap"),
+        "{packages}"
+    );
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let (engine, images) = (
+        ci.find("\nmake engine\n"),
+        ci.find("\nmake images BASES=local\n"),
+    );
+    assert!(
+        engine.is_some() && images.is_some() && engine < images,
+        ".ci/run: `make images BASES=local` after `make engine`"
     );
 
     // The example spells out every agent's profile; src/config/mod.rs checks
@@ -510,6 +655,271 @@ fn make_images_is_listed_and_the_example_names_every_agent_image() {
             "config.example.yaml: agents.{name}.image: {image}"
         );
     }
+}
+
+#[test]
+fn make_images_makes_the_local_bases_it_lacks_once_and_goes_on_past_one() {
+    let agents = agents();
+    let local = local_bases();
+    let debian = makefile_var("DEBIAN_BASE");
+    let (node, python) = (&local["node"], &local["python"]);
+    let all = [debian.as_str(), node, python];
+
+    // Nothing there: one Debian root, bootstrapped and imported, then each
+    // base when the first agent on it comes, each agent on its own base.
+    let run = make("images", &["BASES=local"], &[], &all);
+    assert!(run.ok, "{}", run.stderr);
+    let lines = run.lines();
+    let made: Vec<&String> = lines
+        .iter()
+        .filter(|l| {
+            l.starts_with("mmdebstrap") || l.contains(" import ") || l.contains("images/bases/")
+        })
+        .collect();
+    assert_eq!(made.len(), 4, "{lines:#?}");
+    assert!(
+        made[0].starts_with("mmdebstrap --variant=minbase"),
+        "{}",
+        made[0]
+    );
+    assert!(made[1].ends_with(&format!(".tar {debian}")), "{}", made[1]);
+    let bases = run.builds_of("images/bases/");
+    let order: Vec<(&str, &str)> = bases
+        .iter()
+        .map(|b| (b.dockerfile.as_str(), b.tag.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("images/bases/node.Dockerfile", node.as_str()),
+            ("images/bases/python.Dockerfile", python.as_str())
+        ]
+    );
+    for base in &bases {
+        assert_eq!(base.args.get("DEBIAN"), Some(&debian));
+        assert_eq!(base.context, "images/bases");
+    }
+    let position = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap();
+    for agent in &agents {
+        let tag = &local[agent.text("base")];
+        assert!(
+            position(&format!("-t {tag} ")) < position(&format!("-t {} ", agent.text("image"))),
+            "{}'s base is built before it: {lines:#?}",
+            agent.text("name")
+        );
+    }
+
+    // The mirror and the host's certificate authorities are the Makefile's.
+    let mmdebstrap = &run.calls.iter().find(|c| c[0] == "mmdebstrap").unwrap()[1..];
+    for source in [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ] {
+        assert!(mmdebstrap.iter().any(|a| a == source), "{mmdebstrap:#?}");
+    }
+    assert!(
+        mmdebstrap
+            .iter()
+            .any(|a| a.contains("host-cas.awk")
+                && a.ends_with("'/etc/ssl/certs/ca-certificates.crt'")),
+        "{mmdebstrap:#?}"
+    );
+
+    // All there: nothing is made, unless FORCE=1.
+    let run = make("images", &["BASES=local"], &[], &[]);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.builds_of("images/bases/").len(), 0);
+    assert!(!run.lines().iter().any(|l| l.starts_with("mmdebstrap")));
+    let run = make("bases", &["FORCE=1"], &[], &[]);
+    assert!(run.ok, "{}", run.stderr);
+    assert_eq!(run.builds_of("images/bases/").len(), 2);
+    assert_eq!(run.builds_of("images/agents/").len(), 0);
+    assert_eq!(
+        run.lines()
+            .iter()
+            .filter(|l| l.starts_with("mmdebstrap"))
+            .count(),
+        1
+    );
+
+    // The node base fails: its agents are not built, aider is, and make fails
+    // naming them; the Debian root is bootstrapped once.
+    let run = make("images", &["BASES=local"], &[node], &all);
+    assert!(!run.ok);
+    let on_node: Vec<&str> = agents
+        .iter()
+        .filter(|a| a.text("base") == "node")
+        .map(|a| a.text("name"))
+        .collect();
+    let failed = format!("make images: failed: {} (see above)", on_node.join(" "));
+    assert!(run.stderr.contains(&failed), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("its base, node, was not"),
+        "{}",
+        run.stderr
+    );
+    let built: Vec<String> = run.builds().iter().map(|b| b.tag.clone()).collect();
+    assert_eq!(built, [find(&agents, "aider").text("image")]);
+    assert_eq!(run.builds_of("images/bases/").len(), 2, "python's too");
+
+    // No mmdebstrap: one line that says what to do, and nothing built.
+    let run = make(
+        "images",
+        &["BASES=local", "MMDEBSTRAP=/nonexistent/mmdebstrap"],
+        &[],
+        &all,
+    );
+    assert!(!run.ok);
+    assert!(
+        run.stderr
+            .contains("/nonexistent/mmdebstrap is not installed (make engine installs it"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.builds_of("").is_empty(), "{:#?}", run.lines());
+
+    // BASES is one of two words.
+    let run = make("images", &["BASES=remote"], &[], &[]);
+    assert!(!run.ok);
+    assert_eq!(
+        run.stderr.lines().next(),
+        Some("make images: BASES=remote: published (the default) or local")
+    );
+    assert!(run.calls.is_empty());
+}
+
+#[test]
+fn the_local_bases_are_what_the_agent_dockerfiles_take_of_the_published_ones() {
+    let local = local_bases();
+    let debian = makefile_var("DEBIAN_BASE");
+    let read = |path: &str| std::fs::read_to_string(root().join(path)).unwrap();
+    let names: BTreeSet<String> = agents()
+        .iter()
+        .map(|a| a.text("base").to_string())
+        .collect();
+    assert_eq!(
+        names,
+        local.keys().cloned().collect(),
+        "a local base for each base"
+    );
+    for (name, tag) in &local {
+        let path = format!("images/bases/{name}.Dockerfile");
+        let text = read(&path);
+        let steps = parse(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(is_pinned(tag), "LOCAL_BASES: {tag}");
+        assert_eq!(arg_default(&text, "DEBIAN"), Some(debian.clone()), "{path}");
+        for from in steps.iter().filter(|s| s.keyword == "FROM") {
+            assert_eq!(
+                from_image(&from.args),
+                "${DEBIAN}",
+                "{path}:{}: on the Debian root",
+                from.line
+            );
+        }
+        // What it downloads, apt's downloader checks against a sha512.
+        let defaults: BTreeMap<String, String> = steps
+            .iter()
+            .filter(|s| s.keyword == "ARG")
+            .flat_map(|s| assignments(&s.args))
+            .collect();
+        for run in steps.iter().filter(|s| s.keyword == "RUN") {
+            for word in ["curl", "wget"] {
+                assert!(
+                    !run.args.split_whitespace().any(|w| w == word),
+                    "{path}:{}: {word}, whose download nothing checks",
+                    run.line
+                );
+            }
+            let run_args = expand(&run.args, &defaults);
+            for fetch in run_args.split("&&").filter(|c| c.contains("download-file")) {
+                let hash = fetch.split_whitespace().last().unwrap().trim_matches('"');
+                let sha512 = hash.strip_prefix("SHA512:").unwrap_or("");
+                assert!(
+                    sha512.len() == 128 && sha512.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{path}:{}: a download not checked against a sha512: {fetch}",
+                    run.line
+                );
+            }
+        }
+    }
+
+    // Node: the published base's version, which the tag says, and its user.
+    let published = arg_default(&read("images/agents/node.Dockerfile"), "BASE").unwrap();
+    let version = published
+        .split_once(':')
+        .unwrap()
+        .1
+        .split('-')
+        .next()
+        .unwrap();
+    let text = read("images/bases/node.Dockerfile");
+    assert_eq!(arg_default(&text, "NODE_VERSION").as_deref(), Some(version));
+    assert_eq!(
+        local["node"],
+        format!("sandbox-agents/base-node:{version}-bookworm")
+    );
+    assert!(
+        text.contains("groupadd --gid 1000 node")
+            && text.contains("useradd --uid 1000 --gid node --shell /bin/bash --create-home node"),
+        "images/bases/node.Dockerfile: the user `node` node.Dockerfile renames"
+    );
+    for program in ["npm", "npx"] {
+        assert!(
+            text.contains(&format!("/usr/local/bin/{program}")),
+            "images/bases/node.Dockerfile: {program} on PATH"
+        );
+    }
+
+    // Python: `python` and venv, at the version the tag says.
+    let text = read("images/bases/python.Dockerfile");
+    let version = arg_default(&text, "PYTHON_VERSION").unwrap();
+    assert_eq!(
+        local["python"],
+        format!("sandbox-agents/base-python:{version}-bookworm")
+    );
+    for package in ["python3", "python3-venv", "python-is-python3"] {
+        assert!(
+            text.split_whitespace().any(|w| w == package),
+            "images/bases/python.Dockerfile: {package}"
+        );
+    }
+}
+
+/// A table value as the Dockerfiles' `printf '%b\n'` writes it.
+fn printf_b(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some('n')) => {
+                out.push('\n');
+                chars.next();
+            }
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out + "\n"
+}
+
+#[test]
+fn codex_neither_updates_nor_sandboxes_itself_in_its_container() {
+    let agents = agents();
+    let codex = find(&agents, "codex");
+    assert_eq!(codex.text("image_file"), "/etc/codex/config.toml");
+    let file = printf_b(codex.text("image_file_text"));
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "check_for_update_on_startup = false",
+            "sandbox_mode = \"danger-full-access\""
+        ]
+    );
+    assert_eq!(printf_b(r"a\\n\nb"), "a\\n\nb\n");
 }
 
 /// The arguments `make images` passes `agent`, for the checks below.
@@ -566,4 +976,15 @@ fn a_careless_dockerfile_is_caught() {
         assert!(found.contains(expected), "{expected:?} not in:\n{found}");
     }
     assert!(!found.contains("not pinned"), "{found}");
+
+    // A base it is given and does not build on.
+    let fixed = "ARG BASE=node:22.23.3-bookworm-slim\nFROM node:22.23.3-bookworm-slim\n";
+    let mut args = build_args(claude);
+    args.insert("BASE".into(), local_bases()["node"].clone());
+    let found = problems(fixed, claude, &args).join("\n");
+    let expected = format!(
+        "FROM node:22.23.3-bookworm-slim, not the base it is given ({})",
+        args["BASE"]
+    );
+    assert!(found.contains(&expected), "{expected:?} not in:\n{found}");
 }

@@ -5,6 +5,11 @@
 #   awk -v agent=claude -v docker=docker -f docker-build.awk agents.txt
 #       prints the `docker build` that makes claude's image, every argument
 #       quoted for sh; exits 1 when the table has no such agent
+#   awk -v agent=claude -v docker=docker -v bases='node=TAG python=TAG' ...
+#       the same, built on the base image TAG its base names (BASE, which
+#       otherwise is the Dockerfile's own: the published one)
+#   awk -v agent=claude -v show=base -f docker-build.awk agents.txt
+#       prints one field of claude's stanza
 #
 # The table's rules are src/config/agents/table.rs's: a stanza per agent,
 # `field: value` lines, an empty line between stanzas, `#` comments. The build
@@ -41,10 +46,23 @@ function finish(    dir, command, n, pairs, i, eq) {
     }
     if (field["name"] != agent)
         return
+    found = 1
+    if (show != "") {
+        print field[show]
+        return
+    }
     dir = FILENAME
     if (!sub(/\/[^\/]*$/, "", dir))
         dir = "."
     command = docker " build -f " quote(dir "/" field["base"] ".Dockerfile")
+    if (bases != "") {
+        if (!((field["base"]) in base_image)) {
+            print "no local base `" field["base"] "` for " agent " (bases: " bases ")" > "/dev/stderr"
+            unbuildable = 1
+            exit 1
+        }
+        command = command build_arg("BASE", base_image[field["base"]])
+    }
     command = command build_arg("PACKAGE", field["package"])
     command = command build_arg("VERSION", field["version"])
     command = command build_arg("BINARY", field["binary"])
@@ -59,7 +77,15 @@ function finish(    dir, command, n, pairs, i, eq) {
         command = command build_arg("IMAGE_FILE_TEXT", field["image_file_text"])
     }
     print command " -t " quote(field["image"]) " " quote(dir)
-    found = 1
+}
+
+# The images `-v bases` names, by base.
+BEGIN {
+    n = split(bases, pairs, " ")
+    for (i = 1; i <= n; i++) {
+        eq = index(pairs[i], "=")
+        base_image[substr(pairs[i], 1, eq - 1)] = substr(pairs[i], eq + 1)
+    }
 }
 
 /^[ \t]*#/ { next }
@@ -76,6 +102,8 @@ function finish(    dir, command, n, pairs, i, eq) {
 }
 
 END {
+    if (unbuildable)
+        exit 1
     finish()
     if (agent != "" && !found) {
         print "no agent `" agent "` in " FILENAME > "/dev/stderr"

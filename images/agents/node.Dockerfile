@@ -3,11 +3,17 @@
 # fields as the build arguments below. sandbox runs the image as your uid (any
 # uid, not only 1000), with a read-only root, HOME=/home/sandbox on a tmpfs and
 # the project at /work: nothing here may need to write anywhere else at run time.
-FROM node:22.23.3-bookworm-slim
+#
+# The base is an argument: the published Node image by default, or one made
+# here without a registry (`make images BASES=local`, images/bases/), which
+# has the same Node and npm, and the same `node` user.
+ARG BASE=node:22.23.3-bookworm-slim
+FROM ${BASE}
 
-# What agents reach for: git, ripgrep, and certificates for their APIs.
+# What agents reach for: git, ripgrep, ps (Codex's interactive mode runs it),
+# and certificates for their APIs.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates git ripgrep \
+ && apt-get install -y --no-install-recommends ca-certificates git procps ripgrep \
  && rm -rf /var/lib/apt/lists/*
 
 # uid 1000 is the base image's `node`: renamed `agent`, for a plain
@@ -32,12 +38,13 @@ ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
     ${ENV3_NAME}=${ENV3_VALUE}
 
 # An agent that reads no variable for its updates reads a system-wide file
-# (image_file), which a user's own settings still override.
+# (image_file), which a user's own settings still override. Its text is one
+# line of the table: a `\n` in it starts a new line of the file (printf's %b).
 ARG IMAGE_FILE=
 ARG IMAGE_FILE_TEXT=
 RUN if [ -n "$IMAGE_FILE" ]; then \
       mkdir -p "$(dirname "$IMAGE_FILE")" \
-      && printf '%s\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE"; \
+      && printf '%b\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE"; \
     fi
 
 # The agent at the exact version agents.txt names; without the arguments the

@@ -3,12 +3,16 @@
 # fields as the build arguments below. sandbox runs the image as your uid (any
 # uid, not only 1000), with a read-only root, HOME=/home/sandbox on a tmpfs and
 # the project at /work: nothing here may need to write anywhere else at run time.
-# Python 3.12: aider-chat supports no later one.
-FROM python:3.12.16-slim-bookworm
+#
+# The base is an argument: the published Python image by default (3.12:
+# aider-chat supports 3.10 to 3.12), or one made here without a registry
+# (`make images BASES=local`, images/bases/), Debian's Python 3.11.
+ARG BASE=python:3.12.16-slim-bookworm
+FROM ${BASE}
 
-# What agents reach for: git, ripgrep, and certificates for their APIs.
+# What agents reach for: git, ripgrep, ps, and certificates for their APIs.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates git ripgrep \
+ && apt-get install -y --no-install-recommends ca-certificates git procps ripgrep \
  && rm -rf /var/lib/apt/lists/*
 
 # A user for a plain `docker run`; sandbox runs the image as you instead.
@@ -34,12 +38,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PATH=/opt/agent/bin:$PATH
 
 # An agent that reads no variable for its updates reads a system-wide file
-# (image_file), which a user's own settings still override.
+# (image_file), which a user's own settings still override. Its text is one
+# line of the table: a `\n` in it starts a new line of the file (printf's %b).
 ARG IMAGE_FILE=
 ARG IMAGE_FILE_TEXT=
 RUN if [ -n "$IMAGE_FILE" ]; then \
       mkdir -p "$(dirname "$IMAGE_FILE")" \
-      && printf '%s\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE"; \
+      && printf '%b\n' "$IMAGE_FILE_TEXT" > "$IMAGE_FILE"; \
     fi
 
 # The agent at the exact version agents.txt names, in a virtual environment of

@@ -372,7 +372,7 @@ fn doctor_reports_the_engine_images_and_workspace() {
     assert!(out.stdout.lines().any(|l| l == image), "{out:?}");
     assert!(
         out.stdout
-            .contains("sandbox-agents/gemini:1: missing (build it: make images AGENTS=gemini)"),
+            .contains("sandbox-agents/gemini:2: missing (build it: make images AGENTS=gemini)"),
         "{out:?}"
     );
 }
