@@ -636,13 +636,18 @@ fn make_images_is_listed_and_the_example_names_every_agent_image() {
         "{packages}"
     );
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
-    let (engine, images) = (
+    let (engine, images, waited, test) = (
         ci.find("\nmake engine\n"),
-        ci.find("\nmake images BASES=local\n"),
+        ci.find("\nmake images BASES=local "),
+        ci.find("wait \"$images\""),
+        ci.find("\nmake test\n"),
     );
     assert!(
-        engine.is_some() && images.is_some() && engine < images,
-        ".ci/run: `make images BASES=local` after `make engine`"
+        [engine, images, waited, test].iter().all(Option::is_some)
+            && engine < images
+            && images < waited
+            && waited < test,
+        ".ci/run: `make images BASES=local` after `make engine`, waited for before `make test`"
     );
 
     // The example spells out every agent's profile; src/config/mod.rs checks
