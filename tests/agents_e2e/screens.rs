@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portable_pty::{native_pty_system, Child, CommandBuilder, PtySize};
+use portable_pty::Child;
 
-use crate::common::model_api;
+use crate::common::{model_api, pty_size, spawn_on_pty};
 use crate::world::{key, resolve, World};
 
 /// Start-up of the allow-list, the container and the agent on a loaded
@@ -25,34 +25,13 @@ struct Pty {
 impl Pty {
     /// Runs `command` on a new 30x100 terminal.
     fn spawn(command: &Command) -> Pty {
-        let pair = native_pty_system()
-            .openpty(PtySize {
-                rows: 30,
-                cols: 100,
-                pixel_width: 0,
-                pixel_height: 0,
-            })
-            .expect("open a pseudo-terminal");
-        let mut builder = CommandBuilder::new(command.get_program());
-        builder.args(command.get_args());
-        builder.env_clear();
-        for (key, value) in command.get_envs() {
-            if let Some(value) = value {
-                builder.env(key, value);
-            }
-        }
-        builder.env("TERM", "xterm-256color");
-        if let Some(dir) = command.get_current_dir() {
-            builder.cwd(dir);
-        }
-        let child = pair.slave.spawn_command(builder).expect("spawn on the pty");
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().expect("pty reader");
-        let writer = pair.master.take_writer().expect("pty writer");
+        let (master, child) = spawn_on_pty(command, pty_size(30, 100), "xterm-256color");
+        let mut reader = master.try_clone_reader().expect("pty reader");
+        let writer = master.take_writer().expect("pty writer");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&seen);
         std::thread::spawn(move || {
-            let _master = pair.master;
+            let _master = master;
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
                 if n == 0 {

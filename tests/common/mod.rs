@@ -4,8 +4,8 @@
 //! left behind and fails the test that left it (`workspace`), runs to signal
 //! (`background`), and the services a few engine tests start: a registry, a
 //! second engine, Podman, sshd (`services`), the outside world of the
-//! allow-list's tests (`outside`), and stand-ins for the agents' model APIs
-//! (`model_api`).
+//! allow-list's tests (`outside`), stand-ins for the agents' model APIs
+//! (`model_api`), and commands on a pseudo-terminal (`terminal`).
 
 use std::path::Path;
 use std::process::Command;
@@ -28,11 +28,14 @@ mod outside;
 #[allow(dead_code)]
 mod services;
 #[allow(dead_code)]
+mod terminal;
+#[allow(dead_code)]
 mod workspace;
 
 #[allow(unused_imports)]
 pub use {
-    background::*, engine::*, images::*, model_api::*, outside::*, services::*, workspace::*,
+    background::*, engine::*, images::*, model_api::*, outside::*, services::*, terminal::*,
+    workspace::*,
 };
 
 /// The sandbox binary cargo built for these tests.

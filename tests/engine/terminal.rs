@@ -7,9 +7,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
+use portable_pty::{Child, MasterPty};
 
-use crate::common::Workspace;
+use crate::common::{pty_size, spawn_on_pty, Workspace};
 
 /// Generous: container starts are slow on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -25,25 +25,9 @@ impl Pty {
     /// Runs `command` (program and arguments as a std Command holds them) on
     /// a new terminal of `rows` x `cols`.
     pub fn spawn(command: &Command, rows: u16, cols: u16) -> Pty {
-        let pair = native_pty_system()
-            .openpty(size(rows, cols))
-            .expect("open a pseudo-terminal");
-        let mut builder = CommandBuilder::new(command.get_program());
-        builder.args(command.get_args());
-        builder.env_clear();
-        for (key, value) in command.get_envs() {
-            if let Some(value) = value {
-                builder.env(key, value);
-            }
-        }
-        builder.env("TERM", "xterm");
-        if let Some(dir) = command.get_current_dir() {
-            builder.cwd(dir);
-        }
-        let child = pair.slave.spawn_command(builder).expect("spawn on the pty");
-        drop(pair.slave);
-        let mut reader = pair.master.try_clone_reader().expect("pty reader");
-        let writer = Arc::new(Mutex::new(pair.master.take_writer().expect("pty writer")));
+        let (master, child) = spawn_on_pty(command, pty_size(rows, cols), "xterm");
+        let mut reader = master.try_clone_reader().expect("pty reader");
+        let writer = Arc::new(Mutex::new(master.take_writer().expect("pty writer")));
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (sink, answer) = (Arc::clone(&seen), Arc::clone(&writer));
         std::thread::spawn(move || {
@@ -63,7 +47,7 @@ impl Pty {
             }
         });
         Pty {
-            master: pair.master,
+            master,
             writer,
             child,
             seen,
@@ -106,7 +90,7 @@ impl Pty {
 
     fn resize(&self, rows: u16, cols: u16) {
         self.master
-            .resize(size(rows, cols))
+            .resize(pty_size(rows, cols))
             .expect("resize the pty");
     }
 
@@ -124,15 +108,6 @@ impl Pty {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-fn size(rows: u16, cols: u16) -> PtySize {
-    PtySize {
-        rows,
-        cols,
-        pixel_width: 0,
-        pixel_height: 0,
     }
 }
 
