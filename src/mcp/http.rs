@@ -25,17 +25,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::server::Server;
 
+/// How long the last answers get to leave before the sessions end.
+const ANSWERS_OUT: std::time::Duration = std::time::Duration::from_millis(200);
 /// The shortest token accepted: guessing one must be out of reach.
 const TOKEN_MIN: usize = 16;
 
-/// Serves `server` on `addr` until `stop` completes; then stops taking
-/// connections and ends every session.
+/// Serves `server` on `addr` until `stop` completes; then takes no new
+/// connection, stops every call (their answers go out on their sessions)
+/// and ends every session. Returns how many calls did not end in time.
 pub async fn serve(
     server: Server,
     addr: SocketAddr,
     token: String,
     stop: impl Future<Output = ()>,
-) -> Result<()> {
+) -> Result<u32> {
     if !addr.ip().is_loopback() {
         bail!(
             "--listen {addr}: only a loopback address (127.0.0.1, [::1]) is served — the \
@@ -58,8 +61,9 @@ pub async fn serve(
     let config = StreamableHttpServerConfig::default()
         .with_cancellation_token(sessions.clone())
         .enforce_origin_validation();
+    let handler = server.clone();
     let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
+        move || Ok(handler.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
@@ -96,8 +100,12 @@ pub async fn serve(
             }
         });
     }
+    drop(listener);
+    let left = server.stop_calls().await;
+    // The stopped calls' answers are on their way to the sessions' streams.
+    tokio::time::sleep(ANSWERS_OUT).await;
     sessions.cancel();
-    Ok(())
+    Ok(left)
 }
 
 /// Whether `request` carries the token, compared in constant time so its

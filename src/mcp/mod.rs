@@ -48,16 +48,14 @@ pub async fn serve(server: Server, transport: Transport) -> Result<u32> {
     let stop = CancellationToken::new();
     watch_signals(stop.clone())?;
     match transport {
-        Transport::Stdio => serve_stdio(&server, &stop).await?,
+        Transport::Stdio => serve_stdio(&server, &stop).await,
         Transport::Http { addr, token } => {
-            http::serve(server.clone(), addr, token, stop.clone().cancelled_owned()).await?
+            http::serve(server, addr, token, stop.cancelled_owned()).await
         }
     }
-    let left = server.stop_calls().await;
-    Ok(left)
 }
 
-async fn serve_stdio(server: &Server, stop: &CancellationToken) -> Result<()> {
+async fn serve_stdio(server: &Server, stop: &CancellationToken) -> Result<u32> {
     let (reader, writer, input_ended) = stdio::transport();
     let rmcp_stop = CancellationToken::new();
     let starting = server
@@ -69,11 +67,11 @@ async fn serve_stdio(server: &Server, stop: &CancellationToken) -> Result<()> {
             // No client came (stdin ended, or no initialize): nothing ran.
             Err(e) => {
                 tracing::debug!("no MCP session: {e}");
-                return Ok(());
+                return Ok(0);
             }
         },
-        () = stop.cancelled() => return Ok(()),
-        () = input_ended.cancelled() => return Ok(()),
+        () = stop.cancelled() => return Ok(0),
+        () = input_ended.cancelled() => return Ok(0),
     };
     let mut waiting = std::pin::pin!(running.waiting());
     let ended = tokio::select! {
@@ -83,14 +81,11 @@ async fn serve_stdio(server: &Server, stop: &CancellationToken) -> Result<()> {
     };
     // Every call's answer (stopped) goes out before the transport closes.
     let left = server.stop_calls().await;
-    if left > 0 {
-        tracing::warn!("{left} calls did not end in time");
-    }
     rmcp_stop.cancel();
     if !ended {
         let _ = tokio::time::timeout(CLOSE_WAIT, waiting).await;
     }
-    Ok(())
+    Ok(left)
 }
 
 /// Cancels `stop` on the first SIGTERM, SIGINT or SIGHUP. Installed before

@@ -22,7 +22,7 @@ use super::tools::STOPPED;
 use super::workspace::Workspace;
 
 /// How long the server waits, when it stops, for its calls to end: a run
-/// gets SIGTERM, a second one 10 seconds later, SIGKILL 10 after that.
+/// gets SIGTERM, and SIGKILL 30 seconds later.
 const STOP_WAIT: Duration = Duration::from_secs(40);
 
 #[derive(Clone)]

@@ -11,8 +11,10 @@
 //!
 //! Stopping one (a cancelled call, the server shutting down) is a signal to
 //! the child, as Ctrl-C would be: SIGTERM, which `sandbox run` forwards to
-//! the command and turns into SIGKILL after 5 seconds; a second SIGTERM
-//! later kills at once; SIGKILL last, should the child not answer.
+//! the command and turns into SIGKILL after 5 seconds, then removes the
+//! container. Never a second SIGTERM: `sandbox run` would take it as "now"
+//! and leave the removal to its watcher. SIGKILL only if the child has not
+//! ended long after (its watcher then removes the container).
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,9 +36,10 @@ use super::output::{Capture, Captured};
 use super::{FAILED, STOPPED, TIMED_OUT};
 use crate::mcp::workspace::Workspace;
 
-/// How long a child has after each signal before the next, harder one:
-/// longer than `sandbox run`'s own 5 seconds between SIGTERM and SIGKILL.
-const ESCALATE: Duration = Duration::from_secs(10);
+/// How long a child has after SIGTERM before SIGKILL: `sandbox run`'s own
+/// 5 seconds before it kills the command, and the removal after, on a busy
+/// engine.
+const ESCALATE: Duration = Duration::from_secs(30);
 /// How often a long call reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How long output may still arrive once the child has exited.
@@ -178,7 +181,7 @@ pub async fn run(
             }
             _ = sleep_until(next_signal), if ending.is_some() => {
                 let signal = match signals_sent {
-                    0 | 1 => rustix::process::Signal::TERM,
+                    0 => rustix::process::Signal::TERM,
                     _ => rustix::process::Signal::KILL,
                 };
                 if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
