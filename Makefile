@@ -35,7 +35,7 @@ lint:
 # their image from busybox-static and pull only from a docker-registry they
 # run on loopback: nothing comes from outside. runsc (gVisor) is registered as
 # a runtime, in /etc/docker/daemon.json when that file does not exist yet.
-ENGINE_PACKAGES = docker.io git busybox-static curl openssl python3 docker-registry runsc iproute2 podman catatonit openssh-server openssh-client
+ENGINE_PACKAGES = docker.io git busybox-static curl openssl python3 python3-venv docker-registry runsc iproute2 podman catatonit openssh-server openssh-client
 DAEMON_JSON = /etc/docker/daemon.json
 
 engine:
