@@ -421,8 +421,11 @@ async def scenario_token(transport):
             sent = {**headers, "Authorization": f"Bearer {TOKEN}"}
             response = await http.post(server.url, json=request, headers=sent)
             assert response.status_code == 200, response.status_code
-            # A browser's request (it carries an Origin) is refused too.
+            # A browser's request (it carries an Origin) is refused too, and
+            # so is one for another host name (DNS rebinding).
             response = await http.post(server.url, json=request, headers={**sent, "Origin": "http://evil.test"})
+            assert response.status_code == 403, response.status_code
+            response = await http.post(server.url, json=request, headers={**sent, "Host": "evil.test"})
             assert response.status_code == 403, response.status_code
         # The SDK with a wrong token gets nowhere.
         with anyio.fail_after(30):
