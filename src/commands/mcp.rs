@@ -50,10 +50,18 @@ pub fn run(
     // A read of stdin may still wait on a blocking thread: not for it.
     runtime.shutdown_background();
     let left = served?;
-    if left > 0 {
+    if left.calls > 0 {
         ui.warn(&format!(
-            "{left} calls did not end in time: their containers are removed by their \
-             watchers (or run `sandbox prune`)"
+            "{} calls did not end in time: their containers are removed by their watchers \
+             (or run `sandbox prune`)",
+            left.calls
+        ));
+    }
+    if !left.containers.is_empty() {
+        ui.warn(&format!(
+            "stopped calls left containers the engine has not removed yet: {} — their \
+             watchers go on trying (or run `sandbox prune`)",
+            left.containers.join(", ")
         ));
     }
     Ok(Outcome::Exited(0))

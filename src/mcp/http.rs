@@ -23,7 +23,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use super::server::Server;
+use super::server::{Left, Server};
 
 /// How long the last answers get to leave before the sessions end.
 const ANSWERS_OUT: std::time::Duration = std::time::Duration::from_millis(200);
@@ -32,13 +32,13 @@ const TOKEN_MIN: usize = 16;
 
 /// Serves `server` on `addr` until `stop` completes; then takes no new
 /// connection, stops every call (their answers go out on their sessions)
-/// and ends every session. Returns how many calls did not end in time.
+/// and ends every session. Returns what it could not wait for.
 pub async fn serve(
     server: Server,
     addr: SocketAddr,
     token: String,
     stop: impl Future<Output = ()>,
-) -> Result<u32> {
+) -> Result<Left> {
     if !addr.ip().is_loopback() {
         bail!(
             "--listen {addr}: only a loopback address (127.0.0.1, [::1]) is served — the \

@@ -11,6 +11,7 @@
 //! containers are gone, and only then closes the transport.
 
 mod http;
+mod leftovers;
 mod server;
 mod stdio;
 mod tools;
@@ -24,7 +25,7 @@ use rmcp::ServiceExt;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-pub use server::Server;
+pub use server::{Left, Server};
 pub use workspace::Workspace;
 
 /// How long the transport may take to say its last words (the calls'
@@ -42,9 +43,8 @@ pub enum Transport {
 }
 
 /// Serves `server` until a stop signal or (stdio) the end of stdin, then
-/// stops every call. Returns how many calls did not end in time (their
-/// watchers remove their containers).
-pub async fn serve(server: Server, transport: Transport) -> Result<u32> {
+/// stops every call. Returns what it could not wait for.
+pub async fn serve(server: Server, transport: Transport) -> Result<Left> {
     let stop = CancellationToken::new();
     watch_signals(stop.clone())?;
     match transport {
@@ -55,7 +55,7 @@ pub async fn serve(server: Server, transport: Transport) -> Result<u32> {
     }
 }
 
-async fn serve_stdio(server: &Server, stop: &CancellationToken) -> Result<u32> {
+async fn serve_stdio(server: &Server, stop: &CancellationToken) -> Result<Left> {
     let (reader, writer, input_ended) = stdio::transport();
     let rmcp_stop = CancellationToken::new();
     let starting = server
@@ -67,11 +67,11 @@ async fn serve_stdio(server: &Server, stop: &CancellationToken) -> Result<u32> {
             // No client came (stdin ended, or no initialize): nothing ran.
             Err(e) => {
                 tracing::debug!("no MCP session: {e}");
-                return Ok(0);
+                return Ok(Left::default());
             }
         },
-        () = stop.cancelled() => return Ok(0),
-        () = input_ended.cancelled() => return Ok(0),
+        () = stop.cancelled() => return Ok(Left::default()),
+        () = input_ended.cancelled() => return Ok(Left::default()),
     };
     let mut waiting = std::pin::pin!(running.waiting());
     let ended = tokio::select! {

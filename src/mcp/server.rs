@@ -25,6 +25,16 @@ use super::workspace::Workspace;
 /// gets SIGTERM, and SIGKILL 30 seconds later.
 const STOP_WAIT: Duration = Duration::from_secs(40);
 
+/// What a stopping server could not wait for.
+#[derive(Debug, Default)]
+pub struct Left {
+    /// Calls still running (their watchers remove their containers).
+    pub calls: u32,
+    /// Containers of stopped calls the engine has not removed, or a line
+    /// saying why they could not be looked for.
+    pub containers: Vec<String>,
+}
+
 #[derive(Clone)]
 pub struct Server {
     shared: Arc<Shared>,
@@ -52,16 +62,23 @@ impl Server {
         }
     }
 
-    /// Stops every call (their containers go with them) and waits until
-    /// they have ended; no call starts after this. Returns how many calls
-    /// were still going when it gave up waiting (0: all ended).
-    pub async fn stop_calls(&self) -> u32 {
-        self.shared.stopping.cancel();
-        let all = self.shared.turns.acquire_many(self.shared.max_turns);
-        match tokio::time::timeout(STOP_WAIT, all).await {
+    /// Stops every call and waits until they have ended and their
+    /// containers are gone (`leftovers.rs`); no call starts after this.
+    /// Says what is still there when it gave up waiting.
+    pub async fn stop_calls(&self) -> Left {
+        let shared = &self.shared;
+        let busy = shared.turns.available_permits() < shared.max_turns as usize;
+        shared.stopping.cancel();
+        let all = shared.turns.acquire_many(shared.max_turns);
+        let calls = match tokio::time::timeout(STOP_WAIT, all).await {
             Ok(_) => 0,
-            Err(_) => self.shared.max_turns - self.shared.turns.available_permits() as u32,
-        }
+            Err(_) => shared.max_turns - shared.turns.available_permits() as u32,
+        };
+        let containers = match busy {
+            true => shared.workspace.remove_leftovers().await,
+            false => Vec::new(),
+        };
+        Left { calls, containers }
     }
 
     /// A turn to run: at once if fewer than `--max-concurrent` calls run,

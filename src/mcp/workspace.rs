@@ -69,6 +69,19 @@ impl Workspace {
         })
     }
 
+    /// Removes what stopped runs left to their watchers (`leftovers.rs`):
+    /// the ids still there after, or why they could not be looked for.
+    pub async fn remove_leftovers(&self) -> Vec<String> {
+        let found = async {
+            let host = self.config()?.engine.host().to_string();
+            let private = crate::host_dirs::private_runtime_dir(&self.env)?;
+            super::leftovers::remove(&host, &self.dir, &private).await
+        };
+        found
+            .await
+            .unwrap_or_else(|e| vec![crate::ui::error_line(&e)])
+    }
+
     /// `sandbox [--config F] [-H HOST] -q run -w DIR [--warm]`: what every
     /// run starts with. The server's own binary, so a run is exactly what
     /// `sandbox run` would do; `-q` keeps sandbox's progress lines out of

@@ -27,6 +27,7 @@ use rmcp::model::{
 use rmcp::schemars::JsonSchema;
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
+use rustix::process::{Pid, Signal};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::sleep_until;
@@ -129,28 +130,8 @@ pub async fn run(
         &config,
     )?;
     let limit = invocation.timeout.or(config.container.timeout);
-    let mut command = workspace.run_command();
-    if let Some(image) = &invocation.image {
-        command.arg(format!("--image={image}"));
-    }
-    if let Some(timeout) = invocation.timeout {
-        command.arg(format!("--timeout={}s", timeout.as_secs()));
-    }
-    // `--`: whatever the words are, none is a flag of sandbox's.
-    command.arg("--").args(&invocation.argv);
-    let stdin = match params.stdin.is_some() {
-        true => Stdio::piped(),
-        false => Stdio::null(),
-    };
-    command
-        .stdin(stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Ctrl-C at the server's terminal is the server's to handle: it
-        // stops every call itself, then removes nothing twice.
-        .process_group(0);
     let started = Instant::now();
-    let mut child = command
+    let mut child = sandbox_run(workspace, &invocation, params.stdin.is_some())
         .spawn()
         .map_err(|e| ErrorData::internal_error(format!("cannot start sandbox run: {e}"), None))?;
     if let (Some(mut pipe), Some(text)) = (child.stdin.take(), params.stdin) {
@@ -161,43 +142,13 @@ pub async fn run(
     }
     let mut stdout = Stream::read(child.stdout.take(), max_output);
     let mut stderr = Stream::read(child.stderr.take(), max_output);
-
-    let token = context.meta.get_progress_token();
-    let mut ticker =
-        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
-    let mut ending = None;
-    let mut signals_sent = 0;
-    let mut next_signal = tokio::time::Instant::now();
-    let status = loop {
-        tokio::select! {
-            status = child.wait() => break status,
-            _ = context.ct.cancelled(), if ending.is_none() => {
-                ending = Some(Ending::Cancelled);
-                next_signal = tokio::time::Instant::now();
-            }
-            _ = stopping.cancelled(), if ending.is_none() => {
-                ending = Some(Ending::ShuttingDown);
-                next_signal = tokio::time::Instant::now();
-            }
-            _ = sleep_until(next_signal), if ending.is_some() => {
-                let signal = match signals_sent {
-                    0 => rustix::process::Signal::TERM,
-                    _ => rustix::process::Signal::KILL,
-                };
-                if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-                    tracing::debug!(pid = id_of(pid), ?signal, "stopping a run");
-                    let _ = rustix::process::kill_process(pid, signal);
-                }
-                signals_sent += 1;
-                next_signal = tokio::time::Instant::now() + ESCALATE;
-            }
-            _ = ticker.tick(), if token.is_some() => {
-                if let Some(token) = &token {
-                    report(&context, token, started, &stdout, &stderr).await;
-                }
-            }
-        }
+    let watched = Watched {
+        context: &context,
+        stopping,
+        started,
+        output: [&stdout, &stderr],
     };
+    let (status, ending) = watched.until_exit(&mut child).await;
     let status = status.map_err(|e| {
         ErrorData::internal_error(format!("cannot wait for sandbox run: {e}"), None)
     })?;
@@ -215,6 +166,105 @@ pub async fn run(
     };
     let timed_out = limit.is_some_and(|limit| elapsed >= limit);
     conclude(result, ending, timed_out, last_line.as_deref(), limit)
+}
+
+/// `sandbox -q run -w WORKSPACE [--image=I] [--timeout=Ns] -- ARGV`, its
+/// output piped, its stdin piped only when the call gives one (else
+/// `/dev/null`: never the server's, which carries MCP).
+fn sandbox_run(
+    workspace: &Workspace,
+    invocation: &Invocation,
+    has_stdin: bool,
+) -> tokio::process::Command {
+    let mut command = workspace.run_command();
+    if let Some(image) = &invocation.image {
+        command.arg(format!("--image={image}"));
+    }
+    if let Some(timeout) = invocation.timeout {
+        command.arg(format!("--timeout={}s", timeout.as_secs()));
+    }
+    // `--`: whatever the words are, none is a flag of sandbox's.
+    command.arg("--").args(&invocation.argv);
+    let stdin = match has_stdin {
+        true => Stdio::piped(),
+        false => Stdio::null(),
+    };
+    command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Ctrl-C at the server's terminal is the server's: it signals each
+        // run once itself (a second signal would have `sandbox run` leave
+        // its container to the watcher).
+        .process_group(0);
+    command
+}
+
+/// A running child and what may end it early: the client cancelling the
+/// call, the server stopping. Meanwhile, progress for the client.
+struct Watched<'a> {
+    context: &'a RequestContext<RoleServer>,
+    stopping: &'a CancellationToken,
+    started: Instant,
+    output: [&'a Stream; 2],
+}
+
+impl Watched<'_> {
+    /// Waits for `child` to exit, signalling it when the call must stop:
+    /// SIGTERM, and SIGKILL [`ESCALATE`] later if it is still there.
+    async fn until_exit(
+        &self,
+        child: &mut tokio::process::Child,
+    ) -> (std::io::Result<std::process::ExitStatus>, Option<Ending>) {
+        let token = self.context.meta.get_progress_token();
+        let now = tokio::time::Instant::now;
+        let mut ticker = tokio::time::interval_at(now() + PROGRESS_EVERY, PROGRESS_EVERY);
+        let mut ending = None;
+        // Sent in turn once the call must stop, ESCALATE apart.
+        let mut signals = [Signal::TERM, Signal::KILL].into_iter().peekable();
+        let mut signal_at = now();
+        loop {
+            tokio::select! {
+                status = child.wait() => return (status, ending),
+                _ = self.context.ct.cancelled(), if ending.is_none() => {
+                    ending = Some(Ending::Cancelled);
+                    signal_at = now();
+                }
+                _ = self.stopping.cancelled(), if ending.is_none() => {
+                    ending = Some(Ending::ShuttingDown);
+                    signal_at = now();
+                }
+                _ = sleep_until(signal_at), if ending.is_some() && signals.peek().is_some() => {
+                    let pid = child.id().and_then(|id| Pid::from_raw(id as i32));
+                    if let (Some(signal), Some(pid)) = (signals.next(), pid) {
+                        tracing::debug!(pid = pid.as_raw_nonzero().get(), ?signal, "stopping a run");
+                        let _ = rustix::process::kill_process(pid, signal);
+                    }
+                    signal_at = now() + ESCALATE;
+                }
+                _ = ticker.tick(), if token.is_some() => {
+                    if let Some(token) = &token {
+                        self.report(token).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A progress notification: how long the command has run, how much it
+    /// has written.
+    async fn report(&self, token: &ProgressToken) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let [stdout, stderr] = self.output;
+        let message = format!(
+            "running for {secs:.0}s; {} bytes on stdout, {} on stderr",
+            stdout.bytes(),
+            stderr.bytes()
+        );
+        let param = ProgressNotificationParam::new(token.clone(), secs).with_message(message);
+        // A client that went away hears nothing; the call goes on to its end.
+        let _ = self.context.peer.notify_progress(param).await;
+    }
 }
 
 /// The command, image and time limit a call asks for, or why they cannot
@@ -392,10 +442,6 @@ fn refused(error: anyhow::Error) -> ErrorData {
     ErrorData::new(FAILED, crate::ui::error_line(&error), None)
 }
 
-fn id_of(pid: rustix::process::Pid) -> i32 {
-    pid.as_raw_nonzero().get()
-}
-
 /// One of the child's output streams, read to its end into a capture.
 struct Stream {
     capture: Arc<Mutex<Capture>>,
@@ -452,26 +498,6 @@ impl Stream {
         );
         capture.finish()
     }
-}
-
-/// A progress notification: how long the command has run, how much it
-/// has written.
-async fn report(
-    context: &RequestContext<RoleServer>,
-    token: &ProgressToken,
-    started: Instant,
-    stdout: &Stream,
-    stderr: &Stream,
-) {
-    let secs = started.elapsed().as_secs_f64();
-    let message = format!(
-        "running for {secs:.0}s; {} bytes on stdout, {} on stderr",
-        stdout.bytes(),
-        stderr.bytes()
-    );
-    let param = ProgressNotificationParam::new(token.clone(), secs).with_message(message);
-    // A client that went away hears nothing; the call goes on to its end.
-    let _ = context.peer.notify_progress(param).await;
 }
 
 #[cfg(test)]
