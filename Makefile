@@ -38,7 +38,7 @@ lint:
 # a runtime, in /etc/docker/daemon.json when that file does not exist yet.
 # mmdebstrap, with Debian's keyring (which an Ubuntu host lacks), makes the
 # agents' local bases (make images BASES=local).
-ENGINE_PACKAGES = docker.io git busybox-static curl openssl python3 docker-registry runsc iproute2 podman catatonit openssh-server openssh-client mmdebstrap debian-archive-keyring
+ENGINE_PACKAGES = docker.io git busybox-static curl openssl python3 python3-venv docker-registry runsc iproute2 podman catatonit openssh-server openssh-client mmdebstrap debian-archive-keyring
 DAEMON_JSON = /etc/docker/daemon.json
 
 engine:

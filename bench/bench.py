@@ -4,7 +4,8 @@
 Each row times sandbox and the docker CLI given the same image, mount and
 hardening, alternating the two pair by pair so drift on a shared machine
 hits both alike. Medians, and the ratio sandbox/docker (below 1: sandbox is
-faster). A second table sets the allow-list's proxy against the open bridge,
+faster). `sandbox mcp`'s `run` is set against `sandbox run` from a shell
+the same way, cold and warm, with the server's peak RSS. A second table sets the allow-list's proxy against the open bridge,
 both under sandbox, timed inside the container against a server on the
 host. Writes bench/results.md and bench/results.svg.
 
@@ -19,6 +20,8 @@ import argparse
 import datetime
 import functools
 import http.server
+import ipaddress
+import json
 import os
 import platform
 import random
@@ -155,10 +158,13 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 def serve(directory):
     """An HTTP server on the engine's bridge gateway, in a thread:
     (server, gateway address, port)."""
-    gateway = subprocess.run(
+    config = subprocess.run(
         ["docker", "network", "inspect", "bridge", "-f",
-         "{{(index .IPAM.Config 0).Gateway}}"],
-        check=True, capture_output=True, text=True).stdout.strip()
+         "{{(index .IPAM.Config 0).Gateway}} {{(index .IPAM.Config 0).Subnet}}"],
+        check=True, capture_output=True, text=True).stdout.split()
+    # Some engines leave the gateway out of the bridge's IPAM config: it is
+    # then the subnet's first address, as the engine assigns it.
+    gateway = config[0] if len(config) == 2 else str(next(ipaddress.ip_network(config[-1]).hosts()))
     handler = functools.partial(Quiet, directory=directory)
     server = http.server.ThreadingHTTPServer((gateway, 0), handler)
     server.daemon_threads = True
@@ -272,6 +278,154 @@ def left_behind(workspace):
                             "--format", "{{.Names}}"],
                            capture_output=True, text=True).stdout.split()
     return [i for i, n in zip(out, names) if not n.startswith("sandbox-warm-")]
+
+
+class Mcp:
+    """`sandbox mcp` over stdio, spoken with the standard library: JSON-RPC
+    lines, as an agent's client sends them."""
+
+    def __init__(self, workspace, *flags):
+        self.proc = subprocess.Popen([SANDBOX, "mcp", "--workspace", workspace, *flags],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, bufsize=0)
+        self.ids, self.pending, self.answers = 0, b"", {}
+        self.wait(self.send("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                           "clientInfo": {"name": "bench", "version": "0"}}),
+                  ran=False)
+        self.proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+
+    def send(self, method, params):
+        self.ids += 1
+        line = {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}
+        self.proc.stdin.write(json.dumps(line).encode() + b"\n")
+        return self.ids
+
+    def run(self, *command):
+        return self.send("tools/call", {"name": "run", "arguments": {
+            "command": list(command), "image": IMAGE}})
+
+    def wait(self, id, ran=True):
+        """The result of request `id`, which must not be an error (nor, when
+        `ran`, a run that failed)."""
+        while id not in self.answers:
+            while b"\n" not in self.pending:
+                chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+                if not chunk:
+                    raise SystemExit("sandbox mcp closed its stdout")
+                self.pending += chunk
+            line, self.pending = self.pending.split(b"\n", 1)
+            message = json.loads(line)
+            if "id" in message:
+                self.answers[message["id"]] = message
+        answer = self.answers.pop(id)
+        result = answer.get("result", {})
+        if "error" in answer or result.get("isError") or \
+                (ran and result.get("structuredContent", {}).get("exit_code") != 0):
+            raise SystemExit(f"sandbox mcp: {answer}")
+        return result
+
+    def call(self):
+        """Seconds for one `run` of `true`, request to answer."""
+        start = time.perf_counter()
+        self.wait(self.run("true"))
+        return time.perf_counter() - start
+
+    def peak_rss_kib(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+    def close(self):
+        self.proc.stdin.close()
+        if self.proc.wait(60) != 0:
+            raise SystemExit(f"sandbox mcp exited with {self.proc.returncode}")
+
+
+def mcp_rows(runs):
+    """`run` through `sandbox mcp` against `sandbox run` from a shell, with
+    the same image and flags: cold, warm, and ten calls in flight, in a
+    workspace of their own (so the warm containers waited for are theirs).
+    Returns the results' section, in lines."""
+    workspace = tempfile.mkdtemp(prefix="sandbox-bench-mcp-")
+    os.chmod(workspace, 0o755)
+    try:
+        return mcp_rows_in(runs, workspace)
+    finally:
+        ours = subprocess.run(["docker", "ps", "-aq", "--filter",
+                               f"label=dev.sandbox.workspace={workspace}"],
+                              capture_output=True, text=True).stdout.split()
+        if ours:
+            sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def mcp_rows_in(runs, workspace):
+    shell = lambda *flags: [SANDBOX, "-q", "run", "-w", workspace, f"--image={IMAGE}", *flags,
+                            "--", "true"]
+    rows, left = [], lambda: left_behind(workspace)
+
+    def row(name, a, b):
+        rows.append((name, a, b))
+        print(f"{name:32} mcp {median_ms(a):9.1f} ms  shell {median_ms(b):9.1f} ms  "
+              f"ratio {statistics.median(a) / statistics.median(b):.2f}", flush=True)
+
+    cold = Mcp(workspace)
+    cold.call()
+    a, b = pairs(runs, cold.call, lambda: timed(shell(), cwd=workspace)[0])
+    row("`true`, cold", a, b)
+    cold.close()
+
+    warm = Mcp(workspace, "--warm")
+    warm.call()
+    timed(shell("--warm"), cwd=workspace)
+
+    def after_warm(fn):
+        def timed_warm():
+            wait_warm(workspace)
+            return fn()
+        return timed_warm
+
+    a, b = pairs(runs, after_warm(warm.call), after_warm(lambda: timed(shell("--warm"),
+                                                                       cwd=workspace)[0]))
+    row("`true`, warm", a, b)
+    warm.close()
+
+    # Ten calls in flight at once, against ten `sandbox run`s at once.
+    many = Mcp(workspace, "--max-concurrent", "10")
+    many.call()
+    start = time.perf_counter()
+    for id in [many.run("true") for _ in range(10)]:
+        many.wait(id)
+    through = time.perf_counter() - start
+    rss = many.peak_rss_kib()
+    many.close()
+    direct = batch([shell()] * 10, workspace)
+    row("ten `true` at once (wall)", [through], [direct])
+    if left():
+        raise SystemExit("containers left after the MCP runs")
+    (_, cold_a, cold_b), (_, warm_a, warm_b), _ = rows
+    return [
+        "",
+        "`sandbox mcp`: `run` of `true` through the server (stdio, request to answer,",
+        "the server already up) against `sandbox run` of the same from a shell, same",
+        "image and flags, pair by pair. Warm rows wait, untimed, for the next warm",
+        "container before each run, as the rows above do.",
+        "",
+        "| | through MCP (median) | sandbox run (median) | MCP / shell |",
+        "| --- | --- | --- | --- |",
+    ] + [
+        f"| {name} | {median_ms(a):.1f} ms | {median_ms(b):.1f} ms | "
+        f"{statistics.median(a) / statistics.median(b):.2f} |"
+        for name, a, b in rows
+    ] + [
+        "",
+        f"Calls per second, one at a time: cold {1 / statistics.median(cold_a):.1f} "
+        f"(shell {1 / statistics.median(cold_b):.1f}), warm {1 / statistics.median(warm_a):.1f} "
+        f"(shell {1 / statistics.median(warm_b):.1f}); ten at once: {10 / through:.1f} "
+        f"(shell {10 / direct:.1f}).",
+        f"Peak RSS of the server with ten calls in flight: {rss / 1024:.1f} MiB.",
+    ]
 
 
 def median_ms(xs):
@@ -401,6 +555,8 @@ def main():
     a, b = pairs(args.runs * 2, run([SANDBOX, "--version"]), run(["docker", "--version"]))
     row("`--version` start-up", [x[0] for x in a], [x[0] for x in b])
 
+    mcp_lines = mcp_rows(args.runs)
+
     # The allow-list: a closed network and an egress container per run.
     # Untimed first: the first run builds the sandbox-egress image.
     allow = ["--allow-host", HOST]
@@ -522,6 +678,7 @@ def main():
         f"{time.time() - began:.0f} s in all.",
         "",
         "![ratios](results.svg)",
+    ] + mcp_lines + [
         "",
     ]
     with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:

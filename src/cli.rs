@@ -59,6 +59,8 @@ pub enum Command {
     Ls(LsArgs),
     /// Remove sandbox's stopped containers, and nothing else
     Prune(PruneArgs),
+    /// Serve MCP on stdio (or HTTP): agents run commands here as `sandbox run` does
+    Mcp(McpArgs),
     /// Show, create, edit or check the configuration
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -117,6 +119,34 @@ pub struct PruneArgs {
     /// List what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `sandbox mcp`: the workspace and the bounds are the server's; every
+/// other setting is the configuration's, as for `sandbox run` there.
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// The workspace every call works in, fixed for the server's life
+    /// [default: the current directory]
+    #[arg(short, long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+
+    /// Serve streamable HTTP on this loopback address (127.0.0.1:8931)
+    /// instead of stdio; clients must send the bearer token in
+    /// $SANDBOX_MCP_TOKEN
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// How many calls run at once; more wait for a turn
+    #[arg(long, value_name = "N", default_value_t = std::num::NonZeroUsize::new(4).unwrap())]
+    pub max_concurrent: std::num::NonZeroUsize,
+
+    /// Hand each `run` to a warm container, as `sandbox run --warm`
+    #[arg(long)]
+    pub warm: bool,
+
+    /// How much of each output stream a `run` returns (head and tail kept)
+    #[arg(long, value_name = "SIZE", default_value = "64k")]
+    pub max_output: Size,
 }
 
 #[derive(Debug, Subcommand)]

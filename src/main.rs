@@ -22,6 +22,7 @@ mod host_dirs;
 mod identity;
 mod image;
 mod labels;
+mod mcp;
 mod mount;
 mod plan;
 mod protect;
@@ -157,6 +158,10 @@ fn dispatch(cli: Cli, ui: Ui) -> Result<Outcome> {
             let config = config::load(&source)?;
             commands::run::run(args, config, &flags, &env, &cwd()?, ui)
         }
+        Command::Mcp(args) => {
+            let host = cli.host.clone();
+            commands::mcp::run(args, source, host, &env, &cwd()?, ui)
+        }
         Command::Ls(args) => {
             let config = engine_only()?;
             block_on(commands::containers::ls(args, config.engine.host()))
@@ -189,7 +194,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     let directive = if verbose >= 3 {
         level.to_string()
     } else {
-        format!("warn,sandbox={level}")
+        // rmcp warns of every error answer it sends: `sandbox mcp` says
+        // its own.
+        format!("warn,rmcp=error,sandbox={level}")
     };
     // Colour only for a person: never escape codes into a pipe or a log
     // file, nor when NO_COLOR is set (no-color.org).

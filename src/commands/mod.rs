@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod containers;
 pub mod doctor;
+pub mod mcp;
 pub mod run;
 
 use anyhow::{Context, Result};

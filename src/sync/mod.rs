@@ -14,7 +14,7 @@
 //! back. A listing of /work made after the command (`listing.rs`) says what
 //! differs before anything is fetched, so only that travels.
 
-mod beneath;
+pub mod beneath;
 pub mod estimate;
 mod listing;
 mod receive;
@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 pub use listing::{
     archive_size, changed, fetch_units, parse as parse_listing, Changed, Listing, LISTING_SCRIPT,
 };
-pub use receive::{Received, Receiver};
+pub use receive::{is_protected, Received, Receiver};
 pub use send::send;
 
 /// The exclude file at the workspace root, in gitignore's syntax.
