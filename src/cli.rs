@@ -312,6 +312,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "warm")]
     pub no_warm: bool,
 
+    /// Internal (`sandbox mcp`): COMMAND is a command, never a coding agent,
+    /// so a caller cannot name an agent to be handed its keys and state
+    #[arg(long, hide = true)]
+    pub no_agent: bool,
+
     /// Copy the workspace into the container and the changes back, as for a
     /// remote engine, instead of mounting it
     #[arg(long)]

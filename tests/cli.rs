@@ -219,6 +219,40 @@ fn codex_is_given_its_base_url_on_its_command_line() {
     assert_eq!(command(&[]), "codex exec hi");
 }
 
+/// `sandbox mcp` runs its callers' commands with `--no-agent`: a caller
+/// naming an agent gets a plain command, not the agent's keys and state.
+/// The control: without it the same words start the agent with its key.
+#[test]
+fn no_agent_makes_an_agents_name_a_plain_command() {
+    let home = tempfile::tempdir().unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let dry_run = |extra: &[&str]| -> Output {
+        let mut cmd = hermetic(home.path());
+        cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("GEMINI_API_KEY", "host-secret")
+            .current_dir(project.path())
+            .args(["run", "--dry-run", "--network", "none"])
+            .args(extra)
+            .args(["--", "gemini", "-p", "hi"]);
+        cmd.output().unwrap().into()
+    };
+    let agent = dry_run(&[]);
+    assert!(agent.stdout.contains("agent:       gemini"), "{agent:?}");
+    let passed = |out: &Output| {
+        let line = out.stdout.lines().find(|l| l.starts_with("env passed:"));
+        line.unwrap_or_default().to_string()
+    };
+    assert!(passed(&agent).contains("GEMINI_API_KEY"), "{agent:?}");
+    let plain = dry_run(&["--no-agent", "--timeout=18446744073709551615s"]);
+    assert_eq!(plain.status, 0, "{plain:?}");
+    assert!(!plain.stdout.contains("agent:"), "{plain:?}");
+    assert!(!passed(&plain).contains("GEMINI_API_KEY"), "{plain:?}");
+    assert!(
+        !plain.stdout.contains(".gemini ->"),
+        "no state mounted: {plain:?}"
+    );
+}
+
 #[test]
 fn bad_input_is_one_line_and_125() {
     for args in [

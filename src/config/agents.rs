@@ -154,6 +154,23 @@ fn profile(agent: &table::Stanza) -> AgentConfig {
     }
 }
 
+/// The variables `${NAME}` in an agent's `env_args` words: what a project
+/// must not set, as they become the agent's arguments.
+pub fn arg_variables(words: &[String]) -> Vec<&str> {
+    let mut names = Vec::new();
+    for word in words {
+        let mut rest = word.as_str();
+        while let Some(start) = rest.find("${") {
+            let Some(end) = rest[start..].find('}') else {
+                break;
+            };
+            names.push(&rest[start + 2..start + end]);
+            rest = &rest[start + end + 1..];
+        }
+    }
+    names
+}
+
 /// `command: []` would leave nothing to run. Refused while the list is read,
 /// where serde_yaml still knows the key's line (as `Size` does).
 fn program_first<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {

@@ -94,8 +94,10 @@ impl Workspace {
         if let Some(host) = &self.host {
             command.arg(format!("--host={host}"));
         }
+        // --no-agent: a caller that names an agent (`aider ...`) would get
+        // the keys and state sandbox keeps from every other command.
         command
-            .args(["-q", "run"])
+            .args(["-q", "run", "--no-agent"])
             .arg(flag("--workspace=", &self.dir));
         if self.warm {
             command.arg("--warm");

@@ -23,6 +23,9 @@ use crate::image;
 use crate::protect::{self, Protections};
 use crate::seccomp;
 
+/// The longest time limit: any longer is none.
+const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Where `--ssh-agent` puts the host's agent socket.
 const SSH_AGENT_SOCKET: &str = "/run/sandbox/ssh-agent.sock";
 
@@ -35,7 +38,8 @@ pub fn resolve(
 ) -> Result<RunPlan> {
     let dir = run_workspace(args.workspace.as_deref(), world)?;
     let home = config.container.home.clone();
-    let agent = match config.agent(&args.command[0]) {
+    let profile = config.agent(&args.command[0]).filter(|_| !args.no_agent);
+    let agent = match profile {
         Some(profile) => {
             let run = agent::resolve(
                 &profile,
@@ -427,7 +431,12 @@ fn limits(config: &Config) -> Limits {
         cpus: config.container.cpus.map(Cpus::get),
         pids: config.container.pids_limit.get(),
         tmpfs_size: config.container.tmpfs_size,
-        timeout: config.container.timeout.filter(|t| !t.is_zero()),
+        // A century is no limit: beyond it, clocks would overflow.
+        timeout: config
+            .container
+            .timeout
+            .filter(|t| !t.is_zero())
+            .map(|t| t.min(CENTURY)),
     }
 }
 

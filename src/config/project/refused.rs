@@ -2,6 +2,7 @@
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+use crate::config::agents::arg_variables;
 use crate::config::Config;
 
 /// Names `env.set` in a project file may not set, by what they would give a
@@ -139,14 +140,25 @@ pub fn refused_name(name: &str, config: &Config) -> Option<String> {
         }
     }
     config.agents.iter().find_map(|(agent, profile)| {
-        let env = profile.env.iter().flatten();
-        let set = profile.set.iter().flat_map(|s| s.keys());
+        let env = profile.env.iter().flatten().map(String::as_str);
+        let set = profile
+            .set
+            .iter()
+            .flat_map(|s| s.keys())
+            .map(String::as_str);
+        // An env_args variable becomes the agent's arguments.
+        let args = profile
+            .env_args
+            .as_deref()
+            .map(arg_variables)
+            .unwrap_or_default();
         env.chain(set)
+            .chain(args)
             .any(|entry| {
                 let entry = entry.split('=').next().unwrap_or_default();
                 entry.eq_ignore_ascii_case(name)
             })
-            .then(|| format!("agents.{agent} passes or sets it"))
+            .then(|| format!("agents.{agent} passes, sets or takes arguments from it"))
     })
 }
 
@@ -194,6 +206,21 @@ mod tests {
             "CLAUDE_CONFIG_DIR",
         ] {
             assert!(steers_an_agent(steer, &config).is_some(), "{steer}");
+        }
+    }
+
+    /// The attack: a user's profile takes a flag from `${EXTRA}`; the
+    /// repository's project file or env file sets EXTRA to a flag of its
+    /// choosing. The control: before the profile names it, EXTRA is free.
+    #[test]
+    fn what_an_agents_arguments_are_made_of_cannot_be_set() {
+        let mut config = Config::default();
+        assert_eq!(refused_name("EXTRA", &config), None);
+        let codex = config.agents.get_mut("codex").unwrap();
+        codex.env_args = Some(vec!["--model=${MODEL}".into(), "${EXTRA}".into()]);
+        for name in ["EXTRA", "extra", "MODEL"] {
+            assert!(refused_name(name, &config).is_some(), "{name}");
+            assert!(steers_an_agent(name, &config).is_some(), "{name}");
         }
     }
 

@@ -45,6 +45,8 @@ const MATCH_CAP: usize = 1000;
 const FILE_CAP: usize = 20_000;
 const SEARCHED_FILE_CAP: u64 = 1 << 20;
 const LINE_CAP: usize = 300;
+/// How many directories down `search` goes.
+const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
@@ -260,6 +262,7 @@ pub fn search(workspace: &Workspace, params: &SearchParams) -> Result<String, Er
         found: Vec::new(),
         files: 0,
         skipped: 0,
+        too_deep: 0,
     };
     search.from(workspace, &rel).map_err(failed)?;
     let mut text = match search.found.is_empty() {
@@ -282,6 +285,12 @@ pub fn search(workspace: &Workspace, params: &SearchParams) -> Result<String, Er
             search.skipped
         ));
     }
+    if search.too_deep > 0 {
+        text.push_str(&format!(
+            "\n[sandbox: {} directories more than {MAX_DEPTH} levels down not searched]",
+            search.too_deep
+        ));
+    }
     Ok(text)
 }
 
@@ -292,6 +301,7 @@ struct Search {
     found: Vec<String>,
     files: usize,
     skipped: usize,
+    too_deep: usize,
 }
 
 impl Search {
@@ -305,7 +315,8 @@ impl Search {
         self.found.len() >= self.max || self.files >= FILE_CAP
     }
 
-    /// Searches the directory `dir` (at `rel`), depth first in name order.
+    /// Searches the directory `dir` (at `rel`), depth first in name order,
+    /// at most [`MAX_DEPTH`] directories down.
     /// Each entry is opened from `dir`'s descriptor without following a
     /// link; links are passed over, and so is git's own directory.
     fn dir(&mut self, dir: OwnedFd, rel: &Path) -> Result<()> {
@@ -315,6 +326,11 @@ impl Search {
             }
             let path = rel.join(&name);
             match kind {
+                // Deeper than anyone's source tree: a tree made to be deep
+                // would hold a descriptor a level, or end the thread's stack.
+                FileType::Directory if rel.components().count() >= MAX_DEPTH => {
+                    self.too_deep += 1;
+                }
                 FileType::Directory if name.as_bytes() != b".git" => {
                     let flags = rustix::fs::OFlags::RDONLY
                         | rustix::fs::OFlags::DIRECTORY
@@ -520,6 +536,37 @@ mod tests {
             },
         );
         assert_eq!(found.unwrap(), "no match");
+    }
+
+    /// The attack: a tree deeper than any stack (a command in a container
+    /// makes one in seconds). The control: a match above the bound is found.
+    #[test]
+    fn a_deep_tree_is_searched_only_so_far() {
+        let root = tempfile::tempdir().unwrap();
+        let mut dir = root.path().to_path_buf();
+        for depth in 0..MAX_DEPTH + 20 {
+            dir.push("d");
+            std::fs::create_dir(&dir).unwrap();
+            if depth == 10 || depth == MAX_DEPTH + 10 {
+                std::fs::write(dir.join("f"), "NEEDLE\n").unwrap();
+            }
+        }
+        let found = search(
+            &workspace(root.path()),
+            &SearchParams {
+                pattern: "NEEDLE".into(),
+                path: None,
+                glob: None,
+                ignore_case: false,
+                max_results: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(found.matches("NEEDLE").count(), 1, "{found}");
+        assert!(
+            found.contains(&format!("more than {MAX_DEPTH} levels down")),
+            "{found}"
+        );
     }
 
     #[test]

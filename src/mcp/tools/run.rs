@@ -61,7 +61,7 @@ pub struct RunParams {
     #[serde(default)]
     pub stdin: Option<String>,
     /// Stop the command after this many seconds (the call then fails with a
-    /// time-limit error carrying the output so far). Default: the
+    /// time-limit error carrying the output so far). Default and most: the
     /// configuration's limit, 30 minutes unless changed.
     #[serde(default)]
     #[schemars(range(min = 1))]
@@ -308,6 +308,12 @@ fn invocation(
         Some(secs) => Some(Duration::from_secs(secs)),
         None => None,
     };
+    // The caller may shorten the workspace's limit, never lengthen it: the
+    // configuration and the project file set it, not the model.
+    let timeout = match (timeout, config.container.timeout.filter(|t| !t.is_zero())) {
+        (Some(asked), Some(limit)) => Some(asked.min(limit)),
+        (asked, _) => asked,
+    };
     let image = image.or_else(|| shell_image(&argv, config));
     Ok(Invocation {
         argv,
@@ -526,6 +532,18 @@ mod tests {
         let asked =
             invocation(CommandLine::Shell("ls | wc".into()), None, None, &config()).unwrap();
         assert_eq!(asked.argv, ["sh", "-c", "ls | wc"]);
+    }
+
+    #[test]
+    fn a_call_may_shorten_the_time_limit_but_never_lengthen_it() {
+        let mut config = config();
+        config.container.timeout = Some(Duration::from_secs(60));
+        let asked = |secs| invocation(words(&["true"]), None, Some(secs), &config).unwrap();
+        assert_eq!(asked(5).timeout, Some(Duration::from_secs(5)));
+        assert_eq!(asked(u64::MAX).timeout, Some(Duration::from_secs(60)));
+        config.container.timeout = None;
+        let unbounded = invocation(words(&["true"]), None, Some(7), &config).unwrap();
+        assert_eq!(unbounded.timeout, Some(Duration::from_secs(7)));
     }
 
     #[test]
