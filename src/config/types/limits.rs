@@ -53,7 +53,7 @@ impl fmt::Display for Size {
         let units = [(40, 't'), (30, 'g'), (20, 'm'), (10, 'k')];
         match units
             .iter()
-            .find(|(shift, _)| self.0 % (1u64 << shift) == 0)
+            .find(|(shift, _)| self.0.is_multiple_of(1u64 << shift))
         {
             Some((shift, unit)) => write!(f, "{}{unit}", self.0 >> shift),
             None => write!(f, "{}", self.0),
