@@ -240,8 +240,11 @@ fn opencode_shows_its_first_screen_and_quits_on_ctrl_c() {
     pty.send("hello");
     pty.expect_any(&["hello"]);
     let status = pty.quit_with("\x03");
+    // OpenCode 1.18.33's runtime (Bun) now and then dies of SIGILL as it
+    // exits (132 = 128 + 4, passed through as any signal is); never
+    // sandbox's own 125, and never a run left going.
     assert!(
-        [0, 130].contains(&status),
+        [0, 130, 132].contains(&status),
         "Ctrl-C ended opencode with {status}:\n{}",
         pty.text()
     );
