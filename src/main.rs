@@ -24,6 +24,7 @@ mod image;
 mod labels;
 mod mcp;
 mod mount;
+mod pipes;
 mod plan;
 mod protect;
 mod reaper;

@@ -31,7 +31,7 @@ use crate::shell;
 
 mod claim;
 
-pub use claim::claim;
+pub use claim::{claim, Handed};
 
 /// Prefix of an unclaimed warm container's name.
 pub const NAME_PREFIX: &str = "sandbox-warm-";
@@ -56,6 +56,10 @@ pub struct Warm {
     pub workspace: std::path::PathBuf,
     #[serde(default)]
     pub private_dir: std::path::PathBuf,
+    /// The command's stdio goes through FIFOs (`pipes/`): the preparer
+    /// makes them, the waiter execs the command through the stdio shim.
+    #[serde(default)]
+    pub fifos: bool,
 }
 
 impl Warm {
@@ -70,6 +74,7 @@ impl Warm {
             stand_ins: plan.workspace.protections.placeholders.clone(),
             workspace: plan.workspace().to_path_buf(),
             private_dir: plan.workspace.private_dir.clone(),
+            fifos: crate::pipes::not_here(plan).is_none(),
         }
     }
 
@@ -89,6 +94,7 @@ impl Warm {
         body.cmd = Some(waiter(
             Duration::from_secs(self.idle),
             body.env.as_deref().unwrap_or_default(),
+            self.fifos,
         ));
         // Through `Value`, whose maps are sorted: the body's HashMaps iterate
         // in a different order in every process.
@@ -118,7 +124,9 @@ const SHELL_SETS: [&str; 3] = ["SHLVL", "PWD", "OLDPWD"];
 /// is the container's environment, restored where the shell changed it.
 /// [`ACK`] goes out just before the `exec`: a run that never sees it knows
 /// the command never started (the shell ended first, or could not write).
-fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
+/// With `fifos`, the command runs through the stdio shim, which puts the
+/// FIFOs the run holds on its stdin, stdout and stderr.
+fn waiter(idle: Duration, env: &[String], fifos: bool) -> Vec<String> {
     let mut restore = String::new();
     for name in SHELL_SETS {
         let prefix = format!("{name}=");
@@ -136,8 +144,12 @@ fn waiter(idle: Duration, env: &[String]) -> Vec<String> {
          eval \"set -- $line\"\n\
          {restore}\
          printf '\\{ACK:03o}' || exit 0\n\
-         exec \"$@\"\n",
-        idle.as_secs().max(1)
+         exec {through}\"$@\"\n",
+        idle.as_secs().max(1),
+        through = match fifos {
+            true => crate::pipes::shim_words().map(|w| format!("{w} ")).concat(),
+            false => String::new(),
+        },
     );
     vec!["/bin/sh".into(), "-c".into(), script, "sandbox-warm".into()]
 }
@@ -220,7 +232,20 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     let Some(image_id) = engine.image_id(warm.image()).await? else {
         return Ok(());
     };
-    let (name, body) = warm.pinned(&image_id);
+    let (name, mut body) = warm.pinned(&image_id);
+    // Made after the name: each container has FIFOs of its own.
+    let fifos = match warm.fifos {
+        true => {
+            let idle = Duration::from_secs(warm.idle);
+            Some(crate::pipes::make_warm(&warm.private_dir, idle)?)
+        }
+        false => None,
+    };
+    if let Some(fifos) = &fifos {
+        let host_config = body.host_config.get_or_insert_with(Default::default);
+        let mounts = host_config.mounts.get_or_insert_with(Vec::new);
+        mounts.push(crate::pipes::mount(fifos.path()));
+    }
     // Held until the container has started, so no run removes a stand-in
     // between its making and the mount over it.
     let _hold = match warm.stand_ins.is_empty() {
@@ -247,6 +272,10 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     if let Err(e) = engine.start(&id).await {
         engine.remove(&id).await?;
         return Err(e);
+    }
+    // The container's now, and the run that claims it removes them.
+    if let Some(fifos) = fifos {
+        fifos.keep();
     }
     Ok(())
 }
@@ -352,7 +381,7 @@ mod tests {
             "'\nx\n'",
         ]
         .map(String::from);
-        let mut script = waiter(Duration::from_secs(30), &[]);
+        let mut script = waiter(Duration::from_secs(30), &[], false);
         let mut child = Command::new("/bin/sh")
             .args(script.split_off(1))
             .stdin(Stdio::piped())
@@ -377,7 +406,7 @@ mod tests {
     #[test]
     fn a_waiter_that_gets_no_command_never_acknowledges() {
         // Short: its watchdog holds stdout open until it has slept.
-        let mut script = waiter(Duration::from_secs(1), &[]);
+        let mut script = waiter(Duration::from_secs(1), &[], false);
         let out = Command::new("/bin/sh")
             .args(script.split_off(1))
             .stdin(Stdio::null())

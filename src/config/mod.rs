@@ -90,6 +90,9 @@ pub struct ContainerConfig {
     /// How long a warm container waits unused before it stops.
     #[serde(with = "duration_required")]
     pub warm_idle: Duration,
+    /// Carry a command's stdin, stdout and stderr through FIFOs on a local
+    /// engine rather than the engine's attach stream (`pipes/`).
+    pub fast_pipes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -292,6 +295,7 @@ impl Default for ContainerConfig {
             pull: PullPolicy::Missing,
             warm: false,
             warm_idle: Duration::from_secs(10 * 60),
+            fast_pipes: true,
         }
     }
 }

@@ -108,6 +108,8 @@ pub struct ContainerState {
     pub running: bool,
     /// When it last started, if the engine says.
     pub started: Option<std::time::SystemTime>,
+    /// Its mounts' sources and targets.
+    pub mounts: Vec<(String, String)>,
 }
 
 /// Another container has the name asked for (the engine's 409 Conflict).
@@ -328,10 +330,14 @@ impl Engine {
         };
         let state = inspected.state.unwrap_or_default();
         let started = state.started_at.unwrap_or_default();
+        let mounts = inspected.mounts.unwrap_or_default().into_iter();
         Ok(Some(ContainerState {
             id: inspected.id.unwrap_or_default(),
             running: state.running == Some(true),
             started: humantime::parse_rfc3339_weak(&started).ok(),
+            mounts: mounts
+                .filter_map(|m| Some((m.source?, m.destination?)))
+                .collect(),
         }))
     }
 

@@ -124,6 +124,8 @@ pub struct Io {
     pub tty: bool,
     /// Forward our stdin to the command.
     pub stdin: bool,
+    /// Carry the stdio through FIFOs where the engine allows (`pipes/`).
+    pub fast_pipes: bool,
 }
 
 /// Where the container runs and how long it lives.

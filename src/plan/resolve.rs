@@ -84,7 +84,7 @@ pub fn resolve(
         account.as_ref(),
     )?;
     let limits = limits(config);
-    let io = io(args, world);
+    let io = io(args, world, config);
     let mut lifecycle = lifecycle(args, config, &workspace, io, host)?;
     let egress = match hardening.network == Network::Allow.to_string() {
         true => {
@@ -475,7 +475,7 @@ fn hardening(
 /// with stdout going elsewhere (`sandbox run ls | less`) is left alone, as
 /// `docker run` without -i does: reading it would steal the pager's
 /// keystrokes; `-i` asks for it anyway, as docker run -i.
-fn io(args: &RunArgs, world: &World) -> Io {
+fn io(args: &RunArgs, world: &World, config: &Config) -> Io {
     let tty = if args.tty {
         true
     } else if args.no_tty {
@@ -486,6 +486,7 @@ fn io(args: &RunArgs, world: &World) -> Io {
     Io {
         tty,
         stdin: args.interactive || tty || !world.stdin_is_terminal || world.stdout_is_terminal,
+        fast_pipes: config.container.fast_pipes,
     }
 }
 

@@ -268,9 +268,18 @@ enum Class {
     Other,
 }
 
-/// Whether `buf` is, or begins, `[FATAL tini (PID)] exec COMMAND failed:
-/// REASON` and a line end, with nothing after it.
+/// Whether `buf` is, or begins, tini's line or the stdio shim's
+/// (`pipes/shim.rs`), which says the same in its own prefix.
 fn classify(buf: &[u8], command: &[u8]) -> Class {
+    match (tini_line(buf, command), shim_line(buf, command)) {
+        (Class::Other, class) | (class, Class::Other) => class,
+        (Class::Line(code), _) | (_, Class::Line(code)) => Class::Line(code),
+        _ => Class::Prefix,
+    }
+}
+
+/// `[FATAL tini (PID)] exec COMMAND failed: REASON` and a line end.
+fn tini_line(buf: &[u8], command: &[u8]) -> Class {
     let mut rest = buf;
     if let Some(class) = literal(&mut rest, b"[FATAL tini (") {
         return class;
@@ -284,7 +293,24 @@ fn classify(buf: &[u8], command: &[u8]) -> Class {
         _ => {}
     }
     rest = &rest[digits..];
-    for part in [&b")] exec "[..], command, b" failed: "] {
+    if let Some(class) = literal(&mut rest, b")] exec ") {
+        return class;
+    }
+    failed(rest, command)
+}
+
+/// `[sandbox-stdio] exec COMMAND failed: REASON` and a line end.
+fn shim_line(buf: &[u8], command: &[u8]) -> Class {
+    let mut rest = buf;
+    if let Some(class) = literal(&mut rest, b"[sandbox-stdio] exec ") {
+        return class;
+    }
+    failed(rest, command)
+}
+
+/// `COMMAND failed: REASON` and a line end, nothing after it.
+fn failed(mut rest: &[u8], command: &[u8]) -> Class {
+    for part in [command, b" failed: "] {
         if let Some(class) = literal(&mut rest, part) {
             return class;
         }
@@ -349,6 +375,24 @@ mod tests {
         assert_eq!(classify(odd, b"nosuch"), Class::Other, "another reason");
         assert_eq!(classify(b"[FAIL] x\n", b"nosuch"), Class::Other);
         assert_eq!(classify(b"[FATAL tini ()]", b"nosuch"), Class::Other);
+    }
+
+    #[test]
+    fn the_stdio_shims_line_is_recognised_as_tinis() {
+        let line = b"[sandbox-stdio] exec nosuch failed: No such file or directory\n";
+        assert_eq!(classify(line, b"nosuch"), Class::Line(127));
+        let denied = b"[sandbox-stdio] exec ./x failed: Permission denied\n";
+        assert_eq!(classify(denied, b"./x"), Class::Line(126));
+        for n in 0..line.len() {
+            assert_eq!(classify(&line[..n], b"nosuch"), Class::Prefix, "{n}");
+        }
+        assert_eq!(classify(line, b"other"), Class::Other, "another command");
+        let format = b"[sandbox-stdio] exec nosuch failed: Exec format error\n";
+        assert_eq!(classify(format, b"nosuch"), Class::Other, "another reason");
+        assert_eq!(
+            classify(b"[sandbox-stdio] nobody holds /x\n", b"x"),
+            Class::Other
+        );
     }
 
     fn stream(chunks: Vec<Output>) -> OutputStream {

@@ -9,6 +9,7 @@ use crate::config::PullPolicy;
 use crate::engine::{Engine, ImageMissing, SeccompNeedsPath};
 use crate::exit::Outcome;
 use crate::image;
+use crate::pipes::Pipes;
 use crate::plan::RunPlan;
 use crate::request::{self, Dialect, Purpose};
 use crate::seccomp;
@@ -29,10 +30,15 @@ pub async fn create_pulling(
     engine: &Engine,
     plan: &RunPlan,
     purpose: Purpose,
+    pipes: Option<&Pipes>,
     signals: &mut Signals,
     ui: Ui,
 ) -> Result<Made> {
-    let (id, warnings) = match signals.stops.race(create(engine, plan, purpose)).await {
+    let (id, warnings) = match signals
+        .stops
+        .race(create(engine, plan, purpose, pipes))
+        .await
+    {
         Err(e) if e.is::<ImageMissing>() => {
             if plan.lifecycle.pull == PullPolicy::Never {
                 bail!(
@@ -44,7 +50,10 @@ pub async fn create_pulling(
             if let Some(stopped) = pull(engine, plan, signals, ui).await? {
                 return Ok(Made::Stopped(stopped));
             }
-            signals.stops.race(create(engine, plan, purpose)).await?
+            signals
+                .stops
+                .race(create(engine, plan, purpose, pipes))
+                .await?
         }
         created => created?,
     };
@@ -55,14 +64,23 @@ pub async fn create_pulling(
 /// its refusal of an inline seccomp profile, so Docker users pay nothing for
 /// it; the engine remembers, and every later request of this run is made in
 /// Podman's dialect from the start, with the profile in a file on this
-/// machine (only a local engine can read it).
+/// machine (only a local engine can read it). With `pipes`, the command's
+/// stdio goes through them.
 pub async fn create(
     engine: &Engine,
     plan: &RunPlan,
     purpose: Purpose,
+    pipes: Option<&Pipes>,
 ) -> Result<(String, Vec<String>)> {
+    let build = |dialect| {
+        let mut body = request::build(plan, purpose, dialect);
+        if let Some(pipes) = pipes {
+            pipes.apply(&mut body);
+        }
+        body
+    };
     if !engine.reads_seccomp_from_files() {
-        let body = request::build(plan, purpose, Dialect::Docker);
+        let body = build(Dialect::Docker);
         match engine.create(body, None).await {
             Err(e) if e.is::<SeccompNeedsPath>() => engine.learn_seccomp_from_files(),
             created => return created,
@@ -79,9 +97,7 @@ pub async fn create(
     let dialect = Dialect::Podman {
         seccomp_file: &file,
     };
-    engine
-        .create(request::build(plan, purpose, dialect), None)
-        .await
+    engine.create(build(dialect), None).await
 }
 
 /// Pulls the plan's image; a stop signal abandons the pull and says how to exit.

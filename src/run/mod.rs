@@ -24,6 +24,7 @@ use crate::config::PullPolicy;
 use crate::egress::sidecar::Sidecar;
 use crate::engine::{short_id, Engine, NoAnswer, ANSWER, ENDING};
 use crate::exit::Outcome;
+use crate::pipes::{self, Flowing, Pipes};
 use crate::plan::{RunPlan, Transfer};
 use crate::protect;
 use crate::reaper;
@@ -31,7 +32,7 @@ use crate::request::Purpose;
 use crate::streams::{self, OutputEnd};
 use crate::tty::{self, RawMode};
 use crate::ui::Ui;
-use crate::warm::{self, Warm};
+use crate::warm::{self, Handed, Warm};
 
 mod cannot_run;
 mod copy;
@@ -189,12 +190,12 @@ async fn run_protected(
                 return finish(engine, id, plan, stopped, ui).await;
             }
             // `None`: the container never took the command, and is gone.
-            let handing = claimed.hand_over(engine, &plan.task.argv);
+            let handing = claimed.hand_over(engine, &plan.task.argv, plan.io.stdin);
             let handed = signals.stops.race(handing).await;
             if let Some(handed) = handed.transpose() {
                 let _next = prepare_next(warm, ui);
                 let result = match handed {
-                    Ok(streams) => supervise_warm(engine, id, plan, streams, signals, ui).await,
+                    Ok(handed) => supervise_warm(engine, id, plan, handed, signals, ui).await,
                     Err(e) => Err(e),
                 };
                 return finish(engine, id, plan, result, ui).await;
@@ -202,7 +203,11 @@ async fn run_protected(
         }
     }
 
-    let creating = create_pulling(engine, plan, Purpose::Run, &mut signals, ui);
+    let pipes = match &plan.workspace.transfer {
+        Transfer::Mount => pipes::for_run(plan),
+        Transfer::Copy { .. } => None,
+    };
+    let creating = create_pulling(engine, plan, Purpose::Run, pipes.as_ref(), &mut signals, ui);
     let (made, launched) = match egress.as_deref_mut() {
         Some(egress) => tokio::join!(creating, egress.launch(engine, plan)),
         None => (creating.await, Ok(())),
@@ -224,7 +229,9 @@ async fn run_protected(
                 _next = prepare_next(warm, ui);
             }
             match &plan.workspace.transfer {
-                Transfer::Mount => attach_and_supervise(engine, &id, plan, &mut signals, ui).await,
+                Transfer::Mount => {
+                    attach_and_supervise(engine, &id, plan, pipes, &mut signals, ui).await
+                }
                 Transfer::Copy { sync_back, volume } => {
                     let copy = Copy {
                         sync_back: *sync_back,
@@ -342,14 +349,18 @@ fn prepare_next(warm: &Warm, ui: Ui) -> Option<std::process::ChildStdin> {
         .ok()
 }
 
+/// With `pipes`, the command's stdio goes through them, and the attach
+/// stream carries only what the init and the stdio shim say.
 async fn attach_and_supervise(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
+    pipes: Option<Pipes>,
     signals: &mut Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    let attached = engine.attach(id, plan.io.stdin, plan.io.tty);
+    let stdin = plan.io.stdin && pipes.is_none();
+    let attached = engine.attach(id, stdin, plan.io.tty);
     let (output, input) = signals.stops.race(attached).await?;
     let (output, verdict) = cannot_run::watch(output, &plan.task.argv, plan.io.tty);
     let raw = if plan.io.tty { RawMode::enter()? } else { None };
@@ -362,12 +373,13 @@ async fn attach_and_supervise(
                 let _ = engine.resize(id, rows, cols).await;
             }
         }
-        if plan.io.stdin {
+        if stdin {
             streams::pump_stdin(input);
         } else {
             drop(input);
         }
-        supervise(engine, id, plan, output, signals, ui).await
+        let flowing = pipes.map(Pipes::start);
+        supervise(engine, id, plan, output, flowing, signals, ui).await
     }
     .await;
     // Before the terminal is restored: a line held back goes out as the
@@ -379,21 +391,34 @@ async fn attach_and_supervise(
 
 /// A warm container has taken the command (`warm/claim.rs`): from here it
 /// is any run. The command's stdin is ours, or EOF at once as in a cold run
-/// without stdin.
+/// without stdin. Through FIFOs, the waiter's stdin is done with, and what
+/// the engine's stream still carries is the shim's, as in a cold run.
 async fn supervise_warm(
     engine: &Engine,
     id: &str,
     plan: &RunPlan,
-    (output, mut input): (crate::engine::OutputStream, crate::engine::Input),
+    handed: Handed,
     mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
-    if plan.io.stdin {
-        streams::pump_stdin(input);
-    } else {
-        let _ = input.shutdown().await;
-    }
-    supervise(engine, id, plan, output, &mut signals, ui).await
+    let Handed {
+        output,
+        mut input,
+        pipes,
+    } = handed;
+    let Some(pipes) = pipes else {
+        if plan.io.stdin {
+            streams::pump_stdin(input);
+        } else {
+            let _ = input.shutdown().await;
+        }
+        return supervise(engine, id, plan, output, None, &mut signals, ui).await;
+    };
+    let _ = input.shutdown().await;
+    let (output, verdict) = cannot_run::watch(output, &plan.task.argv, false);
+    let flowing = Some(pipes.start());
+    let result = supervise(engine, id, plan, output, flowing, &mut signals, ui).await;
+    verdict.conclude(result)
 }
 
 async fn supervise(
@@ -401,6 +426,7 @@ async fn supervise(
     id: &str,
     plan: &RunPlan,
     output: crate::engine::OutputStream,
+    pipes: Option<Flowing>,
     signals: &mut Signals,
     ui: Ui,
 ) -> Result<Outcome> {
@@ -490,6 +516,12 @@ async fn supervise(
         }
     }
 
+    // The container is gone, and with it every writer of the FIFOs.
+    if let Some(pipes) = pipes {
+        if pipes.finish().await? == OutputEnd::ReaderGone {
+            tracing::debug!("output reader gone");
+        }
+    }
     let status = status.unwrap_or(-1);
     if timed_out {
         ui.notice(&format!(

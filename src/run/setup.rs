@@ -45,10 +45,11 @@ pub async fn run(
     if plan.task.setup.is_empty() {
         return Ok(None);
     }
-    let (id, warnings) = match create_pulling(engine, plan, Purpose::Setup, signals, ui).await? {
-        Made::Container { id, warnings } => (id, warnings),
-        Made::Stopped(outcome) => return Ok(Some(outcome)),
-    };
+    let (id, warnings) =
+        match create_pulling(engine, plan, Purpose::Setup, None, signals, ui).await? {
+            Made::Container { id, warnings } => (id, warnings),
+            Made::Stopped(outcome) => return Ok(Some(outcome)),
+        };
     tracing::debug!(id = short_id(&id), "created the setup container");
 
     let result = match (check_warnings(plan, &warnings, ui), signals.stops.pending()) {
@@ -92,7 +93,7 @@ async fn run_steps(
         .race(engine.start(id))
         .await
         .with_context(|| format!("cannot run the setup steps of {}", project::FILE))?;
-    let outcome = supervise(engine, id, plan, on_stderr(output), signals, ui).await?;
+    let outcome = supervise(engine, id, plan, on_stderr(output), None, signals, ui).await?;
     if let Some((excludes, sent, true)) = &copied {
         let back = copy_back(engine, id, plan, sent, excludes, signals, ui).await?;
         if let ControlFlow::Break(stopped) = back {

@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use super::{handoff, Warm, ACK};
 use crate::engine::{short_id, Engine, Input, Output, OutputStream};
+use crate::pipes::Pipes;
 
 /// A warm container this close to its idle limit is left to expire.
 const MARGIN: Duration = Duration::from_secs(5);
@@ -44,6 +45,17 @@ const TURN_LOCK: &str = "warm-claim.lock";
 /// A warm container claimed by this run: its own, used once and removed.
 pub struct Claimed {
     pub id: String,
+    /// Its FIFOs' directory, when the command's stdio goes through them.
+    stdio: Option<std::path::PathBuf>,
+}
+
+/// What a warm container that took the command hands back: its output (the
+/// command's, or only the waiter's and the shim's when `pipes`), its stdin,
+/// and the FIFOs the command's stdio goes through.
+pub struct Handed {
+    pub output: OutputStream,
+    pub input: Input,
+    pub pipes: Option<Pipes>,
 }
 
 /// The name a claimed container takes: the same for everyone who claims it,
@@ -90,20 +102,35 @@ pub async fn claim(engine: &Engine, warm: &Warm) -> Result<Option<Claimed>> {
         engine.remove(&found.id).await?;
         return Ok(None);
     }
-    Ok(Some(Claimed { id: found.id }))
+    let stdio = crate::pipes::mounted_dir(&found.mounts, &warm.private_dir);
+    Ok(Some(Claimed {
+        id: found.id,
+        stdio,
+    }))
 }
 
 impl Claimed {
     /// Hands `argv` to the waiting shell and returns the container's output
     /// (from the command's first byte on) and stdin. `None` when the shell
-    /// never took it: the container stopped, or could not be attached to.
-    /// The command has not started then; the container is removed, and the
-    /// run goes cold.
+    /// never took it: the container stopped, or could not be attached to,
+    /// or its FIFOs cannot be opened. The command has not started then; the
+    /// container is removed, and the run goes cold. `stdin`: the command
+    /// reads ours.
     pub async fn hand_over(
         &self,
         engine: &Engine,
         argv: &[String],
-    ) -> Result<Option<(OutputStream, Input)>> {
+        stdin: bool,
+    ) -> Result<Option<Handed>> {
+        // Held before the handoff: the shim, which the waiter execs next,
+        // finds them open.
+        let pipes = match &self.stdio {
+            Some(dir) => match Pipes::claimed(dir.clone(), stdin) {
+                Ok(pipes) => Some(pipes),
+                Err(e) => return self.abandon(engine, &format!("{e:#}")).await,
+            },
+            None => None,
+        };
         // Attached first, so the command's output is all there.
         let (mut output, mut input) = match engine.attach(&self.id, true, false).await {
             Ok(attached) => attached,
@@ -121,7 +148,11 @@ impl Claimed {
         match acknowledged(&mut output, &self.id).await? {
             Some(early) => {
                 let output = futures_util::stream::iter(early).chain(output);
-                Ok(Some((Box::pin(output), input)))
+                Ok(Some(Handed {
+                    output: Box::pin(output),
+                    input,
+                    pipes,
+                }))
             }
             None => self.abandon(engine, "it stopped first").await,
         }

@@ -14,6 +14,7 @@ mod hung;
 mod identity;
 mod messages;
 mod orphans;
+mod pipes;
 mod podman;
 mod probes;
 mod project;

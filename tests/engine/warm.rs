@@ -9,7 +9,7 @@ use crate::common::{docker, finish, signal, start_ready, warm_mode, Workspace};
 mod claims;
 
 /// Waits until the workspace has a warm container waiting, and returns its id.
-fn wait_for_warm(ws: &Workspace) -> String {
+pub(crate) fn wait_for_warm(ws: &Workspace) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let warm = ws.warm_containers();

@@ -52,7 +52,7 @@ pub async fn run_copied(
         // A read-only volume cannot be written through the run's container:
         // fill it through a container of its own that never starts.
         Some(_) => {
-            let (filler, _) = create(engine, plan, Purpose::Fill).await?;
+            let (filler, _) = create(engine, plan, Purpose::Fill, None).await?;
             let copied = copy_in(engine, &filler, plan, &excludes, &mut signals, ui).await;
             engine.remove(&filler).await?;
             copied?
@@ -63,7 +63,7 @@ pub async fn run_copied(
         ControlFlow::Continue(sent) => sent,
         ControlFlow::Break(stopped) => return Ok(stopped),
     };
-    let outcome = attach_and_supervise(engine, id, plan, &mut signals, ui).await?;
+    let outcome = attach_and_supervise(engine, id, plan, None, &mut signals, ui).await?;
     if sync_back {
         // A copy-back that fails ends the run with 125; the line says what
         // the command's own status was.

@@ -108,14 +108,25 @@ fn on_podman_too_one_waiting_container_serves_one_run() {
         .into();
     assert_eq!(out.status, 0, "{out:?}");
     let prepared = wait_for_warm(&ws);
-    let inspected = docker(&["inspect", "-f", "{{.Name}} {{json .Config.Cmd}}", &prepared]);
-    let (name, cmd) = inspected.stdout.trim().split_once(' ').unwrap();
+    // Its FIFOs' directory (the waiter execs the command through the stdio
+    // shim in it) goes with it.
+    let format = "{{.Name}} {{range .Mounts}}{{if eq .Destination \"/.sandbox-stdio\"}}\
+                  {{.Source}}{{end}}{{end}} {{json .Config.Cmd}}";
+    let inspected = docker(&["inspect", "-f", format, &prepared]);
+    let mut fields = inspected.stdout.trim().splitn(3, ' ');
+    let (name, fifos, cmd) = (
+        fields.next().unwrap(),
+        fields.next().unwrap(),
+        fields.next().unwrap(),
+    );
+    assert!(!fifos.is_empty(), "{inspected:?}");
     let name = name.trim_start_matches('/');
     let cmd: Vec<String> = serde_json::from_str(cmd).unwrap();
     docker(&["rm", "-f", &prepared]);
     let made = Command::new("podman")
         .args(["run", "-d", "-i", "--name", name, "--network", "none"])
         .args(["--label", label.trim_start_matches("label=")])
+        .args(["-v", &format!("{fifos}:/.sandbox-stdio:ro")])
         // What the test service's containers.conf sets (see `podman_engine`).
         .args([
             "--ulimit",
