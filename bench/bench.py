@@ -38,6 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
 SANDBOX = os.path.join(TARGET, "release", "sandbox")
 IMAGE = "sandbox-bench/busybox:1"
+BUSYBOX = "/usr/bin/busybox"
 CURL_IMAGE = "sandbox-bench/curl:1"
 HOST = "bench.test"
 REQUESTS = 200
@@ -53,7 +54,7 @@ def sh(*cmd, **kw):
 def build(workspace):
     sh("cargo", "build", "--release", "--locked", "--quiet", cwd=ROOT)
     with tempfile.TemporaryDirectory() as ctx:
-        shutil.copy("/usr/bin/busybox", os.path.join(ctx, "busybox"))
+        shutil.copy(BUSYBOX, os.path.join(ctx, "busybox"))
         with open(os.path.join(ctx, "Dockerfile"), "w") as f:
             f.write('FROM scratch\nCOPY busybox /bin/busybox\n'
                     'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/bin\n')
@@ -79,9 +80,9 @@ def build(workspace):
            env={**os.environ, "DOCKER_BUILDKIT": "0"})
 
 
-def sandbox_cmd(*args, warm=False, image=IMAGE, net=()):
+def sandbox_cmd(*args, warm=False, image=IMAGE, net=(), flags=()):
     cmd = [SANDBOX, "run", "--image", image, "--pull", "never", "--no-cache"]
-    return cmd + (["--warm"] if warm else []) + list(net) + list(args)
+    return cmd + (["--warm"] if warm else []) + list(net) + list(flags) + list(args)
 
 
 def docker_cmd(workspace, *args, stdin=False):
@@ -107,11 +108,11 @@ def docker_cmd(workspace, *args, stdin=False):
     return cmd + list(args)
 
 
-def timed(cmd, stdin=subprocess.DEVNULL, cwd=None):
+def timed(cmd, stdin=subprocess.DEVNULL, cwd=None, env=None):
     """Wall seconds and peak RSS (KiB) of one run, which must succeed."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=cwd)
+                            stderr=subprocess.DEVNULL, cwd=cwd, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -201,49 +202,58 @@ def download_cmd(url, net, tunnel=False):
                        "%{time_total} %{size_download}\n", url, image=CURL_IMAGE, net=net)
 
 
-def wait_warm(workspace, timeout=30):
-    """Until this workspace's next warm container is up."""
+def wait_warm(workspace, timeout=30, env=None):
+    """Until this workspace's next warm container is up: the one whose
+    command's stdio goes through FIFOs, unless `env` turns them off."""
+    fifos = not (env and "SANDBOX_CONFIG" in env)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        out = subprocess.run(
+        ids = subprocess.run(
             ["docker", "ps", "-q", "--filter", "label=dev.sandbox.warm",
              "--filter", f"label=dev.sandbox.workspace={workspace}",
              "--filter", "status=running", "--filter", "name=sandbox-warm-"],
-            capture_output=True, text=True).stdout
-        if out.strip():
+            capture_output=True, text=True).stdout.split()
+        mounts = subprocess.run(
+            ["docker", "inspect", "-f", "{{range .Mounts}}{{.Destination}} {{end}}", *ids],
+            capture_output=True, text=True).stdout.splitlines() if ids else []
+        if any(("/.sandbox-stdio" in m.split()) == fifos for m in mounts):
             return
         time.sleep(0.05)
     raise SystemExit("no warm container came up")
 
 
-def stream_out(cmd, cwd):
-    """Seconds to read 1 GB from cmd's stdout, checking the count."""
+def stream_out(cmd, cwd, env=None):
+    """Seconds to read 1 GB from cmd's stdout, checking the count; seconds
+    from the first byte on; peak RSS."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, cwd=cwd)
-    total = 0
+                            stderr=subprocess.DEVNULL, cwd=cwd, env=env)
+    total, first = 0, None
     while chunk := proc.stdout.read(1 << 20):
+        first = first or time.perf_counter()
         total += len(chunk)
     _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
+    end = time.perf_counter()
     if total != GB or os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"stdout: {total} bytes, status {status}: {' '.join(cmd)}")
-    return elapsed, usage.ru_maxrss
+    return end - start, end - first, usage.ru_maxrss
 
 
-def stream_in(cmd, cwd):
-    """Seconds to push 1 GB into cmd's stdin, which counts it (wc -c)."""
-    block = b"\0" * (1 << 20)
+def stream_in(cmd, cwd, env=None):
+    """Seconds to push 1 GB into cmd's stdin, which counts it in blocks of
+    1 MB (dd's `1000+0 records in`); seconds from the first megabyte taken
+    on; peak RSS."""
+    block = b"\0" * 1_000_000
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, cwd=cwd)
+                            stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    first = []
 
     def feed():
-        sent = 0
-        while sent < GB:
-            n = min(len(block), GB - sent)
-            proc.stdin.write(block[:n])
-            sent += n
+        for _ in range(GB // len(block)):
+            proc.stdin.write(block)
+            if not first:
+                first.append(time.perf_counter())
         proc.stdin.close()
 
     feeder = threading.Thread(target=feed)
@@ -251,10 +261,58 @@ def stream_in(cmd, cwd):
     out = proc.stdout.read()
     feeder.join()
     _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if out.strip() != str(GB).encode() or os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"stdin: counted {out!r}, status {status}: {' '.join(cmd)}")
-    return elapsed, usage.ru_maxrss
+    end = time.perf_counter()
+    if b"1000+0 records in" not in out or os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"stdin: {out!r}, status {status}: {' '.join(cmd)}")
+    return end - start, end - first[0], usage.ru_maxrss
+
+
+# 1 GB out and in, in blocks of 1 MB on both sides: busybox's `head -c` and
+# `wc -c` copy 4 KiB at a time and would measure themselves, not the pipe.
+PRODUCE = ["dd", "if=/dev/zero", "bs=1000000", "count=1000"]
+CONSUME = ["dd", "of=/dev/null", "bs=1000000", "iflag=fullblock"]
+
+
+def pipe_rows(workspace, reps, row):
+    """1 GB through stdout and through stdin: sandbox through its FIFOs and
+    through the engine's attach stream (`container.fast_pipes: false`),
+    against docker run, in the same rounds. Through FIFOs warm, each run
+    waiting untimed for its container, as a run by default does; through the
+    attach stream cold, as docker run: a warm container's attach stream, to
+    a container already running, can end before the last bytes of a fast
+    writer (Docker 20.10)."""
+    attach = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    attach.write("container:\n  fast_pipes: false\n")
+    attach.close()
+    env_attach = dict(os.environ, SANDBOX_CONFIG=attach.name)
+    notes, rss = [], {}
+
+    def warm_first(fn):
+        def timed_warm():
+            wait_warm(workspace)
+            return fn()
+        return timed_warm
+
+    for name, stream, cmd, docker_stdin in [("stdout", stream_out, PRODUCE, False),
+                                            ("stdin", stream_in, CONSUME, True)]:
+        fifos = lambda: stream(sandbox_cmd(*cmd, warm=True), workspace)
+        engine = lambda: stream(sandbox_cmd(*cmd, flags=["--no-warm"]), workspace,
+                                        env_attach)
+        timed(sandbox_cmd("true", warm=True), cwd=workspace)
+        # The bound: the same dd on this machine, through a plain pipe.
+        native = lambda: stream([BUSYBOX, *cmd], workspace)
+        a, b, c, d = rounds(reps, warm_first(fifos), engine,
+                            lambda: stream(docker_cmd(workspace, *cmd, stdin=docker_stdin),
+                                           workspace), native)
+        row(f"1 GB through {name}", [x[0] for x in a], [x[0] for x in c])
+        row(f"1 GB through {name}, attach stream", [x[0] for x in b], [x[0] for x in c])
+        rate = lambda xs: GB / statistics.median([x[1] for x in xs]) / 1e6
+        notes.append(f"{name}: sandbox {rate(a):.0f} MB/s through FIFOs, {rate(b):.0f} MB/s "
+                     f"through the attach stream, docker {rate(c):.0f} MB/s "
+                     f"({rate(a) / rate(c):.1f}x), a plain pipe on the host {rate(d):.0f} MB/s")
+        rss[name] = (max(x[2] for x in a), max(x[2] for x in b), max(x[2] for x in c))
+    os.unlink(attach.name)
+    return notes, rss
 
 
 def batch(cmds, cwd):
@@ -529,21 +587,7 @@ def main():
     cold_docker = [x[0] for x in b]
     row("`true`, warm (--warm)", warm, cold_docker)
 
-    a, b = pairs(args.reps,
-                 lambda: stream_out(sandbox_cmd("head", "-c", str(GB), "/dev/zero"), workspace),
-                 lambda: stream_out(docker_cmd(workspace, "head", "-c", str(GB), "/dev/zero"),
-                                    workspace))
-    row("1 GB through stdout", [x[0] for x in a], [x[0] for x in b])
-    rss_out = (max(x[1] for x in a), max(x[1] for x in b))
-    notes.append(f"stdout: sandbox {GB / statistics.median([x[0] for x in a]) / 1e6:.0f} MB/s, "
-                 f"docker {GB / statistics.median([x[0] for x in b]) / 1e6:.0f} MB/s")
-
-    a, b = pairs(args.reps,
-                 lambda: stream_in(sandbox_cmd("wc", "-c"), workspace),
-                 lambda: stream_in(docker_cmd(workspace, "wc", "-c", stdin=True), workspace))
-    row("1 GB through stdin", [x[0] for x in a], [x[0] for x in b])
-    notes.append(f"stdin: sandbox {GB / statistics.median([x[0] for x in a]) / 1e6:.0f} MB/s, "
-                 f"docker {GB / statistics.median([x[0] for x in b]) / 1e6:.0f} MB/s")
+    pipe_notes, pipe_rss = pipe_rows(workspace, args.reps, row)
 
     for n in ([16] if args.quick else [16, 64]):
         sb = batch([sandbox_cmd("true")] * n, workspace)
@@ -669,10 +713,12 @@ def main():
         f"Start-up latency p10/p90: sandbox {pct(rows[0][1], .1):.0f}/{pct(rows[0][1], .9):.0f} ms, "
         f"docker {pct(rows[0][2], .1):.0f}/{pct(rows[0][2], .9):.0f} ms; "
         f"warm {pct(warm, .1):.0f}/{pct(warm, .9):.0f} ms.",
-        "Throughput: " + "; ".join(notes) + ".",
+        "Throughput from the first byte on (1 GB rows, median): " + "; ".join(pipe_notes) + ".",
         f"Peak RSS of the client process: `true` sandbox {rss_run[0] / 1024:.1f} MiB, "
-        f"docker CLI {rss_run[1] / 1024:.1f} MiB; 1 GB stdout sandbox "
-        f"{rss_out[0] / 1024:.1f} MiB, docker CLI {rss_out[1] / 1024:.1f} MiB.",
+        f"docker CLI {rss_run[1] / 1024:.1f} MiB; "
+        + "; ".join(f"1 GB {name} sandbox {r[0] / 1024:.1f} MiB (FIFOs), {r[1] / 1024:.1f} MiB "
+                    f"(attach stream), docker CLI {r[2] / 1024:.1f} MiB"
+                    for name, r in pipe_rss.items()) + ".",
         f"Runs: {args.runs} pairs for start-up, {args.reps} for each 1 GB row "
         "and each proxy row; "
         f"{time.time() - began:.0f} s in all.",

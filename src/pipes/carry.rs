@@ -21,6 +21,7 @@ const BUFFER: usize = 128 * 1024;
 /// the command's EOF. Never fails: a stdin we cannot read ends the
 /// command's too.
 pub fn into(from: BorrowedFd<'static>, fifo: OwnedFd) {
+    grow(from);
     let copied = set_blocking(fifo.as_fd()).and_then(|()| copy(from, fifo.as_fd()));
     if let Err(e) = copied {
         tracing::debug!("stdin: {e}");
@@ -44,10 +45,23 @@ pub fn out_of(fifo: OwnedFd, to: BorrowedFd<'static>) -> io::Result<OutputEnd> {
         }
     }
     set_blocking(fifo.as_fd())?;
+    grow(to);
     match copy(fifo.as_fd(), to) {
         Ok(()) => Ok(OutputEnd::Finished),
         Err(Errno::PIPE) => Ok(OutputEnd::ReaderGone),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Our stdin or stdout, when it is a pipe smaller than the FIFO, grows to
+/// the FIFO's size: each hand-over between the other program and this copy
+/// then moves as much as one with the command does. A pipe already larger,
+/// or one that cannot grow, stays as it is.
+fn grow(pipe: BorrowedFd<'_>) {
+    if let Ok(size) = rustix::pipe::fcntl_getpipe_size(pipe) {
+        if size < super::PIPE_SIZE {
+            let _ = rustix::pipe::fcntl_setpipe_size(pipe, super::PIPE_SIZE);
+        }
     }
 }
 

@@ -45,6 +45,8 @@ mod carry;
 pub const MOUNT_POINT: &str = "/.sandbox-stdio";
 /// The shim, for this build's architecture; empty where it could not be built.
 const SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/stdio-shim"));
+/// The capacity asked for each FIFO: `/proc/sys/fs/pipe-max-size`'s default.
+const PIPE_SIZE: usize = 1 << 20;
 /// The prefix of a run's directory in the private runtime directory.
 const PREFIX: &str = "stdio-";
 
@@ -119,9 +121,15 @@ impl Pipes {
             let fd = rustix::fs::open(&at, flags, Mode::empty())
                 .with_context(|| format!("cannot open the FIFO {}", at.display()))?;
             match rustix::fs::fstat(&fd).map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode)) {
-                Ok(rustix::fs::FileType::Fifo) => Ok(fd),
+                Ok(rustix::fs::FileType::Fifo) => {}
                 _ => bail!("{} is not a FIFO", at.display()),
             }
+            // Fewer, larger hand-overs between the command and the copy here:
+            // a pipe holds 64 KiB unless asked for more. The most an
+            // unprivileged process may ask for is the system's limit; less
+            // (or the default) still works.
+            let _ = rustix::pipe::fcntl_setpipe_size(&fd, PIPE_SIZE);
+            Ok(fd)
         };
         let stdout = open("1", OFlags::RDONLY)?;
         let stderr = open("2", OFlags::RDONLY)?;
