@@ -158,6 +158,13 @@ fn private_dir_in(base: &Path, name: &str, uid: u32) -> Result<PathBuf> {
             stat.st_mode & 0o7777
         )));
     }
+    // Readable or searchable by others (made by hand, or by an older
+    // sandbox): closed, as what is in it is for this user alone. A run's
+    // FIFOs are open to any user inside it, for a container's remapped user.
+    if stat.st_mode & 0o077 != 0 {
+        rustix::fs::fchmod(&dir, Mode::from_raw_mode(0o700))
+            .with_context(|| format!("cannot make {} private (chmod 700)", path.display()))?;
+    }
     Ok(path)
 }
 
@@ -271,6 +278,11 @@ mod tests {
         assert!(meta.is_dir());
         assert_eq!(meta.mode() & 0o777, 0o700);
         assert_eq!(private_dir_in(&base, "sandbox-1", me()).unwrap(), dir);
+        // Opened to others by hand: closed again, since a run's FIFOs in it
+        // are open to any user.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(private_dir_in(&base, "sandbox-1", me()).unwrap(), dir);
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
 
         let path = write_private(&dir, "f.json", b"one").unwrap();
         write_private(&dir, "f.json", b"two").unwrap();

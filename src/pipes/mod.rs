@@ -29,6 +29,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -90,7 +92,10 @@ pub struct Pipes {
     dir: Dir,
     stdout: OwnedFd,
     stderr: OwnedFd,
-    stdin: Option<OwnedFd>,
+    /// Ours to write, and a read end held until the run ends: the FIFO,
+    /// and what we wrote into it, outlives our writer's close (at our EOF)
+    /// should that come before the shim has opened it.
+    stdin: Option<(OwnedFd, OwnedFd)>,
 }
 
 impl Pipes {
@@ -134,7 +139,7 @@ impl Pipes {
         let stdout = open("1", OFlags::RDONLY)?;
         let stderr = open("2", OFlags::RDONLY)?;
         let stdin = match stdin {
-            true => Some(open("0", OFlags::RDWR)?),
+            true => Some((open("0", OFlags::RDWR)?, open("0", OFlags::RDONLY)?)),
             false => None,
         };
         Ok(Pipes {
@@ -167,39 +172,80 @@ impl Pipes {
     /// Starts carrying: our stdin into the container (on a thread nobody
     /// waits for, as our stdin may never end), its stdout and stderr onto
     /// ours. Call once the container has started.
-    pub fn start(self) -> Flowing {
-        if let Some(stdin) = self.stdin {
-            std::thread::spawn(move || carry::into(rustix::stdio::stdin(), stdin));
+    pub fn start(self) -> Result<Flowing> {
+        let (stop, stopping) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .context("cannot make a pipe")?;
+        let watch = || stop.try_clone().context("cannot duplicate a pipe");
+        let mut kept = None;
+        if let Some((stdin, keep)) = self.stdin {
+            let stop = watch()?;
+            std::thread::spawn(move || carry::into(rustix::stdio::stdin(), stdin, stop));
+            kept = Some(keep);
         }
-        let out = std::thread::spawn(move || carry::out_of(self.stdout, rustix::stdio::stdout()));
-        let err = std::thread::spawn(move || carry::out_of(self.stderr, rustix::stdio::stderr()));
-        Flowing {
-            dir: self.dir,
-            threads: vec![out, err],
+        let (gone, gone_rx) = tokio::sync::mpsc::unbounded_channel();
+        let moved = Arc::new(AtomicU64::new(0));
+        let mut threads = Vec::new();
+        for (fifo, to) in [
+            (self.stdout, rustix::stdio::stdout()),
+            (self.stderr, rustix::stdio::stderr()),
+        ] {
+            let (stop, gone, moved) = (watch()?, gone.clone(), moved.clone());
+            let told = move || {
+                let _ = gone.send(());
+            };
+            threads.push(std::thread::spawn(move || {
+                carry::out_of(fifo, to, stop, told, moved)
+            }));
         }
+        Ok(Flowing {
+            _dir: self.dir,
+            _stdin: kept,
+            threads,
+            stopping,
+            gone: Some(gone_rx),
+            moved,
+        })
     }
 }
 
-/// The output FIFOs being carried onto ours.
+/// Whether any of the command's output came through the FIFOs.
+pub struct Seen(Arc<AtomicU64>);
+
+impl Seen {
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// The FIFOs being carried.
 pub struct Flowing {
-    dir: Dir,
+    _dir: Dir,
+    _stdin: Option<OwnedFd>,
     threads: Vec<JoinHandle<io::Result<OutputEnd>>>,
+    /// Closed when the container has stopped (`carry.rs`).
+    stopping: OwnedFd,
+    gone: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    moved: Arc<AtomicU64>,
 }
 
 impl Flowing {
-    /// Once the container has stopped: waits until everything it wrote is
-    /// on our stdout and stderr. Every writer went with the container, so
-    /// each FIFO reaches its end; one the shim never opened (it did not
-    /// run) is opened and closed here, which ends it too.
+    /// Told once our stdout or stderr has no reader any more: the command
+    /// is then ended as over the attach stream, should it not end itself
+    /// (it gets SIGPIPE on its next write, but may ignore it).
+    pub fn reader_gone(&mut self) -> Option<tokio::sync::mpsc::UnboundedReceiver<()>> {
+        self.gone.take()
+    }
+
+    /// Tells, later, whether any of the command's output came through.
+    pub fn seen(&self) -> Seen {
+        Seen(self.moved.clone())
+    }
+
+    /// Once the container has stopped: waits until what its FIFOs hold is
+    /// on our stdout and stderr. Every process of the container is gone;
+    /// a writer that is not (a descriptor handed outside) is not waited for.
     pub async fn finish(self) -> Result<OutputEnd> {
-        for name in ["1", "2"] {
-            let flags = OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-            drop(rustix::fs::open(
-                self.dir.0.join(name),
-                flags,
-                Mode::empty(),
-            ));
-        }
+        drop(self.stopping);
         let threads = self.threads;
         let joined = tokio::task::spawn_blocking(move || {
             threads.into_iter().map(|t| t.join()).collect::<Vec<_>>()

@@ -99,11 +99,19 @@ impl Verdict {
     /// the status confirms it; otherwise the line held back is written out
     /// as it came, and the result stands.
     pub fn conclude(self, result: Result<Outcome>) -> Result<Outcome> {
+        self.conclude_unless(result, false)
+    }
+
+    /// As [`Verdict::conclude`], unless the command is known to have run
+    /// (`ran`: its output came through another way, the FIFOs): a line that
+    /// looks like the init's is then the command's own.
+    pub fn conclude_unless(self, result: Result<Outcome>, ran: bool) -> Result<Outcome> {
         let held = self.held.lock().map(|mut h| h.take()).unwrap_or(None);
         let Some(held) = held else {
             return result;
         };
-        if let Ok(Outcome::Exited(status)) = result {
+        if let (Ok(Outcome::Exited(status)), false) = (&result, ran) {
+            let status = *status;
             if status == i64::from(held.code) {
                 return Err(anyhow::anyhow!(NotRunnable {
                     command: self.command,

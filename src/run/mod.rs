@@ -378,13 +378,19 @@ async fn attach_and_supervise(
         } else {
             drop(input);
         }
-        let flowing = pipes.map(Pipes::start);
-        supervise(engine, id, plan, output, flowing, signals, ui).await
+        let flowing = pipes.map(Pipes::start).transpose()?;
+        let seen = flowing.as_ref().map(Flowing::seen);
+        let result = supervise(engine, id, plan, output, flowing, signals, ui).await;
+        Ok::<_, anyhow::Error>((result, seen))
     }
     .await;
     // Before the terminal is restored: a line held back goes out as the
-    // rest of the output did.
-    let result = verdict.conclude(result);
+    // rest of the output did. The command's own output through the FIFOs
+    // says it ran, whatever the line says.
+    let result = match result {
+        Ok((result, seen)) => verdict.conclude_unless(result, seen.is_some_and(|s| s.any())),
+        Err(e) => verdict.conclude(Err(e)),
+    };
     drop(raw);
     result
 }
@@ -416,9 +422,10 @@ async fn supervise_warm(
     };
     let _ = input.shutdown().await;
     let (output, verdict) = cannot_run::watch(output, &plan.task.argv, false);
-    let flowing = Some(pipes.start());
-    let result = supervise(engine, id, plan, output, flowing, &mut signals, ui).await;
-    verdict.conclude(result)
+    let flowing = pipes.start()?;
+    let seen = flowing.seen();
+    let result = supervise(engine, id, plan, output, Some(flowing), &mut signals, ui).await;
+    verdict.conclude_unless(result, seen.any())
 }
 
 async fn supervise(
@@ -426,11 +433,12 @@ async fn supervise(
     id: &str,
     plan: &RunPlan,
     output: crate::engine::OutputStream,
-    pipes: Option<Flowing>,
+    mut pipes: Option<Flowing>,
     signals: &mut Signals,
     ui: Ui,
 ) -> Result<Outcome> {
     let mut output = pin!(streams::forward_output(output));
+    let mut gone = pipes.as_mut().and_then(Flowing::reader_gone);
     let mut output_done = false;
     let mut wait = pin!(engine.wait(id));
     let mut status = None;
@@ -454,12 +462,18 @@ async fn supervise(
             end = &mut output, if !output_done => {
                 output_done = true;
                 if end? == OutputEnd::ReaderGone {
-                    // Nobody reads any more: end the command as a pipe would.
-                    tracing::debug!("output reader gone");
-                    if let Err(e) = engine.kill(id, "SIGPIPE").await {
-                        return unanswered(e, Outcome::Signalled(13), "the output's reader went away", ui);
+                    if let Some(ended) = reader_gone(engine, id, &mut kill_at, ui).await {
+                        return ended;
                     }
-                    kill_at.get_or_insert(Instant::now() + GRACE);
+                }
+                continue;
+            }
+            went = told(&mut gone) => {
+                gone = None;
+                if went.is_some() {
+                    if let Some(ended) = reader_gone(engine, id, &mut kill_at, ui).await {
+                        return ended;
+                    }
                 }
                 continue;
             }
@@ -537,6 +551,33 @@ async fn supervise(
         ));
     }
     Ok(Outcome::Exited(status))
+}
+
+/// Nobody reads the command's output any more: it is ended as a pipe would
+/// end it, then killed if it lingers. `Some` when the engine did not take
+/// the signal: the run's outcome then.
+async fn reader_gone(
+    engine: &Engine,
+    id: &str,
+    kill_at: &mut Option<Instant>,
+    ui: Ui,
+) -> Option<Result<Outcome>> {
+    tracing::debug!("output reader gone");
+    if let Err(e) = engine.kill(id, "SIGPIPE").await {
+        let why = "the output's reader went away";
+        return Some(unanswered(e, Outcome::Signalled(13), why, ui));
+    }
+    kill_at.get_or_insert(Instant::now() + GRACE);
+    None
+}
+
+/// The FIFOs' word that our stdout or stderr lost its reader; never, for
+/// none, or once it has been told.
+async fn told(gone: &mut Option<tokio::sync::mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match gone {
+        Some(gone) => gone.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn describe_limit(plan: &RunPlan) -> String {

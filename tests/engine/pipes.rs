@@ -272,3 +272,59 @@ fn a_warm_container_takes_the_same_path() {
         crate::common::docker(&["rm", "-f", &crate::warm::wait_for_warm(&ws)]);
     }
 }
+
+/// Hostile code hands its FIFOs' descriptors to another container (a
+/// second run of the same workspace, over a socket in /work) and exits.
+/// Its run still ends, with its status, once its container has: what the
+/// other writes afterwards is not waited for and never reaches our output.
+/// The control: what the other wrote while the command ran did arrive, so
+/// the descriptors did change hands.
+#[test]
+fn descriptors_handed_outside_do_not_hold_the_run() {
+    let ws = Workspace::new();
+    let fdpass = crate::probes::static_program("fdpass");
+    std::fs::copy(&fdpass, ws.path().join("fdpass")).unwrap();
+    let other = "echo while-it-ran >&11; sleep 4; echo after-it-ended >&11; sleep 60";
+    let mut holder = ws
+        .run_command(&["./fdpass", "recv", "/work/sock", "/bin/sh", "-c", other])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let attack = "./fdpass send /work/sock 0 1 2 && sleep 1; exit 3";
+    let (mut cmd, _dir) = command(&ws, Path::Fifos, &["sh", "-c", attack]);
+    let mut run = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(40) {
+            let _ = run.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out: Output = run.wait_with_output().unwrap().into();
+    // The other run ends by itself when its late write finds no reader.
+    let ended = Instant::now();
+    while holder.try_wait().unwrap().is_none() && ended.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if holder.try_wait().unwrap().is_none() {
+        crate::common::docker(&["ps"]);
+        let _ = Command::new("kill").arg(holder.id().to_string()).status();
+        let _ = holder.wait();
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(3),
+        "the run did not end: {out:?}"
+    );
+    assert_eq!(out.stdout, "while-it-ran\n", "{out:?}");
+}

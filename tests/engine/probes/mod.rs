@@ -14,10 +14,10 @@
 //! This module holds what both share: the probes' build, the workspace that
 //! holds them, and the runs through sandbox and through plain docker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::common::{docker, test_image, Output, Workspace};
 
@@ -44,35 +44,51 @@ impl Bin {
     }
 }
 
-/// Both probes, compiled once per test run with the machine's gcc, into
-/// target/tmp: each is built under a name of this process's and renamed
-/// into place, so test runs side by side never see half a binary.
+/// Both probes, built (`static_program`), in one directory.
 fn binaries() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probes");
-        std::fs::create_dir_all(&dir).expect("create the probes' directory");
+        let mut dir = PathBuf::new();
         for bin in Bin::ALL {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/probes")
-                .join(format!("{}.c", bin.file()));
-            let partial = dir.join(format!("{}.{}", bin.file(), std::process::id()));
-            let built = Command::new("gcc")
-                .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
-                .arg(&partial)
-                .arg(&source)
-                .output()
-                .expect("gcc runs (it builds the probes; install gcc and libc6-dev)");
-            assert!(
-                built.status.success(),
-                "{} does not build: {}",
-                source.display(),
-                String::from_utf8_lossy(&built.stderr)
-            );
-            std::fs::rename(&partial, dir.join(bin.file())).expect("move a probe into place");
+            let built = static_program(bin.file());
+            dir = built.parent().expect("in a directory").to_path_buf();
         }
         dir
     })
+}
+
+/// `tests/probes/NAME.c`, compiled static once per test run with the
+/// machine's gcc, into target/tmp/probes: built under a name of this
+/// process's and renamed into place, so test runs side by side never see
+/// half a binary.
+pub(crate) fn static_program(name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probes");
+    let path = dir.join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.contains(name) {
+        return path;
+    }
+    std::fs::create_dir_all(&dir).expect("create the probes' directory");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/probes")
+        .join(format!("{name}.c"));
+    let partial = dir.join(format!("{name}.{}", std::process::id()));
+    let compiled = Command::new("gcc")
+        .args(["-static", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&partial)
+        .arg(&source)
+        .output()
+        .expect("gcc runs (it builds the probes; install gcc and libc6-dev)");
+    assert!(
+        compiled.status.success(),
+        "{} does not build: {}",
+        source.display(),
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    std::fs::rename(&partial, &path).expect("move a probe into place");
+    built.insert(name.to_string());
+    path
 }
 
 /// A workspace holding both probes, at /work/syscalls and /work/probe.
