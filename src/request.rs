@@ -244,10 +244,22 @@ fn host_config(plan: &RunPlan, purpose: Purpose, dialect: Dialect) -> HostConfig
         runtime: hardening.runtime.clone(),
         mounts: Some(mounts(plan, purpose)),
         tmpfs: Some(tmpfs(plan, dialect)),
+        log_config: log_config(plan),
         // MaskedPaths and ReadonlyPaths stay unset: the daemon applies its
         // defaults (/proc/kcore, /proc/sys, ...) only when they are absent.
         ..Default::default()
     }
+}
+
+/// No log: sandbox reads the output itself, never the engine's log, and a
+/// log the engine makes, writes and deletes costs every run (a few percent
+/// of a cold `true`). A kept container keeps the engine's default, for
+/// `docker logs`.
+fn log_config(plan: &RunPlan) -> Option<bollard::models::HostConfigLogConfig> {
+    (!plan.lifecycle.keep).then(|| bollard::models::HostConfigLogConfig {
+        typ: Some("none".to_string()),
+        config: None,
+    })
 }
 
 /// The daemon mounts tmpfs noexec by default; tools such as `go test` and
@@ -461,7 +473,11 @@ mod tests {
             assert_eq!(labels[labels::TIMEOUT], "90", "{purpose:?}");
             assert_eq!(labels[labels::KEEP], "true", "{purpose:?}");
         }
+        let log = |plan: &RunPlan| run(plan).host_config.unwrap().log_config;
+        assert_eq!(log(&plan), None, "a kept container has the engine's log");
         plan.lifecycle.keep = false;
+        let log = log(&plan).unwrap();
+        assert_eq!(log.typ.as_deref(), Some("none"), "the output is attached");
         plan.limits.timeout = None;
         let labels = run(&plan).labels.unwrap();
         assert!(!labels.contains_key(labels::KEEP));
