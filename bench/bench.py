@@ -310,9 +310,8 @@ def pipe_rows(workspace, reps, row):
     through the engine's attach stream (`container.fast_pipes: false`),
     against docker run, in the same rounds. Through FIFOs warm, each run
     waiting untimed for its container, as a run by default does; through the
-    attach stream cold, as docker run: a warm container's attach stream, to
-    a container already running, can end before the last bytes of a fast
-    writer (Docker 20.10)."""
+    attach stream cold, as docker run is. The throughput notes time from the
+    first byte on, start-up left out."""
     attach = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     attach.write("container:\n  fast_pipes: false\n")
     attach.close()
