@@ -13,11 +13,14 @@
 //! image and its waiting shell among them (not the tag, which a rebuild
 //! moves). A run claims it for itself alone and hands it the command
 //! (`claim.rs`). The next one is prepared by a detached `sandbox
-//! warm-prepare`, so the run that asked for it does not wait.
+//! warm-prepare`, so the run that asked for it does not wait, and only once
+//! that run is over and its workspace checked (`run/mod.rs`): a container
+//! started while a command runs would be made while that command can still
+//! change the workspace.
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -158,19 +161,11 @@ fn handoff(argv: &[String]) -> Vec<u8> {
     line
 }
 
-/// How long the preparer holds back while the run that started it goes on.
-pub const HOLD_BACK: Duration = Duration::from_secs(1);
-
 /// Starts a detached `sandbox warm-prepare` that creates the next warm
-/// container. It outlives this run on purpose, in a process group of its own
-/// so a Ctrl-C at the terminal does not reach it.
-///
-/// The request goes down its stdin as one line; the pipe then stays open
-/// until the returned handle is dropped (at the latest when this process
-/// exits). The preparer waits for that, up to [`HOLD_BACK`]: on two cores,
-/// starting the next container while the engine tears this one down slows
-/// this run, and a short run is over by then anyway.
-pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
+/// container, from the request it reads on stdin as one line. It outlives
+/// this run on purpose, in a process group of its own so a Ctrl-C at the
+/// terminal does not reach it.
+pub fn prepare_in_background(warm: &Warm) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let mut request = serde_json::to_vec(warm).context("cannot encode the warm container")?;
     request.push(b'\n');
@@ -190,7 +185,7 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
     // Not waited for: it is meant to finish after we have gone, and a
     // dropped `Child` neither waits nor kills.
     drop(child);
-    Ok(stdin)
+    Ok(())
 }
 
 /// Where the preparer's errors go: `warm-prepare.log` in the private
