@@ -99,7 +99,9 @@ pub fn resolve(
             )?;
             hardening.network = egress.network.clone();
             // A warm container is made before its run's network exists.
-            if lifecycle.warm.take().is_some() {
+            // Said only to whoever asked for --warm: warm by default means
+            // "where it applies", and most agents' runs take the allow-list.
+            if lifecycle.warm.take().is_some() && args.warm {
                 notes.push(
                     "warm starts do not combine with the allow-list: this run starts cold".into(),
                 );
