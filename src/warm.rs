@@ -17,6 +17,14 @@
 //! that run is over and its workspace checked (`run/mod.rs`): a container
 //! started while a command runs would be made while that command can still
 //! change the workspace.
+//!
+//! A run on a terminal gets a warm container with a terminal of its own
+//! (another container: the settings differ). The command line then goes
+//! through the container's terminal, whose line discipline echoes it and
+//! acts on control characters: the echo is dropped with everything before
+//! the acknowledgement, and a command whose line a terminal would change
+//! ([`fits_a_terminal`]) runs cold. The terminal is otherwise left as the
+//! engine made it, as in a cold run.
 
 use std::io::Write;
 use std::path::Path;
@@ -66,9 +74,13 @@ impl Warm {
     /// with what the preparer must make before it starts the container: the
     /// run's stand-ins may be gone by then.
     pub fn for_plan(plan: &RunPlan, idle: Duration) -> Warm {
+        let mut body = request::build(plan, Purpose::Warm, Dialect::Docker);
+        // A terminal is fixed when a container is created: a run on one
+        // takes a container made with one (and stdin open, as for any).
+        body.tty = Some(plan.io.tty);
         Warm {
             host: plan.lifecycle.host.clone(),
-            body: request::build(plan, Purpose::Warm, Dialect::Docker),
+            body,
             idle: idle.as_secs(),
             stand_ins: plan.workspace.protections.placeholders.clone(),
             workspace: plan.workspace().to_path_buf(),
@@ -159,6 +171,21 @@ fn handoff(argv: &[String]) -> Vec<u8> {
     let mut line = words.join(" ").into_bytes();
     line.push(b'\n');
     line
+}
+
+/// The longest command line handed through a terminal: a terminal's line
+/// discipline keeps 4095 bytes of a line and drops the rest.
+const TERMINAL_LINE_MAX: usize = 4000;
+
+/// Whether `argv`'s handoff line reaches a waiter on a terminal as written:
+/// short enough for its line discipline, and without the control
+/// characters it acts on (Ctrl-C, Ctrl-U, Ctrl-V, Ctrl-D, DEL, a carriage
+/// return it turns into a newline, ...). Tabs pass; newlines inside
+/// arguments never reach it as such (`handoff`). Otherwise the run is cold.
+pub fn fits_a_terminal(argv: &[String]) -> bool {
+    let line = handoff(argv);
+    let mangled = |&b: &u8| (b < 0x20 && b != b'\t' && b != b'\n') || b == 0x7f;
+    line.len() <= TERMINAL_LINE_MAX && !line.iter().any(mangled)
 }
 
 /// Starts a detached `sandbox warm-prepare` that creates the next warm
@@ -311,6 +338,34 @@ mod tests {
             line,
             "printf '%s|' 'a b' 'it'\\''s' two\"$NL\"lines '' '$HOME'\n"
         );
+    }
+
+    #[test]
+    fn a_terminal_takes_only_lines_it_leaves_as_they_are() {
+        let argv = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert!(fits_a_terminal(&argv(&["sh"])));
+        assert!(fits_a_terminal(&argv(&[
+            "printf",
+            "a\tb",
+            "two\nlines",
+            "é"
+        ])));
+        for mangled in ["\r", "\x03", "\x15", "\x16", "\x04", "\x7f", "\x1b[A"] {
+            assert!(!fits_a_terminal(&argv(&["echo", mangled])), "{mangled:?}");
+        }
+        let long = "x".repeat(TERMINAL_LINE_MAX);
+        assert!(!fits_a_terminal(&argv(&["echo", &long])));
+    }
+
+    #[test]
+    fn a_terminal_run_waits_in_a_container_with_a_terminal() {
+        let plan = crate::plan::for_test(&["-t", "sh"], &[], "warm");
+        let warm = Warm::for_plan(&plan, Duration::from_secs(60));
+        let (name, body) = warm.pinned(ID);
+        assert_eq!((body.tty, body.open_stdin), (Some(true), Some(true)));
+        let plain = crate::plan::for_test(&["-T", "sh"], &[], "warm");
+        let (other, _) = Warm::for_plan(&plain, Duration::from_secs(60)).pinned(ID);
+        assert_ne!(name, other, "never claimed by a run without one");
     }
 
     #[test]

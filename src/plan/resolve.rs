@@ -85,7 +85,7 @@ pub fn resolve(
     )?;
     let limits = limits(config);
     let io = io(args, world);
-    let mut lifecycle = lifecycle(args, config, &workspace, io, host)?;
+    let mut lifecycle = lifecycle(args, config, &workspace, host)?;
     let egress = match hardening.network == Network::Allow.to_string() {
         true => {
             let network = super::unique_name("sandbox-net");
@@ -495,18 +495,17 @@ fn lifecycle(
     args: &RunArgs,
     config: &Config,
     workspace: &Workspace,
-    io: Io,
     host: String,
 ) -> Result<Lifecycle> {
     let pull = config.container.pull;
-    // A terminal session is fixed when its container is created, and a kept
-    // container or a pull on every run defeat the point. A git directory is
-    // made for each run, with HEAD and the index as they are when it starts:
-    // one made ahead of time would be stale.
+    // Silently cold where warm cannot apply: a kept container or a pull on
+    // every run defeat the point, and a copied workspace is filled per run.
+    // A git directory is made for each run, with HEAD and the index as they
+    // are when it starts: one made ahead of time would be stale. A terminal
+    // gets a warm container of its own (`warm.rs`).
     let warm = config.container.warm
         && workspace.transfer == Transfer::Mount
         && workspace.protections.git.is_none()
-        && !io.tty
         && !args.keep
         && pull != PullPolicy::Always;
     let owner = match crate::reaper::Owner::current() {

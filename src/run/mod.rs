@@ -186,7 +186,12 @@ async fn run_protected(
     if let Some(ended) = setup::run(engine, plan, &mut signals, ui).await? {
         return Ok(ended);
     }
-    let warm = plan.lifecycle.warm.map(|idle| Warm::for_plan(plan, idle));
+    // A terminal mangles some bytes of a typed line, and cuts a long one.
+    let warm = plan
+        .lifecycle
+        .warm
+        .filter(|_| !plan.io.tty || warm::fits_a_terminal(&plan.task.argv))
+        .map(|idle| Warm::for_plan(plan, idle));
     if let Some(warm) = &warm {
         if let Some(claimed) = signals.stops.race(warm::claim(engine, warm)).await? {
             let id = &claimed.id;
@@ -197,8 +202,11 @@ async fn run_protected(
                 let stopped = Ok(Outcome::Signalled(signal.number()));
                 return finish(engine, id, plan, stopped, ui).await;
             }
+            // The terminal's size before the command starts, so the first
+            // thing it sees is right; later changes come as in a cold run.
+            let size = plan.io.tty.then(tty::size).flatten();
             // `None`: the container never took the command, and is gone.
-            let handing = claimed.hand_over(engine, &plan.task.argv);
+            let handing = claimed.hand_over(engine, &plan.task.argv, plan.io.tty, size);
             let handed = signals.stops.race(handing).await;
             if let Some(handed) = handed.transpose() {
                 let result = match handed {
@@ -395,7 +403,8 @@ async fn attach_and_supervise(
 
 /// A warm container has taken the command (`warm/claim.rs`): from here it
 /// is any run. The command's stdin is ours, or EOF at once as in a cold run
-/// without stdin.
+/// without stdin. A terminal goes raw only now: until the container
+/// acknowledged, nothing typed was the command's.
 async fn supervise_warm(
     engine: &Engine,
     id: &str,
@@ -404,12 +413,15 @@ async fn supervise_warm(
     mut signals: Signals,
     ui: Ui,
 ) -> Result<Outcome> {
+    let raw = if plan.io.tty { RawMode::enter()? } else { None };
     if plan.io.stdin {
         streams::pump_stdin(input);
     } else {
         let _ = input.shutdown().await;
     }
-    supervise(engine, id, plan, output, &mut signals, ui).await
+    let result = supervise(engine, id, plan, output, &mut signals, ui).await;
+    drop(raw);
+    result
 }
 
 async fn supervise(

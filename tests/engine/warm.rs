@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::common::{docker, finish, signal, start_ready, warm_mode, Workspace};
 
 mod claims;
+mod terminal;
 
 /// Waits until the workspace has a warm container waiting, and returns its id.
 fn wait_for_warm(ws: &Workspace) -> String {
