@@ -306,12 +306,12 @@ pub struct RunArgs {
     /// Hand the command to a container started ahead of time, and have the
     /// next one prepared once the run has ended [default: on, as
     /// container.warm; runs where it cannot apply start cold]
-    #[arg(long, overrides_with = "no_warm")]
+    #[arg(long, overrides_with_all = ["warm", "no_warm"])]
     pub warm: bool,
 
     /// Start cold, and prepare no container for the next run, whatever the
     /// configuration says (the last of --warm and --no-warm counts)
-    #[arg(long, overrides_with = "warm")]
+    #[arg(long, overrides_with_all = ["warm", "no_warm"])]
     pub no_warm: bool,
 
     /// Internal (`sandbox mcp`): COMMAND is a command, never a coding agent,
