@@ -18,6 +18,7 @@ Builds sandbox with cargo into $CARGO_TARGET_DIR when set, else target/.
 """
 
 import argparse
+import atexit
 import datetime
 import functools
 import http.server
@@ -531,6 +532,7 @@ def cold_config():
     fd, path = tempfile.mkstemp(prefix="sandbox-bench-", suffix=".yaml")
     with os.fdopen(fd, "w") as f:
         f.write("container:\n  warm: false\n")
+    atexit.register(os.unlink, path)
     return path
 
 
