@@ -4,7 +4,8 @@
 Each row times sandbox and the docker CLI given the same image, mount and
 hardening, alternating the two pair by pair so drift on a shared machine
 hits both alike. Medians, and the ratio sandbox/docker (below 1: sandbox is
-faster). `sandbox mcp`'s `run` is set against `sandbox run` from a shell
+faster). The first prompt of `sh` on a terminal (Python's pty) is set against
+`docker run -it` the same way. `sandbox mcp`'s `run` is set against `sandbox run` from a shell
 the same way, cold and warm, with the server's peak RSS. A second table sets the allow-list's proxy against the open bridge,
 both under sandbox, timed inside the container against a server on the
 host. Writes bench/results.md and bench/results.svg.
@@ -17,6 +18,7 @@ Builds sandbox with cargo into $CARGO_TARGET_DIR when set, else target/.
 """
 
 import argparse
+import atexit
 import datetime
 import functools
 import http.server
@@ -81,8 +83,11 @@ def build(workspace):
 
 
 def sandbox_cmd(*args, warm=False, image=IMAGE, net=(), flags=()):
+    """`sandbox run`: cold (--no-warm), warm (--warm), or as configured (None:
+    warm by default where it applies)."""
     cmd = [SANDBOX, "run", "--image", image, "--pull", "never", "--no-cache"]
-    return cmd + (["--warm"] if warm else []) + list(net) + list(flags) + list(args)
+    flag = {False: ["--no-warm"], True: ["--warm"], None: []}[warm]
+    return cmd + flag + list(net) + list(flags) + list(args)
 
 
 def docker_cmd(workspace, *args, stdin=False):
@@ -373,8 +378,11 @@ class Mcp:
     """`sandbox mcp` over stdio, spoken with the standard library: JSON-RPC
     lines, as an agent's client sends them."""
 
-    def __init__(self, workspace, *flags):
-        self.proc = subprocess.Popen([SANDBOX, "mcp", "--workspace", workspace, *flags],
+    def __init__(self, workspace, *flags, cold=False):
+        # Warm by default, as `sandbox run`: a cold server's runs read a
+        # configuration that turns it off.
+        config = ["--config", cold_config()] if cold else []
+        self.proc = subprocess.Popen([SANDBOX, *config, "mcp", "--workspace", workspace, *flags],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, bufsize=0)
         self.ids, self.pending, self.answers = 0, b"", {}
@@ -450,8 +458,8 @@ def mcp_rows(runs):
 
 
 def mcp_rows_in(runs, workspace):
-    shell = lambda *flags: [SANDBOX, "-q", "run", "-w", workspace, f"--image={IMAGE}", *flags,
-                            "--", "true"]
+    shell = lambda *flags: [SANDBOX, "-q", "run", "-w", workspace, f"--image={IMAGE}",
+                            *(flags or ["--no-warm"]), "--", "true"]
     rows, left = [], lambda: left_behind(workspace)
 
     def row(name, a, b):
@@ -459,7 +467,7 @@ def mcp_rows_in(runs, workspace):
         print(f"{name:32} mcp {median_ms(a):9.1f} ms  shell {median_ms(b):9.1f} ms  "
               f"ratio {statistics.median(a) / statistics.median(b):.2f}", flush=True)
 
-    cold = Mcp(workspace)
+    cold = Mcp(workspace, cold=True)
     cold.call()
     a, b = pairs(runs, cold.call, lambda: timed(shell(), cwd=workspace)[0])
     row("`true`, cold", a, b)
@@ -481,7 +489,7 @@ def mcp_rows_in(runs, workspace):
     warm.close()
 
     # Ten calls in flight at once, against ten `sandbox run`s at once.
-    many = Mcp(workspace, "--max-concurrent", "10")
+    many = Mcp(workspace, "--max-concurrent", "10", cold=True)
     many.call()
     start = time.perf_counter()
     for id in [many.run("true") for _ in range(10)]:
@@ -515,6 +523,100 @@ def mcp_rows_in(runs, workspace):
         f"(shell {10 / direct:.1f}).",
         f"Peak RSS of the server with ten calls in flight: {rss / 1024:.1f} MiB.",
     ]
+
+
+@functools.cache
+def cold_config():
+    """A configuration file that turns warm starts off, for a cold server."""
+    fd, path = tempfile.mkstemp(prefix="sandbox-bench-", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        f.write("container:\n  warm: false\n")
+    atexit.register(os.unlink, path)
+    return path
+
+
+def first_prompt(cmd, cwd, rows=24, cols=80):
+    """Seconds from starting `cmd` on a new terminal of rows x cols until a
+    shell's prompt shows on it; the shell is then ended, untimed."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def own_terminal():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                            preexec_fn=own_terminal, env={**os.environ, "TERM": "xterm"})
+    os.close(slave)
+    seen, elapsed = b"", None
+    try:
+        while elapsed is None and time.perf_counter() - start < 60:
+            if not select.select([master], [], [], 1)[0]:
+                continue
+            chunk = os.read(master, 1 << 16)
+            seen += chunk
+            # busybox's line editor asks where the cursor is and waits for
+            # a terminal's answer.
+            if b"\x1b[6n" in chunk:
+                os.write(master, b"\x1b[1;1R")
+            if b"/work # " in seen or b"/work $ " in seen:
+                elapsed = time.perf_counter() - start
+        if elapsed is None:
+            raise SystemExit(f"no prompt from {' '.join(cmd)}: {seen[-200:]!r}")
+        os.write(master, b"exit\r")
+        while select.select([master], [], [], 5)[0] and os.read(master, 1 << 16):
+            pass
+    except OSError:
+        pass
+    finally:
+        if proc.wait(30) != 0:
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}")
+        os.close(master)
+    return elapsed
+
+
+def terminal_rows(runs, row):
+    """`true` warm by default (no flag) against `docker run`, and the first
+    prompt of `sh` on a terminal (warm) against `docker run -it`, pair by
+    pair. Before each timed run, either side, the next warm container is
+    waited for, untimed, so neither shares the engine with its preparation.
+    A workspace of its own, so the warm containers waited for are these
+    runs' (one for runs without a terminal, then one with)."""
+    workspace = tempfile.mkdtemp(prefix="sandbox-bench-tty-")
+    os.chmod(workspace, 0o755)
+    waited = lambda fn: (lambda: (wait_warm(workspace), fn())[1])
+    try:
+        timed(sandbox_cmd("true", warm=None), cwd=workspace)
+        a, b = pairs(runs, waited(lambda: timed(sandbox_cmd("true", warm=None), cwd=workspace)),
+                     waited(lambda: timed(docker_cmd(workspace, "true"), cwd=workspace)))
+        row("`true`, warm by default (no flag)", [x[0] for x in a], [x[0] for x in b])
+        ours = subprocess.run(["docker", "ps", "-aq", "--filter",
+                               f"label=dev.sandbox.workspace={workspace}"],
+                              capture_output=True, text=True).stdout.split()
+        if ours:
+            sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+        docker_it = docker_cmd(workspace, "sh", stdin=True)
+        docker_it.insert(2, "-t")
+        first_prompt(sandbox_cmd("sh", warm=None), workspace)
+        first_prompt(docker_it, workspace)
+        a, b = pairs(runs, waited(lambda: first_prompt(sandbox_cmd("sh", warm=None), workspace)),
+                     waited(lambda: first_prompt(docker_it, workspace)))
+        row("first prompt of `sh` on a terminal, warm (vs -it)", a, b)
+        if left_behind(workspace):
+            raise SystemExit("containers left after the terminal runs")
+    finally:
+        ours = subprocess.run(["docker", "ps", "-aq", "--filter",
+                               f"label=dev.sandbox.workspace={workspace}"],
+                              capture_output=True, text=True).stdout.split()
+        if ours:
+            sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def median_ms(xs):
@@ -617,6 +719,7 @@ def main():
         warm.append(timed(sandbox_cmd("true", warm=True), cwd=workspace)[0])
     cold_docker = [x[0] for x in b]
     row("`true`, warm (--warm)", warm, cold_docker)
+    terminal_rows(args.runs, row)
 
     pipe_notes, pipe_rss = pipe_rows(workspace, args.reps, row)
 

@@ -303,13 +303,15 @@ pub struct RunArgs {
     #[arg(short = 'T', long)]
     pub no_tty: bool,
 
-    /// Hand the command to a container started ahead of time, and start the next
-    #[arg(long)]
+    /// Hand the command to a container started ahead of time, and have the
+    /// next one prepared once the run has ended [default: on, as
+    /// container.warm; runs where it cannot apply start cold]
+    #[arg(long, overrides_with_all = ["warm", "no_warm"])]
     pub warm: bool,
 
     /// Start cold, and prepare no container for the next run, whatever the
-    /// configuration says
-    #[arg(long, conflicts_with = "warm")]
+    /// configuration says (the last of --warm and --no-warm counts)
+    #[arg(long, overrides_with_all = ["warm", "no_warm"])]
     pub no_warm: bool,
 
     /// Internal (`sandbox mcp`): COMMAND is a command, never a coding agent,
@@ -405,6 +407,20 @@ mod tests {
         assert!(run.keep);
         assert_eq!(run.command, ["ls", "-la", "--keep", "-e", "X"]);
         assert!(run.env.is_empty());
+    }
+
+    #[test]
+    fn the_last_of_warm_and_no_warm_counts() {
+        let warm = |args: &[&str]| parse(args).flags().warm;
+        assert_eq!(warm(&["sandbox", "run", "true"]), None);
+        assert_eq!(
+            warm(&["sandbox", "run", "--no-warm", "--warm", "t"]),
+            Some(true)
+        );
+        assert_eq!(
+            warm(&["sandbox", "run", "--warm", "--no-warm", "t"]),
+            Some(false)
+        );
     }
 
     #[test]

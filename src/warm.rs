@@ -13,11 +13,22 @@
 //! image and its waiting shell among them (not the tag, which a rebuild
 //! moves). A run claims it for itself alone and hands it the command
 //! (`claim.rs`). The next one is prepared by a detached `sandbox
-//! warm-prepare`, so the run that asked for it does not wait.
+//! warm-prepare`, so the run that asked for it does not wait, and only once
+//! that run is over and its workspace checked (`run/mod.rs`): a container
+//! started while a command runs would be made while that command can still
+//! change the workspace.
+//!
+//! A run on a terminal gets a warm container with a terminal of its own
+//! (another container: the settings differ). The command line then goes
+//! through the container's terminal, whose line discipline echoes it and
+//! acts on control characters: the echo is dropped with everything before
+//! the acknowledgement, and a command whose line a terminal would change
+//! ([`fits_a_terminal`]) runs cold. The terminal is otherwise left as the
+//! engine made it, as in a cold run.
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -67,9 +78,13 @@ impl Warm {
     /// with what the preparer must make before it starts the container: the
     /// run's stand-ins may be gone by then.
     pub fn for_plan(plan: &RunPlan, idle: Duration) -> Warm {
+        let mut body = request::build(plan, Purpose::Warm, Dialect::Docker);
+        // A terminal is fixed when a container is created: a run on one
+        // takes a container made with one (and stdin open, as for any).
+        body.tty = Some(plan.io.tty);
         Warm {
             host: plan.lifecycle.host.clone(),
-            body: request::build(plan, Purpose::Warm, Dialect::Docker),
+            body,
             idle: idle.as_secs(),
             stand_ins: plan.workspace.protections.placeholders.clone(),
             workspace: plan.workspace().to_path_buf(),
@@ -170,19 +185,26 @@ fn handoff(argv: &[String]) -> Vec<u8> {
     line
 }
 
-/// How long the preparer holds back while the run that started it goes on.
-pub const HOLD_BACK: Duration = Duration::from_secs(1);
+/// The longest command line handed through a terminal: a terminal's line
+/// discipline keeps 4095 bytes of a line and drops the rest.
+const TERMINAL_LINE_MAX: usize = 4000;
+
+/// Whether `argv`'s handoff line reaches a waiter on a terminal as written:
+/// short enough for its line discipline, and without the control
+/// characters it acts on (Ctrl-C, Ctrl-U, Ctrl-V, Ctrl-D, DEL, a carriage
+/// return it turns into a newline, ...). Tabs pass; newlines inside
+/// arguments never reach it as such (`handoff`). Otherwise the run is cold.
+pub fn fits_a_terminal(argv: &[String]) -> bool {
+    let line = handoff(argv);
+    let mangled = |&b: &u8| (b < 0x20 && b != b'\t' && b != b'\n') || b == 0x7f;
+    line.len() <= TERMINAL_LINE_MAX && !line.iter().any(mangled)
+}
 
 /// Starts a detached `sandbox warm-prepare` that creates the next warm
-/// container. It outlives this run on purpose, in a process group of its own
-/// so a Ctrl-C at the terminal does not reach it.
-///
-/// The request goes down its stdin as one line; the pipe then stays open
-/// until the returned handle is dropped (at the latest when this process
-/// exits). The preparer waits for that, up to [`HOLD_BACK`]: on two cores,
-/// starting the next container while the engine tears this one down slows
-/// this run, and a short run is over by then anyway.
-pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
+/// container, from the request it reads on stdin as one line. It outlives
+/// this run on purpose, in a process group of its own so a Ctrl-C at the
+/// terminal does not reach it.
+pub fn prepare_in_background(warm: &Warm) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let mut request = serde_json::to_vec(warm).context("cannot encode the warm container")?;
     request.push(b'\n');
@@ -202,7 +224,7 @@ pub fn prepare_in_background(warm: &Warm) -> Result<ChildStdin> {
     // Not waited for: it is meant to finish after we have gone, and a
     // dropped `Child` neither waits nor kills.
     drop(child);
-    Ok(stdin)
+    Ok(())
 }
 
 /// Where the preparer's errors go: `warm-prepare.log` in the private
@@ -345,6 +367,34 @@ mod tests {
             line,
             "printf '%s|' 'a b' 'it'\\''s' two\"$NL\"lines '' '$HOME'\n"
         );
+    }
+
+    #[test]
+    fn a_terminal_takes_only_lines_it_leaves_as_they_are() {
+        let argv = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert!(fits_a_terminal(&argv(&["sh"])));
+        assert!(fits_a_terminal(&argv(&[
+            "printf",
+            "a\tb",
+            "two\nlines",
+            "é"
+        ])));
+        for mangled in ["\r", "\x03", "\x15", "\x16", "\x04", "\x7f", "\x1b[A"] {
+            assert!(!fits_a_terminal(&argv(&["echo", mangled])), "{mangled:?}");
+        }
+        let long = "x".repeat(TERMINAL_LINE_MAX);
+        assert!(!fits_a_terminal(&argv(&["echo", &long])));
+    }
+
+    #[test]
+    fn a_terminal_run_waits_in_a_container_with_a_terminal() {
+        let plan = crate::plan::for_test(&["-t", "sh"], &[], "warm");
+        let warm = Warm::for_plan(&plan, Duration::from_secs(60));
+        let (name, body) = warm.pinned(ID);
+        assert_eq!((body.tty, body.open_stdin), (Some(true), Some(true)));
+        let plain = crate::plan::for_test(&["-T", "sh"], &[], "warm");
+        let (other, _) = Warm::for_plan(&plain, Duration::from_secs(60)).pinned(ID);
+        assert_ne!(name, other, "never claimed by a run without one");
     }
 
     #[test]

@@ -76,8 +76,9 @@ fn scenario(scenario: &str, transport: &str) {
     std::fs::write(
         config.join("config.yaml"),
         format!(
-            "images:\n  default: {image}\n  sh: {image}\ncontainer:\n  pull: never\n",
-            image = test_image()
+            "images:\n  default: {image}\n  sh: {image}\ncontainer:\n  pull: never\n{cold}",
+            image = test_image(),
+            cold = common::cold_container_keys()
         ),
     )
     .unwrap();

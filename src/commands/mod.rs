@@ -112,27 +112,15 @@ fn page_of(cmd: &clap::Command) -> clap_mangen::Man {
     clap_mangen::Man::new(cmd.clone()).source(source)
 }
 
-/// `sandbox warm-prepare`, started by a warm run: its request is the first
-/// line on stdin; it starts once the run has ended (stdin closes) or after
-/// [`warm::HOLD_BACK`](crate::warm::HOLD_BACK), whichever comes first.
+/// `sandbox warm-prepare`, started by a run once it is over: its request
+/// is the first line on stdin.
 pub async fn warm_prepare() -> Result<Outcome> {
-    use std::io::{BufRead, Read};
-    let (request_tx, request_rx) = tokio::sync::oneshot::channel();
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut stdin = std::io::stdin().lock();
-        let mut request = Vec::new();
-        let read = stdin.read_until(b'\n', &mut request);
-        let _ = request_tx.send(read.map(|_| request));
-        let _ = stdin.read_to_end(&mut Vec::new());
-        let _ = ended_tx.send(());
-    });
-    let request = request_rx
-        .await
-        .context("the warm request never came")?
+    use std::io::BufRead;
+    let mut request = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_until(b'\n', &mut request)
         .context("cannot read the warm request")?;
-    // Either way is fine: the run ended, or it is long enough to share with.
-    let _ = tokio::time::timeout(crate::warm::HOLD_BACK, ended_rx).await;
     // Its stderr is a log that outlives many runs (`warm::preparer_log`):
     // a failure says when it happened.
     crate::warm::prepare(&request).await.with_context(|| {

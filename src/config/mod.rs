@@ -85,7 +85,9 @@ pub struct ContainerConfig {
     pub timeout: Option<Duration>,
     /// When to pull the image.
     pub pull: PullPolicy,
-    /// Keep a started container ready for the next run (non-terminal runs).
+    /// Hand each run to a container started ahead of time, and keep one
+    /// ready for the next run, where that is safe (`plan/resolve.rs` says
+    /// which runs start cold).
     pub warm: bool,
     /// How long a warm container waits unused before it stops.
     #[serde(with = "duration_required")]
@@ -293,7 +295,7 @@ impl Default for ContainerConfig {
             home: "/home/sandbox".into(),
             timeout: Some(Duration::from_secs(30 * 60)),
             pull: PullPolicy::Missing,
-            warm: false,
+            warm: true,
             warm_idle: Duration::from_secs(10 * 60),
             fast_pipes: true,
         }

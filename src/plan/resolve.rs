@@ -85,7 +85,7 @@ pub fn resolve(
     )?;
     let limits = limits(config);
     let io = io(args, world, config);
-    let mut lifecycle = lifecycle(args, config, &workspace, io, host)?;
+    let mut lifecycle = lifecycle(args, config, &workspace, host)?;
     let egress = match hardening.network == Network::Allow.to_string() {
         true => {
             let network = super::unique_name("sandbox-net");
@@ -99,7 +99,9 @@ pub fn resolve(
             )?;
             hardening.network = egress.network.clone();
             // A warm container is made before its run's network exists.
-            if lifecycle.warm.take().is_some() {
+            // Said only to whoever asked for --warm: warm by default means
+            // "where it applies", and most agents' runs take the allow-list.
+            if lifecycle.warm.take().is_some() && args.warm {
                 notes.push(
                     "warm starts do not combine with the allow-list: this run starts cold".into(),
                 );
@@ -494,18 +496,17 @@ fn lifecycle(
     args: &RunArgs,
     config: &Config,
     workspace: &Workspace,
-    io: Io,
     host: String,
 ) -> Result<Lifecycle> {
     let pull = config.container.pull;
-    // A terminal session is fixed when its container is created, and a kept
-    // container or a pull on every run defeat the point. A git directory is
-    // made for each run, with HEAD and the index as they are when it starts:
-    // one made ahead of time would be stale.
+    // Silently cold where warm cannot apply: a kept container or a pull on
+    // every run defeat the point, and a copied workspace is filled per run.
+    // A git directory is made for each run, with HEAD and the index as they
+    // are when it starts: one made ahead of time would be stale. A terminal
+    // gets a warm container of its own (`warm.rs`).
     let warm = config.container.warm
         && workspace.transfer == Transfer::Mount
         && workspace.protections.git.is_none()
-        && !io.tty
         && !args.keep
         && pull != PullPolicy::Always;
     let owner = match crate::reaper::Owner::current() {

@@ -400,6 +400,38 @@ impl Protections {
         }
     }
 
+    /// Whether the workspace's protected paths are still what these
+    /// protections were made for: each stand-in still one (or gone, to be
+    /// made again), each path mounted over itself still there, neither a
+    /// link nor a file with other hard links. What a warm container for the
+    /// next run is made from (`run/mod.rs`).
+    pub fn check(&self, workspace: &Path) -> Result<()> {
+        for placeholder in &self.placeholders {
+            let path = workspace.join(&placeholder.name);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if is_placeholder(&meta) && meta.is_dir() == placeholder.is_dir => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                _ => bail!("{} is no longer sandbox's stand-in", path.display()),
+            }
+        }
+        let own = self
+            .mounts
+            .iter()
+            .filter(|m| m.source.starts_with(workspace));
+        for mount in own {
+            let meta = fs::symlink_metadata(&mount.source)
+                .with_context(|| format!("{} has gone", mount.source.display()))?;
+            let kind = meta.file_type();
+            if kind.is_symlink() || !(kind.is_dir() || kind.is_file()) || is_placeholder(&meta) {
+                bail!("{} has changed kind", mount.source.display());
+            }
+            if kind.is_file() && meta.nlink() > 1 {
+                bail!("{} has other hard links", mount.source.display());
+            }
+        }
+        Ok(())
+    }
+
     /// After the container is gone: brings git's state back. Returns lines
     /// for the user.
     pub fn finish(&self, snapshot: Option<&Snapshot>) -> Vec<String> {

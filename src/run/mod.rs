@@ -103,10 +103,19 @@ pub async fn run(plan: RunPlan, ui: Ui) -> Result<Outcome> {
     let result = result.or_else(|e| stopped(e, ui));
     // The container is gone: what the command did to git comes back, and
     // the stand-ins go when nothing else of the workspace's needs them.
-    for note in protections.finish(snapshot.as_ref()) {
-        ui.warn(&note);
+    let notes = protections.finish(snapshot.as_ref());
+    for note in &notes {
+        ui.warn(note);
     }
+    // Podman is recognised on the run's first create: its preparer could not
+    // make a waiting container (`warm.rs` speaks Docker's dialect).
+    let podman = engine.reads_seccomp_from_files();
+    let preparing = !podman && prepare_after(&plan, &result, &notes, ui);
     drop(hold);
+    // Its stand-ins stay for the container being prepared.
+    if preparing {
+        return result;
+    }
     // An engine that does not answer cannot tell: assume others.
     let others = async {
         !engine.is_silent()
@@ -178,7 +187,12 @@ async fn run_protected(
     if let Some(ended) = setup::run(engine, plan, &mut signals, ui).await? {
         return Ok(ended);
     }
-    let warm = plan.lifecycle.warm.map(|idle| Warm::for_plan(plan, idle));
+    // A terminal mangles some bytes of a typed line, and cuts a long one.
+    let warm = plan
+        .lifecycle
+        .warm
+        .filter(|_| !plan.io.tty || warm::fits_a_terminal(&plan.task.argv))
+        .map(|idle| Warm::for_plan(plan, idle));
     if let Some(warm) = &warm {
         if let Some(claimed) = signals.stops.race(warm::claim(engine, warm)).await? {
             let id = &claimed.id;
@@ -189,11 +203,14 @@ async fn run_protected(
                 let stopped = Ok(Outcome::Signalled(signal.number()));
                 return finish(engine, id, plan, stopped, ui).await;
             }
+            // The terminal's size before the command starts, so the first
+            // thing it sees is right; later changes come as in a cold run.
+            let size = plan.io.tty.then(tty::size).flatten();
             // `None`: the container never took the command, and is gone.
-            let handing = claimed.hand_over(engine, &plan.task.argv, plan.io.stdin);
+            let handing =
+                claimed.hand_over(engine, &plan.task.argv, plan.io.stdin, plan.io.tty, size);
             let handed = signals.stops.race(handing).await;
             if let Some(handed) = handed.transpose() {
-                let _next = prepare_next(warm, ui);
                 let result = match handed {
                     Ok(handed) => supervise_warm(engine, id, plan, handed, signals, ui).await,
                     Err(e) => Err(e),
@@ -218,29 +235,23 @@ async fn run_protected(
     };
     tracing::debug!(id = short_id(&id), "created");
 
-    let mut _next = None;
     let ready = check_warnings(plan, &warnings, ui).and(launched);
     let result = match (ready, signals.stops.pending()) {
         (Err(e), _) => Err(e),
         // Stopped while the container was being created: it never starts.
         (Ok(()), Some(signal)) => Ok(Outcome::Signalled(signal.number())),
-        (Ok(()), None) => {
-            if let Some(warm) = &warm {
-                _next = prepare_next(warm, ui);
+        (Ok(()), None) => match &plan.workspace.transfer {
+            Transfer::Mount => {
+                attach_and_supervise(engine, &id, plan, pipes, &mut signals, ui).await
             }
-            match &plan.workspace.transfer {
-                Transfer::Mount => {
-                    attach_and_supervise(engine, &id, plan, pipes, &mut signals, ui).await
-                }
-                Transfer::Copy { sync_back, volume } => {
-                    let copy = Copy {
-                        sync_back: *sync_back,
-                        volume: volume.as_deref(),
-                    };
-                    run_copied(engine, &id, plan, copy, signals, ui).await
-                }
+            Transfer::Copy { sync_back, volume } => {
+                let copy = Copy {
+                    sync_back: *sync_back,
+                    volume: volume.as_deref(),
+                };
+                run_copied(engine, &id, plan, copy, signals, ui).await
             }
-        }
+        },
     };
     // The proxy has nothing more to carry: it goes while the container does.
     match egress {
@@ -340,13 +351,27 @@ fn stopped(error: anyhow::Error, ui: Ui) -> Result<Outcome> {
     }
 }
 
-/// Has the next warm container prepared. Hold the handle for as long as
-/// this run goes on: the preparer holds back until it is dropped (or a
-/// second has passed).
-fn prepare_next(warm: &Warm, ui: Ui) -> Option<std::process::ChildStdin> {
-    warm::prepare_in_background(warm)
+/// Has the next warm container prepared, in the background, once the run
+/// is over: nothing of its command is left to change the workspace while
+/// the engine makes the mounts, and they are made from a workspace checked
+/// after it, the protected paths as the plan has them
+/// ([`protect::Protections::check`]) and git's state handed back without a
+/// refusal (`notes`). Not at all when a check found something wrong, or the
+/// run failed before its command. Whether a preparer was started.
+fn prepare_after(plan: &RunPlan, result: &Result<Outcome>, notes: &[String], ui: Ui) -> bool {
+    let Some(idle) = plan.lifecycle.warm else {
+        return false;
+    };
+    if result.is_err() || !notes.is_empty() {
+        return false;
+    }
+    if let Err(e) = plan.workspace.protections.check(plan.workspace()) {
+        tracing::debug!("no warm container for the next run: {e:#}");
+        return false;
+    }
+    warm::prepare_in_background(&Warm::for_plan(plan, idle))
         .map_err(|e| ui.warn(&format!("the next run will not be warm: {e:#}")))
-        .ok()
+        .is_ok()
 }
 
 /// With `pipes`, the command's stdio goes through them, and the attach
@@ -398,7 +423,9 @@ async fn attach_and_supervise(
 /// A warm container has taken the command (`warm/claim.rs`): from here it
 /// is any run. The command's stdin is ours, or EOF at once as in a cold run
 /// without stdin. Through FIFOs, the waiter's stdin is done with, and what
-/// the engine's stream still carries is the shim's, as in a cold run.
+/// the engine's stream still carries is the shim's, as in a cold run. A
+/// terminal (never through FIFOs) goes raw only now: until the container
+/// acknowledged, nothing typed was the command's.
 async fn supervise_warm(
     engine: &Engine,
     id: &str,
@@ -413,12 +440,15 @@ async fn supervise_warm(
         pipes,
     } = handed;
     let Some(pipes) = pipes else {
+        let raw = if plan.io.tty { RawMode::enter()? } else { None };
         if plan.io.stdin {
             streams::pump_stdin(input);
         } else {
             let _ = input.shutdown().await;
         }
-        return supervise(engine, id, plan, output, None, &mut signals, ui).await;
+        let result = supervise(engine, id, plan, output, None, &mut signals, ui).await;
+        drop(raw);
+        return result;
     };
     let _ = input.shutdown().await;
     let (output, verdict) = cannot_run::watch(output, &plan.task.argv, false);

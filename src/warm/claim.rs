@@ -116,11 +116,17 @@ impl Claimed {
     /// or its FIFOs cannot be opened. The command has not started then; the
     /// container is removed, and the run goes cold. `stdin`: the command
     /// reads ours.
+    ///
+    /// With `tty`, the container's terminal is given `size` (rows, columns)
+    /// first, so the command starts with it, and the line goes through the
+    /// terminal: what it echoes is dropped with the acknowledgement.
     pub async fn hand_over(
         &self,
         engine: &Engine,
         argv: &[String],
         stdin: bool,
+        tty: bool,
+        size: Option<(u16, u16)>,
     ) -> Result<Option<Handed>> {
         // Held before the handoff: the shim, which the waiter execs next,
         // finds them open.
@@ -132,10 +138,14 @@ impl Claimed {
             None => None,
         };
         // Attached first, so the command's output is all there.
-        let (mut output, mut input) = match engine.attach(&self.id, true, false).await {
+        let (mut output, mut input) = match engine.attach(&self.id, true, tty).await {
             Ok(attached) => attached,
             Err(e) => return self.abandon(engine, &format!("{e:#}")).await,
         };
+        if let (true, Some((rows, cols))) = (tty, size) {
+            // A failed resize leaves the engine's size, as in a cold run.
+            let _ = engine.resize(&self.id, rows, cols).await;
+        }
         let line = handoff(argv);
         let written = async {
             input.write_all(&line).await?;
@@ -145,7 +155,7 @@ impl Claimed {
             // What the shell got is told by the acknowledgement, or its absence.
             tracing::debug!("cannot hand the command over: {e}");
         }
-        match acknowledged(&mut output, &self.id).await? {
+        match acknowledged(&mut output, &self.id, tty).await? {
             Some(early) => {
                 let output = futures_util::stream::iter(early).chain(output);
                 Ok(Some(Handed {
@@ -170,12 +180,26 @@ impl Claimed {
 
 /// Reads `output` up to the waiter's acknowledgement and returns what came
 /// with or before it, the acknowledgement taken off; `None` when the output
-/// ended without one.
-async fn acknowledged(output: &mut OutputStream, id: &str) -> Result<Option<Vec<Result<Output>>>> {
+/// ended without one. On a terminal, what came before it is the terminal's
+/// echo of the command line (and the waiter's, never the command's): it is
+/// dropped.
+async fn acknowledged(
+    output: &mut OutputStream,
+    id: &str,
+    tty: bool,
+) -> Result<Option<Vec<Result<Output>>>> {
     let mut early = Vec::new();
     while let Some(chunk) = output.next().await {
         match chunk? {
             Output::Stdout(bytes) if bytes.is_empty() => {}
+            Output::Stdout(bytes) if tty => {
+                if let Some(at) = bytes.iter().position(|&b| b == ACK) {
+                    if at + 1 < bytes.len() {
+                        early.push(Ok(Output::Stdout(bytes.slice(at + 1..))));
+                    }
+                    return Ok(Some(early));
+                }
+            }
             Output::Stdout(bytes) if bytes[0] == ACK => {
                 if bytes.len() > 1 {
                     early.push(Ok(Output::Stdout(bytes.slice(1..))));
@@ -273,26 +297,57 @@ mod tests {
             ack("hello "),
             Output::Stdout("world\n".into()),
         ]);
-        let early = acknowledged(&mut output, "id").await.unwrap().unwrap();
+        let early = acknowledged(&mut output, "id", false)
+            .await
+            .unwrap()
+            .unwrap();
         let rest: Vec<_> = output.collect().await;
         let all: Vec<_> = early.into_iter().chain(rest).collect();
         assert_eq!(text(all), ["err:early\n", "out:hello ", "out:world\n"]);
 
         let mut output = stream(vec![ack(""), Output::Stdout([ACK].to_vec().into())]);
-        let early = acknowledged(&mut output, "id").await.unwrap().unwrap();
+        let early = acknowledged(&mut output, "id", false)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(early.is_empty());
         let rest: Vec<_> = output.collect().await;
         assert_eq!(rest.len(), 1, "a second ACK byte is the command's own");
     }
 
     #[tokio::test]
+    async fn on_a_terminal_the_echo_before_the_acknowledgement_is_dropped() {
+        let mut output = stream(vec![
+            Output::Stdout("sh -c 'echo hi'\r".into()),
+            Output::Stdout(b"\n\x06$ ".to_vec().into()),
+            Output::Stdout("more".into()),
+        ]);
+        let early = acknowledged(&mut output, "id", true)
+            .await
+            .unwrap()
+            .unwrap();
+        let rest: Vec<_> = output.collect().await;
+        let all: Vec<_> = early.into_iter().chain(rest).collect();
+        assert_eq!(text(all), ["out:$ ", "out:more"]);
+        let mut output = stream(vec![Output::Stdout("echo only".into())]);
+        let acked = acknowledged(&mut output, "id", true).await.unwrap();
+        assert!(acked.is_none(), "an echo is not an acknowledgement");
+    }
+
+    #[tokio::test]
     async fn no_acknowledgement_means_the_command_never_started() {
         let mut output = stream(vec![]);
-        assert!(acknowledged(&mut output, "id").await.unwrap().is_none());
+        assert!(acknowledged(&mut output, "id", false)
+            .await
+            .unwrap()
+            .is_none());
         let mut output = stream(vec![Output::Stderr("sh: oops\n".into())]);
-        assert!(acknowledged(&mut output, "id").await.unwrap().is_none());
+        assert!(acknowledged(&mut output, "id", false)
+            .await
+            .unwrap()
+            .is_none());
         let mut output = stream(vec![Output::Stdout("hello".into())]);
-        assert!(acknowledged(&mut output, "id").await.is_err());
+        assert!(acknowledged(&mut output, "id", false).await.is_err());
     }
 
     #[tokio::test]

@@ -17,14 +17,20 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// In the cold pass, its user configuration turns warm starts off,
+    /// which are on by default: every `sandbox run` of the workspace that
+    /// reads it starts cold and prepares nothing. A test that writes its
+    /// own configuration adds [`cold_config`] to it.
     pub fn new() -> Workspace {
         let dir = tempdir();
         let path = dir.path().canonicalize().expect("canonical workspace");
-        Workspace {
-            dir,
-            home: tempdir(),
-            path,
+        let home = tempdir();
+        if !warm_mode() {
+            let config = home.path().join(".config/sandbox");
+            std::fs::create_dir_all(&config).expect("a config directory");
+            std::fs::write(config.join("config.yaml"), cold_config()).expect("a config file");
         }
+        Workspace { dir, home, path }
     }
 
     pub fn path(&self) -> &Path {
@@ -43,13 +49,12 @@ impl Workspace {
         cmd
     }
 
-    /// `sandbox run --image <test image> --pull never ARGS...` in this workspace.
+    /// `sandbox run --image <test image> --pull never ARGS...` in this
+    /// workspace: `--warm` in the warm pass, `--no-warm` in the cold one.
     pub fn run_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command();
         cmd.args(["run", "--image", test_image(), "--pull", "never"]);
-        if warm_mode() {
-            cmd.arg("--warm");
-        }
+        cmd.arg(if warm_mode() { "--warm" } else { "--no-warm" });
         cmd.args(args);
         cmd
     }
@@ -197,6 +202,20 @@ fn with_stdin(mut cmd: Command, input: &[u8]) -> Output {
     let out = child.wait_with_output().expect("wait for sandbox");
     feeder.join().expect("stdin feeder");
     out.into()
+}
+
+/// What a configuration file written by a test holds first: in the cold
+/// pass, warm starts off (they are on by default); nothing in the warm pass.
+pub fn cold_config() -> String {
+    format!("container:\n{}", cold_container_keys())
+}
+
+/// The same as keys of a `container:` mapping a test writes itself.
+pub fn cold_container_keys() -> &'static str {
+    match warm_mode() {
+        true => "",
+        false => "  warm: false\n",
+    }
 }
 
 /// Whether this test binary runs with `--warm` on every `Workspace::run`

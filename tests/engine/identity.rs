@@ -149,8 +149,9 @@ fn an_agents_nested_state_leaves_its_parents_to_the_user() {
     std::fs::write(
         &config,
         format!(
-            "agents:\n  claude:\n    image: {}\n    command: [sh, -c]\n    \
+            "{}agents:\n  claude:\n    image: {}\n    command: [sh, -c]\n    \
              state: [.local/share/claude]\n    network: none\n",
+            crate::common::cold_config(),
             test_image()
         ),
     )

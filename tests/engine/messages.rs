@@ -71,7 +71,8 @@ fn without_an_init_the_engines_refusal_reads_the_same() {
     let ws = Workspace::new();
     let config = ws.home().join(".config/sandbox");
     std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(config.join("config.yaml"), "security:\n  init: false\n").unwrap();
+    let text = format!("{}security:\n  init: false\n", crate::common::cold_config());
+    std::fs::write(config.join("config.yaml"), text).unwrap();
     let out = cold(&ws, &["no-such-command"]);
     assert_eq!(out.status, 127, "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");

@@ -405,8 +405,9 @@ fn a_config_file_selects_the_image() {
     std::fs::write(
         &config,
         format!(
-            "images:\n  default: {}\ncontainer:\n  pull: never\n",
-            test_image()
+            "images:\n  default: {}\ncontainer:\n  pull: never\n{}",
+            test_image(),
+            crate::common::cold_container_keys()
         ),
     )
     .unwrap();

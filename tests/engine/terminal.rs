@@ -60,7 +60,7 @@ impl Pty {
 
     /// Waits until the terminal has shown `needle` after what was there
     /// when `since` was taken; returns everything shown so far.
-    fn expect_after(&self, since: usize, needle: &str) -> String {
+    pub fn expect_after(&self, since: usize, needle: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let text = self.text();
@@ -80,7 +80,7 @@ impl Pty {
     }
 
     /// Types `keys` and returns where the screen was before them.
-    fn send(&mut self, keys: &str) -> usize {
+    pub fn send(&mut self, keys: &str) -> usize {
         let mark = self.text().len();
         let mut writer = self.writer.lock().unwrap();
         writer.write_all(keys.as_bytes()).unwrap();
@@ -112,7 +112,7 @@ impl Pty {
 }
 
 /// busybox sh's prompt as root in /work.
-const PROMPT: &str = "/work # ";
+pub const PROMPT: &str = "/work # ";
 
 #[test]
 fn a_shell_gets_a_terminal_its_size_and_ctrl_c() {

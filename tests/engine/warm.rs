@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use crate::common::{docker, finish, signal, start_ready, warm_mode, Workspace};
 
 mod claims;
+mod terminal;
+mod timing;
 
 /// Waits until the workspace has a warm container waiting, and returns its id.
 pub(crate) fn wait_for_warm(ws: &Workspace) -> String {
