@@ -26,9 +26,8 @@ fn command(ws: &Workspace, path: Path, args: &[&str]) -> (Command, tempfile::Tem
     let mut cmd = ws.command();
     cmd.env("SANDBOX_CONFIG", &config)
         .args(["run", "--image", test_image(), "--pull", "never"]);
-    if warm_mode() {
-        cmd.arg("--warm");
-    }
+    // This configuration file replaces the workspace's: the pass decides.
+    cmd.arg(if warm_mode() { "--warm" } else { "--no-warm" });
     cmd.args(args);
     (cmd, dir)
 }
