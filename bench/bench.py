@@ -237,6 +237,15 @@ def download_cmd(url, net, tunnel=False):
                        "%{time_total} %{size_download}\n", url, image=CURL_IMAGE, net=net)
 
 
+def remove_containers(workspace):
+    """Every container of `workspace`'s: the warm ones still waiting."""
+    ours = subprocess.run(["docker", "ps", "-aq", "--filter",
+                           f"label=dev.sandbox.workspace={workspace}"],
+                          capture_output=True, text=True).stdout.split()
+    if ours:
+        sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+
+
 def wait_warm(workspace, timeout=30, env=None):
     """Until this workspace's next warm container is up: the one whose
     command's stdio goes through FIFOs, unless `env` turns them off."""
@@ -449,11 +458,7 @@ def mcp_rows(runs):
     try:
         return mcp_rows_in(runs, workspace)
     finally:
-        ours = subprocess.run(["docker", "ps", "-aq", "--filter",
-                               f"label=dev.sandbox.workspace={workspace}"],
-                              capture_output=True, text=True).stdout.split()
-        if ours:
-            sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+        remove_containers(workspace)
         shutil.rmtree(workspace, ignore_errors=True)
 
 
@@ -596,11 +601,7 @@ def terminal_rows(runs, row):
         a, b = pairs(runs, waited(lambda: timed(sandbox_cmd("true", warm=None), cwd=workspace)),
                      waited(lambda: timed(docker_cmd(workspace, "true"), cwd=workspace)))
         row("`true`, warm by default (no flag)", [x[0] for x in a], [x[0] for x in b])
-        ours = subprocess.run(["docker", "ps", "-aq", "--filter",
-                               f"label=dev.sandbox.workspace={workspace}"],
-                              capture_output=True, text=True).stdout.split()
-        if ours:
-            sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+        remove_containers(workspace)
         docker_it = docker_cmd(workspace, "sh", stdin=True)
         docker_it.insert(2, "-t")
         first_prompt(sandbox_cmd("sh", warm=None), workspace)
@@ -611,11 +612,7 @@ def terminal_rows(runs, row):
         if left_behind(workspace):
             raise SystemExit("containers left after the terminal runs")
     finally:
-        ours = subprocess.run(["docker", "ps", "-aq", "--filter",
-                               f"label=dev.sandbox.workspace={workspace}"],
-                              capture_output=True, text=True).stdout.split()
-        if ours:
-            sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+        remove_containers(workspace)
         shutil.rmtree(workspace, ignore_errors=True)
 
 
@@ -802,11 +799,7 @@ def main():
         raise SystemExit(f"networks left after the allow-list runs: {nets}")
 
     # The warm container still waiting for this workspace, and nothing else.
-    ours = subprocess.run(["docker", "ps", "-aq", "--filter",
-                           f"label=dev.sandbox.workspace={workspace}"],
-                          capture_output=True, text=True).stdout.split()
-    if ours:
-        sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
+    remove_containers(workspace)
     subprocess.run(["docker", "container", "prune", "-f", "--filter", f"label={LABEL}"],
                    stdout=subprocess.DEVNULL)
     shutil.rmtree(workspace, ignore_errors=True)

@@ -141,6 +141,12 @@ fn a_shell_gets_a_terminal_its_size_and_ctrl_c() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    ctrl_c_stops_the_foreground_command_and_exit_passes_through(pty);
+}
+
+/// At the shell's prompt: Ctrl-C stops a `sleep` (and what would follow
+/// it), the shell goes on, and its exit status is the run's.
+pub(crate) fn ctrl_c_stops_the_foreground_command_and_exit_passes_through(mut pty: Pty) {
     let mark = pty.send("sleep 30; echo slept-through\r");
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();

@@ -64,15 +64,7 @@ fn a_warm_shell_takes_keystrokes_resizes_and_ctrl_c() {
     let short = &waiting[..12];
     assert!(text[mark..].contains(short), "not the waiting one:\n{text}");
 
-    let mark = pty.send("sleep 30; echo slept-through\r");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    pty.send("\x03");
-    pty.expect_after(mark, PROMPT);
-    let mark = pty.send("echo after-ctrl-c\r");
-    let text = pty.expect_after(mark, "after-ctrl-c\r\n");
-    assert!(!text.lines().any(|l| l.trim() == "slept-through"), "{text}");
-    pty.send("exit 3\r");
-    assert_eq!(pty.wait(), 3);
+    crate::terminal::ctrl_c_stops_the_foreground_command_and_exit_passes_through(pty);
 }
 
 /// A line discipline acts on control characters (Ctrl-C, Ctrl-U, a carriage
