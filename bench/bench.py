@@ -82,12 +82,12 @@ def build(workspace):
            env={**os.environ, "DOCKER_BUILDKIT": "0"})
 
 
-def sandbox_cmd(*args, warm=False, image=IMAGE, net=(), flags=()):
+def sandbox_cmd(*args, warm=False, image=IMAGE, net=()):
     """`sandbox run`: cold (--no-warm), warm (--warm), or as configured (None:
     warm by default where it applies)."""
     cmd = [SANDBOX, "run", "--image", image, "--pull", "never", "--no-cache"]
     flag = {False: ["--no-warm"], True: ["--warm"], None: []}[warm]
-    return cmd + flag + list(net) + list(flags) + list(args)
+    return cmd + flag + list(net) + list(args)
 
 
 def docker_cmd(workspace, *args, stdin=False):
@@ -341,8 +341,7 @@ def pipe_rows(workspace, reps, row):
     for name, stream, cmd, docker_stdin in [("stdout", stream_out, PRODUCE, False),
                                             ("stdin", stream_in, CONSUME, True)]:
         fifos = lambda: stream(sandbox_cmd(*cmd, warm=True), workspace)
-        engine = lambda: stream(sandbox_cmd(*cmd, flags=["--no-warm"]), workspace,
-                                        env_attach)
+        engine = lambda: stream(sandbox_cmd(*cmd), workspace, env_attach)
         timed(sandbox_cmd("true", warm=True), cwd=workspace)
         # The bound: the same dd on this machine, through a plain pipe.
         native = lambda: stream([BUSYBOX, *cmd], workspace)
