@@ -246,10 +246,9 @@ def remove_containers(workspace):
         sh("docker", "rm", "-f", *ours, stdout=subprocess.DEVNULL)
 
 
-def wait_warm(workspace, timeout=30, env=None):
-    """Until this workspace's next warm container is up: the one whose
-    command's stdio goes through FIFOs, unless `env` turns them off."""
-    fifos = not (env and "SANDBOX_CONFIG" in env)
+def wait_warm(workspace, timeout=30, fifos=None):
+    """Until this workspace's next warm container is up: with `fifos`, one
+    whose command's stdio goes through FIFOs (True) or not (False)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         ids = subprocess.run(
@@ -260,7 +259,7 @@ def wait_warm(workspace, timeout=30, env=None):
         mounts = subprocess.run(
             ["docker", "inspect", "-f", "{{range .Mounts}}{{.Destination}} {{end}}", *ids],
             capture_output=True, text=True).stdout.splitlines() if ids else []
-        if any(("/.sandbox-stdio" in m.split()) == fifos for m in mounts):
+        if any(fifos is None or ("/.sandbox-stdio" in m.split()) == fifos for m in mounts):
             return
         time.sleep(0.05)
     raise SystemExit("no warm container came up")
@@ -334,7 +333,7 @@ def pipe_rows(workspace, reps, row):
 
     def warm_first(fn):
         def timed_warm():
-            wait_warm(workspace)
+            wait_warm(workspace, fifos=True)
             return fn()
         return timed_warm
 
