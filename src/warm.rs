@@ -231,6 +231,11 @@ pub fn prepare_in_background(warm: &Warm) -> Result<()> {
 /// runtime directory, for a person to find. Never this run's stderr: the
 /// preparer outlives the run, and a line of its own there would land after
 /// sandbox has exited, amid whatever the terminal or pipe shows next.
+/// Whether `outer` is a directory above `inner` (not `inner` itself).
+fn encloses(outer: &Path, inner: &Path) -> bool {
+    outer != inner && !outer.as_os_str().is_empty() && inner.starts_with(outer)
+}
+
 fn preparer_log(private_dir: &Path) -> Stdio {
     crate::host_dirs::private_log(private_dir, PREPARER_LOG)
 }
@@ -244,11 +249,27 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     let warm: Warm = serde_json::from_slice(request).context("invalid warm request")?;
     let engine = &Engine::connect(&warm.host).await?;
     let now = crate::engine::now();
-    for old in engine.list(false).await? {
+    let all = engine.list(false).await?;
+    for old in &all {
         // Not one another preparer is starting right now.
         if old.name.starts_with(NAME_PREFIX) && old.is_stopped(now) {
             engine.remove(&old.id).await?;
         }
+    }
+    // A container of a workspace that holds this one can move this one's
+    // path (swap it for a link) while nobody watches, and the engine would
+    // mount what it then names. A run started by hand resolves the path
+    // when it starts; a warm container is made unattended, so none is.
+    if let Some(outer) = all
+        .iter()
+        .find(|c| !c.is_stopped(now) && encloses(Path::new(&c.workspace), &warm.workspace))
+    {
+        tracing::info!(
+            "no warm container: {} runs in {}, which holds this workspace",
+            crate::engine::short_id(&outer.id),
+            outer.workspace
+        );
+        return Ok(());
     }
     // Pinned to what the tag names now, which is what the next run looks up.
     let Some(image_id) = engine.image_id(warm.image()).await? else {
@@ -312,6 +333,22 @@ mod tests {
     }
 
     const ID: &str = "sha256:1111";
+
+    #[test]
+    fn only_a_workspace_above_encloses_one() {
+        let inner = Path::new("/src/mono/app");
+        assert!(encloses(Path::new("/src/mono"), inner));
+        assert!(encloses(Path::new("/"), inner));
+        for other in [
+            "/src/mono/app",
+            "/src/mono/app/sub",
+            "/src/monorepo",
+            "/src/mono/ap",
+            "",
+        ] {
+            assert!(!encloses(Path::new(other), inner), "{other}");
+        }
+    }
 
     #[test]
     fn the_name_follows_the_settings_not_the_command() {
