@@ -34,7 +34,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bollard::models::ContainerCreateBody;
 
-use crate::engine::{Engine, NameTaken};
+use crate::engine::{Engine, Listed, NameTaken};
 use crate::labels;
 use crate::plan::RunPlan;
 use crate::request::{self, Dialect, Purpose};
@@ -231,16 +231,17 @@ pub fn prepare_in_background(warm: &Warm) -> Result<()> {
 /// runtime directory, for a person to find. Never this run's stderr: the
 /// preparer outlives the run, and a line of its own there would land after
 /// sandbox has exited, amid whatever the terminal or pipe shows next.
-/// Whether `outer` is a directory above `inner` (not `inner` itself).
-fn encloses(outer: &Path, inner: &Path) -> bool {
-    outer != inner && !outer.as_os_str().is_empty() && inner.starts_with(outer)
-}
-
 fn preparer_log(private_dir: &Path) -> Stdio {
     crate::host_dirs::private_log(private_dir, PREPARER_LOG)
 }
 
 const PREPARER_LOG: &str = "warm-prepare.log";
+
+/// Whether `outer` is a directory above `inner` (not `inner` itself).
+fn encloses(outer: &Path, inner: &Path) -> bool {
+    outer != inner && !outer.as_os_str().is_empty() && inner.starts_with(outer)
+}
+
 /// `sandbox warm-prepare`: the request on stdin becomes a started, waiting
 /// container of the image its tag names now. Stale warm containers (stopped
 /// after their idle time) go first; one of an image the tag has left simply
@@ -260,15 +261,8 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     // path (swap it for a link) while nobody watches, and the engine would
     // mount what it then names. A run started by hand resolves the path
     // when it starts; a warm container is made unattended, so none is.
-    if let Some(outer) = all
-        .iter()
-        .find(|c| !c.is_stopped(now) && encloses(Path::new(&c.workspace), &warm.workspace))
-    {
-        tracing::info!(
-            "no warm container: {} runs in {}, which holds this workspace",
-            crate::engine::short_id(&outer.id),
-            outer.workspace
-        );
+    if let Some(outer) = enclosing(&all, &warm.workspace, now, None) {
+        say_enclosed(&warm.workspace, outer);
         return Ok(());
     }
     // Pinned to what the tag names now, which is what the next run looks up.
@@ -316,11 +310,49 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
         engine.remove(&id).await?;
         return Err(e);
     }
+    // Listed again once the engine has mounted: one that came up between
+    // the first listing and the start could have moved a path meanwhile.
+    // (One made, run and removed within those milliseconds goes unseen.)
+    let again = match engine.list(false).await {
+        Ok(again) => again,
+        Err(e) => {
+            engine.remove(&id).await?;
+            return Err(e);
+        }
+    };
+    if let Some(outer) = enclosing(&again, &warm.workspace, now, Some(&all)) {
+        say_enclosed(&warm.workspace, outer);
+        return engine.remove(&id).await;
+    }
     // The container's now, and the run that claims it removes them.
     if let Some(fifos) = fifos {
         fifos.keep();
     }
     Ok(())
+}
+
+/// A container of a workspace above `workspace` that runs, or, given the
+/// listing of before, was made since.
+fn enclosing<'a>(
+    listed: &'a [Listed],
+    workspace: &Path,
+    now: i64,
+    before: Option<&[Listed]>,
+) -> Option<&'a Listed> {
+    let new = |c: &Listed| before.is_some_and(|b| !b.iter().any(|old| old.id == c.id));
+    listed
+        .iter()
+        .find(|c| encloses(Path::new(&c.workspace), workspace) && (!c.is_stopped(now) || new(c)))
+}
+
+/// In the log, for whoever wonders why runs here start cold.
+fn say_enclosed(workspace: &Path, outer: &Listed) {
+    tracing::warn!(
+        "no warm container for {}: {} of {}, which holds it, runs",
+        workspace.display(),
+        crate::engine::short_id(&outer.id),
+        outer.workspace
+    );
 }
 
 #[cfg(test)]
@@ -348,6 +380,31 @@ mod tests {
         ] {
             assert!(!encloses(Path::new(other), inner), "{other}");
         }
+    }
+
+    #[test]
+    fn a_container_above_counts_while_it_runs_or_once_it_is_new() {
+        let inner = Path::new("/src/mono/app");
+        let at = |workspace: &str, id: &str, state: &str| Listed {
+            workspace: workspace.into(),
+            id: id.into(),
+            ..Listed::example(state, 1000)
+        };
+        let before = [at("/src/mono", "old", "exited")];
+        let found = |listed: &[Listed], before: Option<&[Listed]>| {
+            enclosing(listed, inner, 1000, before).map(|c| c.id.clone())
+        };
+        assert_eq!(found(&before, None), None, "stopped");
+        assert_eq!(found(&before, Some(&before)), None, "stopped, known");
+        let running = [at("/src/mono", "old", "running")];
+        assert_eq!(found(&running, None).as_deref(), Some("old"));
+        let since = [before[0].clone(), at("/src", "new", "exited")];
+        assert_eq!(found(&since, Some(&before)).as_deref(), Some("new"));
+        let beside = [
+            at("/src/other", "x", "running"),
+            at(inner.to_str().unwrap(), "y", "running"),
+        ];
+        assert_eq!(found(&beside, Some(&before)), None, "not above");
     }
 
     #[test]

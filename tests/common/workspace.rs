@@ -110,12 +110,7 @@ impl Workspace {
 
     /// Ids of this workspace's warm containers that wait for a command.
     pub fn warm_containers(&self) -> Vec<String> {
-        let listed = self.list_named().expect("docker ps answers");
-        listed
-            .into_iter()
-            .filter(|(_, name)| is_warm(name))
-            .map(|(id, _)| id)
-            .collect()
+        warm_containers_of(&self.path)
     }
 
     fn list_named(&self) -> Option<Vec<(String, String)>> {
@@ -179,6 +174,17 @@ pub fn containers_of(workspace: &Path) -> Vec<String> {
         docker(&["rm", "-f", &id]);
     }
     left.into_iter().map(|(id, _)| id).collect()
+}
+
+/// Ids of the warm containers sandbox made for `workspace` that wait for a
+/// command.
+pub fn warm_containers_of(workspace: &Path) -> Vec<String> {
+    let listed = labelled(workspace).expect("docker ps answers");
+    listed
+        .into_iter()
+        .filter(|(_, name)| is_warm(name))
+        .map(|(id, _)| id)
+        .collect()
 }
 
 fn is_warm(name: &str) -> bool {

