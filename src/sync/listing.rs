@@ -1,7 +1,8 @@
 //! What the command changed, decided from a listing of the copied /work
 //! rather than from the whole archive: a short-lived helper container
 //! (`run/copy/listing.rs`) prints every entry's kind, mode, link count,
-//! size and mtime, and only what differs from what was sent is fetched.
+//! size and mtime (to the nanosecond), and only what differs from what was
+//! sent is fetched.
 //!
 //! The listing is made from the hostile tree and is only advice: every
 //! fetched entry still goes through `receive` and `beneath`. What a forged
@@ -20,11 +21,13 @@ use super::receive::is_protected;
 use super::{Entry, Excludes, Manifest};
 
 /// Run by `/bin/sh` in the helper, in /work: one line per entry (raw mode in
-/// hex, links, size, mtime, `./name`), then the number of entries counted
-/// by NUL-terminated names, which no name can forge. GNU and busybox
-/// `find`, `stat`, `tr` and `wc` all take these options.
+/// hex, links, size, mtime in seconds, then as date, time and zone, whose
+/// time carries the nanoseconds, `./name`), then the number of entries
+/// counted by NUL-terminated names, which no name can forge. GNU and
+/// busybox `find`, `stat`, `tr` and `wc` all take these options, and both
+/// `stat`s print `%y` to the nanosecond.
 pub const LISTING_SCRIPT: &str = "cd /work || exit 1\n\
-     find . -exec stat -c '%f %h %s %Y %n' {} + || exit 1\n\
+     find . -exec stat -c '%f %h %s %Y %y %n' {} + || exit 1\n\
      find . -print0 | tr -cd '\\0' | wc -c\n";
 
 /// A tar header: every entry costs one, and a file's data is padded to it.
@@ -55,6 +58,8 @@ pub struct Listed {
     pub links: u64,
     pub size: u64,
     pub mtime: i64,
+    /// The nanoseconds of the mtime.
+    pub nanos: u32,
 }
 
 /// Every entry of /work by path relative to it; the root is `""`.
@@ -96,14 +101,18 @@ pub fn parse(output: &[u8]) -> Result<Listing, String> {
     Ok(listing)
 }
 
-/// `81a4 1 11 1700000000 ./src/a.txt` → (`src/a.txt`, what it is).
+/// `81a4 1 11 1700000000 2023-11-14 22:13:20.123456789 +0000 ./src/a.txt`
+/// → (`src/a.txt`, what it is).
 fn parse_line(line: &[u8]) -> Option<(PathBuf, Listed)> {
-    let mut fields = line.splitn(5, |&b| b == b' ');
-    let mut number = |radix| {
-        let field = std::str::from_utf8(fields.next()?).ok()?;
-        i128::from_str_radix(field, radix).ok()
-    };
+    let mut fields = line.splitn(8, |&b| b == b' ');
+    let mut field = || std::str::from_utf8(fields.next()?).ok();
+    let mut number = |radix| i128::from_str_radix(field()?, radix).ok();
     let (raw, links, size, mtime) = (number(16)?, number(10)?, number(10)?, number(10)?);
+    let (_date, time, _zone) = (field()?, field()?, field()?);
+    let nanos = match time.split_once('.') {
+        Some((_, fraction)) if fraction.len() == 9 => fraction.parse().ok()?,
+        _ => return None,
+    };
     let name = fields.next()?;
     let rel = match name {
         b"." => PathBuf::new(),
@@ -125,6 +134,7 @@ fn parse_line(line: &[u8]) -> Option<(PathBuf, Listed)> {
         links: u64::try_from(links).ok()?,
         size: u64::try_from(size).ok()?,
         mtime: i64::try_from(mtime).ok()?,
+        nanos,
     };
     Some((rel, listed))
 }
@@ -192,14 +202,19 @@ pub fn changed(
 
 /// Whether the entry is as it was sent: a link by the length of its target
 /// and its mtime (the engine keeps a link's mtime when it unpacks one).
+///
+/// What was sent carries whole seconds, as a tar header does, so the engine
+/// unpacked it at nanosecond 0. A file the command rewrote at the same size
+/// within that second differs by the fraction the kernel stamped it with.
 fn is_same(was: &Entry, now: &Listed) -> bool {
+    let untouched = now.nanos == 0;
     match (was, now.kind) {
         (Entry::Dir { mode }, Kind::Dir) => *mode == now.mode,
         (Entry::File { size, mtime, mode }, Kind::File) => {
-            (*size, *mtime, *mode) == (now.size, now.mtime, now.mode)
+            untouched && (*size, *mtime, *mode) == (now.size, now.mtime, now.mode)
         }
         (Entry::Link { target, mtime }, Kind::Link) => {
-            (target.as_os_str().len() as u64, *mtime) == (now.size, now.mtime)
+            untouched && (target.as_os_str().len() as u64, *mtime) == (now.size, now.mtime)
         }
         _ => false,
     }
@@ -254,10 +269,23 @@ pub fn fetch_units(listing: &Listing, wanted: &BTreeSet<PathBuf>) -> Vec<PathBuf
 mod tests {
     use super::*;
 
+    /// `%y` of an mtime in whole seconds, as the engine unpacks what was
+    /// sent; its date and zone are never read.
+    const WHOLE: &str = "2023-11-14 22:13:20.000000000 +0000";
+
+    /// A line as the helper prints it, from one without `%y`'s fields
+    /// (`81a4 1 11 1 ./a`), whose mtime was whole seconds.
+    fn line(short: &str) -> String {
+        let fields: Vec<&str> = short.splitn(5, ' ').collect();
+        let (numbers, name) = (fields[..4].join(" "), fields[4]);
+        format!("{numbers} {WHOLE} {name}")
+    }
+
+    /// The helper's output: `lines` written as for [`line`], the count.
     fn listing(lines: &[&str]) -> Vec<u8> {
         let mut out = String::new();
-        for line in lines {
-            out.push_str(line);
+        for short in lines {
+            out.push_str(&line(short));
             out.push('\n');
         }
         out.push_str(&format!("{}\n", lines.len()));
@@ -297,44 +325,56 @@ mod tests {
 
     /// What a name with a newline (or a forged line) does to the listing:
     /// it is refused as a whole, never read as something else.
+    /// `text` with each entry's line written as for [`line`]; the other
+    /// lines (counts, stray words) as they are.
+    fn expanded(text: &str) -> String {
+        let entry = |l: &str| l.split(' ').count() >= 5;
+        let lines: Vec<String> = text
+            .split('\n')
+            .map(|l| if entry(l) { line(l) } else { l.to_string() })
+            .collect();
+        lines.join("\n")
+    }
+
     #[test]
     fn an_ambiguous_listing_is_refused() {
         let root = "41ed 2 4096 1 .";
-        let cases: [(&[u8], &str); 8] = [
-            (b"81a4 1 1 1 ./a\n1\n", "a is listed without its directory"),
+        let cases = [
+            ("81a4 1 1 1 ./a\n1\n", "a is listed without its directory"),
+            ("41ed 2 4096 1 .\n81a4 1 1 1 ./a\nb\n2\n", "unreadable line"),
             (
-                b"41ed 2 4096 1 .\n81a4 1 1 1 ./a\nb\n2\n",
-                "unreadable line",
-            ),
-            (
-                b"41ed 2 4096 1 .\n81a4 1 1 1 ./a\n81a4 1 1 1 ./x\n2\n",
+                "41ed 2 4096 1 .\n81a4 1 1 1 ./a\n81a4 1 1 1 ./x\n2\n",
                 "3 lines for 2 entries",
             ),
             (
-                b"41ed 2 4096 1 .\n81a4 1 1 1 ./d/a\n2\n",
+                "41ed 2 4096 1 .\n81a4 1 1 1 ./d/a\n2\n",
                 "without its directory",
             ),
             (
-                b"41ed 2 4096 1 .\n81a4 1 1 1 ./../etc\n2\n",
+                "41ed 2 4096 1 .\n81a4 1 1 1 ./../etc\n2\n",
                 "unreadable line",
             ),
             (
-                b"41ed 2 4096 1 .\n81a4 1 1 1 ./a\n81a4 1 1 1 ./a\n3\n",
+                "41ed 2 4096 1 .\n81a4 1 1 1 ./a\n81a4 1 1 1 ./a\n3\n",
                 "twice",
             ),
-            (b"81a4 1 1 1 .\n1\n", "the root is not the first directory"),
-            (b"41ed 2 4096 1 .\n1", "no end of line"),
+            ("81a4 1 1 1 .\n1\n", "the root is not the first directory"),
+            ("41ed 2 4096 1 .\n1", "no end of line"),
         ];
-        for (out, why) in cases {
-            let err = parse(out).unwrap_err();
-            assert!(
-                err.contains(why),
-                "{err} for {:?}",
-                String::from_utf8_lossy(out)
-            );
+        for (text, why) in cases {
+            let out = expanded(text);
+            let err = parse(out.as_bytes()).unwrap_err();
+            assert!(err.contains(why), "{err} for {out:?}");
+        }
+        // An mtime without its nanoseconds would make every rewrite within
+        // a second look untouched.
+        for time in ["22:13:20", "22:13:20.5", "22:13:20.12345678x"] {
+            let out = format!("41ed 2 4096 1 2023-11-14 {time} +0000 .\n1\n");
+            let err = parse(out.as_bytes()).unwrap_err();
+            assert!(err.contains("unreadable line"), "{err} for {out:?}");
         }
         assert!(
-            parse(format!("{root}\n1\n").as_bytes()).is_ok(),
+            parse(expanded(&format!("{root}\n1\n")).as_bytes()).is_ok(),
             "the control"
         );
     }
@@ -404,6 +444,42 @@ mod tests {
         );
         assert!(!changed.present.contains(Path::new("gone")));
         assert!(changed.present.contains(Path::new("x.log")));
+    }
+
+    /// Sent at whole seconds: a same-sized rewrite within that second
+    /// shows only in the nanoseconds.
+    #[test]
+    fn a_rewrite_within_the_second_it_was_sent_with_is_wanted() {
+        let at =
+            |fraction: &str, name: &str| format!("1 2023-11-14 22:13:20.{fraction} +0000 ./{name}");
+        let lines = [
+            line("41ed 2 4096 1 ."),
+            format!("81a4 1 4 {}", at("000000000", "kept")),
+            format!("81a4 1 4 {}", at("183920117", "rewritten")),
+            format!("a1ff 1 4 {}", at("000000000", "link")),
+            format!("a1ff 1 4 {}", at("500000000", "relinked")),
+        ];
+        let out = format!("{}\n{}\n", lines.join("\n"), lines.len());
+        let listing = parse(out.as_bytes()).unwrap();
+        assert_eq!(listing[Path::new("rewritten")].nanos, 183920117);
+        let link = || Entry::Link {
+            target: "kept".into(),
+            mtime: 1,
+        };
+        let sent: Manifest = [
+            ("kept", file(4, 1)),
+            ("rewritten", file(4, 1)),
+            ("link", link()),
+            ("relinked", link()),
+        ]
+        .into_iter()
+        .map(|(p, e)| (PathBuf::from(p), e))
+        .collect();
+
+        let changed = changed(&listing, &sent, &Excludes::parse("").unwrap(), &[]);
+
+        let wanted: Vec<_> = changed.wanted.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(wanted, ["relinked", "rewritten"]);
     }
 
     #[test]

@@ -31,6 +31,11 @@ use super::{relative, Changed, Changes, ChannelReader, Entry, Excludes, Manifest
 
 /// Mode bits that may come back: never setuid, setgid or sticky.
 const PERMISSIONS: u32 = 0o777;
+/// Files compared byte for byte when their header is what was sent. An
+/// archive without a listing is smaller than this (past it the copy-back
+/// asks for one) unless the listing failed; larger files are then taken by
+/// their header.
+const COMPARED_UP_TO: u64 = 4 << 20;
 
 /// A copy-back in progress. Feed it archives of /work ([`Receiver::archive`],
 /// on a thread where blocking is allowed), then [`Receiver::finish`].
@@ -283,24 +288,72 @@ impl Receiver {
                 return Ok(());
             }
         };
-        if self
-            .sent
-            .get(&rel)
-            .is_some_and(|sent| sent.is_same_as(&now))
+        // The archive's header has whole seconds: a same-sized rewrite
+        // within the second the file was sent with looks unchanged there. A
+        // listing saw the nanoseconds and chose only what changed; without
+        // one, the bytes tell.
+        let mut read = None;
+        let listed = self.wanted.is_some();
+        if !listed
+            && self
+                .sent
+                .get(&rel)
+                .is_some_and(|sent| sent.is_same_as(&now))
         {
-            return Ok(());
+            match self.rewritten(&rel, &now, entry)? {
+                Some(data) => read = Some(data),
+                None => return Ok(()),
+            }
         }
         if is_protected(&rel, &self.protected) {
             self.refuse(rel, "protected");
             return Ok(());
         }
-        match self.apply(&rel, &now, entry) {
+        let applied = match read {
+            Some(data) => self.apply(&rel, &now, &mut data.as_slice()),
+            None => self.apply(&rel, &now, entry),
+        };
+        match applied {
             Ok(None) => self.count(&rel, &now),
             Ok(Some(staged)) => self.waiting.push(Waiting { rel, now, staged }),
             Err(e) if is_archive_error(&e) || self.is_cancelled() => return Err(e),
             Err(e) => self.refuse_or_miss(rel, e, "write"),
         }
         Ok(())
+    }
+
+    /// The data of `now`, a file whose header is what was sent, if it is
+    /// not what the host holds: the host's file still as it was sent (else
+    /// the host changed it meanwhile, and it stays) and other bytes. A file
+    /// past [`COMPARED_UP_TO`] is taken as unchanged, as its header says.
+    fn rewritten<R: io::Read>(
+        &self,
+        rel: &Path,
+        now: &Entry,
+        entry: &mut tar::Entry<R>,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let &Entry::File { size, mtime, .. } = now else {
+            return Ok(None);
+        };
+        if size > COMPARED_UP_TO {
+            return Ok(None);
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        io::Read::read_to_end(entry, &mut data)?;
+        let host = self.root.parent(rel).and_then(|(dir, name)| {
+            let (file, stat) = beneath::open_file(&dir, name)?;
+            let as_sent = stat.st_mode & 0o170000 == 0o100000
+                && (stat.st_size as u64, stat.st_mtime) == (size, mtime);
+            let mut held = Vec::with_capacity(data.len());
+            if as_sent {
+                io::Read::read_to_end(&mut io::Read::take(file, size + 1), &mut held)?;
+            }
+            Ok(as_sent.then_some(held))
+        });
+        Ok(match host {
+            Ok(Some(held)) if held != data => Some(data),
+            _ => None,
+        })
     }
 
     /// `apply`, counted or recorded: for what a listing decided, where no
@@ -1210,6 +1263,57 @@ pub(super) mod tests {
             [(PathBuf::from(".git/x"), "protected")]
         );
         assert_eq!((received.changes.created, received.changes.changed), (1, 1));
+    }
+
+    /// A same-sized rewrite within the second the file was sent with: the
+    /// archive's header is what was sent. A listing that saw the
+    /// nanoseconds differ asks for it; without one, its bytes differ from
+    /// the host's. Either way it comes back. The controls: the same bytes,
+    /// and a host file changed meanwhile, stay as they are.
+    #[test]
+    fn a_rewrite_within_the_second_it_was_sent_with_comes_back() {
+        let sent_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let meanwhile = std::time::SystemTime::now();
+        let at_header = Entry::File {
+            size: 3,
+            mtime: 1_700_000_000,
+            mode: 0o644,
+        };
+        // Listed, the host's file and its mtime, what came back; then the
+        // host's file after, and the files counted as changed.
+        let cases = [
+            (true, "old", sent_at, "new", "new", 1),
+            (false, "old", sent_at, "new", "new", 1),
+            (false, "old", sent_at, "old", "old", 0),
+            (false, "own", meanwhile, "new", "own", 0),
+        ];
+        for (listed, host_has, mtime, back, after, changed) in cases {
+            let host = Host::new();
+            let path = host.ws.join("a.txt");
+            fs::write(&path, host_has).unwrap();
+            let file = fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(mtime).unwrap();
+            let sent = sent(&[("a.txt", at_header.clone())]);
+            let mut receiver = receiver(&host, &sent, Arc::default());
+            if listed {
+                receiver.listed(Changed {
+                    wanted: [PathBuf::from("a.txt")].into(),
+                    present: [PathBuf::from("a.txt")].into(),
+                    ..Changed::default()
+                });
+            }
+            let archive = Back::new().file("a.txt", 0o644, back.as_bytes()).bytes();
+
+            receiver.archive(Path::new(""), feed(archive));
+            let received = receiver.finish();
+
+            let now = fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                (now.as_str(), received.changes.changed),
+                (after, changed),
+                "listed {listed}, {host_has} on the host, {back} back"
+            );
+        }
     }
 
     /// The control for the one above: with everything delivered, what the

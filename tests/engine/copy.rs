@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{docker, remote_engine, signal, tempdir, Output, Workspace};
 
@@ -508,4 +508,54 @@ fn after_a_listing_links_and_setuid_come_back_as_safely() {
         fs::read_to_string(victim_dir.join("authorized_keys")).unwrap(),
         "ssh-rsa attacker\n"
     );
+}
+
+/// A file the command rewrites at the same size within the second it was
+/// sent with: the engine's archive has whole seconds, so its header is what
+/// was sent. It comes back with a listing (a workspace past 4 MiB) and
+/// without one. The control: the header as the engine gives it, which
+/// alone reads as unchanged.
+#[test]
+fn a_rewrite_within_the_second_it_was_sent_with_comes_back() {
+    for filler in [0, 5 * MIB] {
+        let ws = Workspace::new();
+        fs::write(ws.path().join("filler.bin"), vec![1u8; filler]).unwrap();
+        let notes = ws.path().join("notes.txt");
+        fs::write(&notes, "old\n").unwrap();
+        // Dated a few seconds ahead; the command waits for that second.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let second = now.as_secs() + 4;
+        let file = fs::File::options().write(true).open(&notes).unwrap();
+        file.set_modified(UNIX_EPOCH + Duration::from_secs(second))
+            .unwrap();
+        let script = format!(
+            "while [ $(date +%s) -lt {second} ]; do usleep 10000; done; \
+             echo new > notes.txt; stat -c %Y notes.txt"
+        );
+
+        let out = ws.run(&["-v", "--copy-workspace", "--keep", "sh", "-c", &script]);
+
+        assert_eq!(out.status, 0, "{out:?}");
+        assert_eq!(out.stdout, format!("{second}\n"), "within the second");
+        assert_eq!(
+            out.stderr.contains("listing the copied"),
+            filler > 0,
+            "{out:?}"
+        );
+        assert!(out.stderr.contains("copied back 1 changed"), "{out:?}");
+        assert_eq!(fs::read_to_string(&notes).unwrap(), "new\n");
+
+        // CONTROL: the engine's archive of the file says what was sent.
+        let [id] = ws.containers().try_into().expect("the kept container");
+        let archive = docker(&["cp", &format!("{id}:/work/notes.txt"), "-"]);
+        assert_eq!(archive.status, 0, "{archive:?}");
+        let mut archive = tar::Archive::new(archive.stdout_bytes.as_slice());
+        let entry = archive.entries().unwrap().next().unwrap().unwrap();
+        let header = entry.header();
+        assert_eq!(
+            (header.size().unwrap(), header.mtime().unwrap()),
+            (4, second)
+        );
+        docker(&["rm", "-f", "-v", &id]);
+    }
 }
