@@ -33,7 +33,13 @@ const BUFFER: usize = 128 * 1024;
 /// Our stdin into the container's until our EOF (closing the FIFO then is
 /// the command's EOF) or the stop. Never fails: a stdin we cannot read
 /// ends the command's too.
-pub fn into(from: BorrowedFd<'static>, fifo: OwnedFd, stop: OwnedFd) {
+///
+/// At our EOF the FIFO is closed only once the shim has opened its end,
+/// which it tells by opening and closing `opened`'s FIFO. A reader that
+/// opens a FIFO after its last writer closed reads the end, but is never
+/// told of it as an event (the kernel marks the hang-up for readers that
+/// were there): an event loop (Node, Bun, asyncio, Go) would wait forever.
+pub fn into(from: BorrowedFd<'static>, fifo: OwnedFd, stop: OwnedFd, opened: OwnedFd) {
     grow(from);
     let mut copy = Copy::new(from, fifo.as_fd());
     // A full FIFO nobody reads any more waits no longer than the run.
@@ -42,13 +48,26 @@ pub fn into(from: BorrowedFd<'static>, fifo: OwnedFd, stop: OwnedFd) {
         match copy.wait(&stop) {
             Ok(Ready::Stopped) => return,
             Ok(Ready::Bytes(n)) => match copy.move_up_to(n) {
-                Ok(0) => return,
+                Ok(0) => break,
                 Ok(_) => {}
-                Err(e) => return tracing::debug!("stdin: {e}"),
+                Err(e) => {
+                    tracing::debug!("stdin: {e}");
+                    break;
+                }
             },
-            Err(e) => return tracing::debug!("stdin: {e}"),
+            Err(e) => {
+                tracing::debug!("stdin: {e}");
+                break;
+            }
         }
     }
+    // Its hang-up (always reported) once the shim's writer came and went;
+    // the stop's once the run is over.
+    let mut fds = [
+        PollFd::new(&opened, PollFlags::IN),
+        PollFd::new(&stop, PollFlags::IN),
+    ];
+    while let Ok(0) | Err(Errno::INTR) = poll(&mut fds, None) {}
 }
 
 /// The container's stdout or stderr onto ours until every writer has
@@ -311,6 +330,73 @@ mod tests {
     }
 
     /// A descriptor for the rest of the test process, as stdout is.
+    /// What `fd` has for a reader within `millis`: nothing, data, a hang-up.
+    fn events(fd: &OwnedFd, millis: i64) -> PollFlags {
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let timeout = rustix::event::Timespec {
+            tv_sec: millis / 1000,
+            tv_nsec: (millis % 1000) * 1_000_000,
+        };
+        poll(&mut fds, Some(&timeout)).unwrap();
+        fds[0].revents()
+    }
+
+    /// Our EOF comes before the shim has opened stdin's FIFO: the FIFO
+    /// stays open until it has (it opens and closes `0-opened`), so the
+    /// command, opening late, is told of the end as an event. The control:
+    /// a reader that opens after the last writer closed reads the data and
+    /// is never told of the end.
+    #[test]
+    fn our_end_closes_once_the_shim_has_opened_its_own() {
+        use rustix::fs::{open, Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = |name: &str| {
+            let at = dir.path().join(name);
+            rustix::fs::mkfifoat(rustix::fs::CWD, &at, Mode::from_raw_mode(0o600)).unwrap();
+            at
+        };
+        let (stdin, opened) = (fifo("0"), fifo("0-opened"));
+        let nonblocking = OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let writer = open(&stdin, OFlags::RDWR | nonblocking, Mode::empty()).unwrap();
+        let ours = open(&opened, OFlags::RDONLY | nonblocking, Mode::empty()).unwrap();
+        let (input, mut feed) = std::io::pipe().unwrap();
+        std::io::Write::write_all(&mut feed, b"hi").unwrap();
+        drop(feed);
+        let from = for_the_process(std::fs::File::from(OwnedFd::from(input)));
+        let (stop_r, stop_w) = rustix::pipe::pipe().unwrap();
+        let copy = std::thread::spawn(move || into(from, writer, stop_r, ours));
+        // Our EOF is long past: the copy would have closed the FIFO by now.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+
+        let late = open(&stdin, OFlags::RDONLY | nonblocking, Mode::empty()).unwrap();
+        // As the shim does, whether anyone reads it or not.
+        drop(open(&opened, OFlags::WRONLY | nonblocking, Mode::empty()));
+        assert!(events(&late, 5000).contains(PollFlags::IN));
+        assert_eq!(rustix::io::read(&late, &mut [0u8; 8]).unwrap(), 2);
+        assert!(
+            events(&late, 5000).contains(PollFlags::HUP),
+            "the end as an event"
+        );
+        drop(stop_w);
+        copy.join().unwrap();
+
+        // CONTROL: the FIFO's last writer closed before its reader opened.
+        let control = fifo("control");
+        let held = open(&control, OFlags::RDONLY | nonblocking, Mode::empty()).unwrap();
+        let writer = open(&control, OFlags::WRONLY | nonblocking, Mode::empty()).unwrap();
+        rustix::io::write(&writer, b"hi").unwrap();
+        drop(writer);
+        let late = open(&control, OFlags::RDONLY | nonblocking, Mode::empty()).unwrap();
+        assert_eq!(rustix::io::read(&late, &mut [0u8; 8]).unwrap(), 2);
+        assert!(events(&late, 300).is_empty(), "no event for the end");
+        assert_eq!(
+            rustix::io::read(&late, &mut [0u8; 8]).unwrap(),
+            0,
+            "yet it ended"
+        );
+        drop(held);
+    }
+
     fn for_the_process(file: std::fs::File) -> BorrowedFd<'static> {
         let file: &'static std::fs::File = Box::leak(Box::new(file));
         file.as_fd()

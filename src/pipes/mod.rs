@@ -15,7 +15,8 @@
 //! The ends here are opened before the container starts and never block on
 //! the container: stdout's and stderr's are open for reading (so the shim's
 //! non-blocking open finds a reader), stdin's for reading and writing (so
-//! what is written waits in the FIFO until the shim opens it). Each stream
+//! what is written waits in the FIFO until the shim opens it), and closed
+//! at our EOF only once the shim has opened its end ([`OPENED`]). Each stream
 //! is copied on a thread of its own with `splice(2)` where the kernel can
 //! (no copy through this process), `read`/`write` where it cannot, so
 //! sandbox's memory stays the same however much flows.
@@ -51,6 +52,9 @@ const SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/stdio-shim"));
 const PIPE_SIZE: usize = 1 << 20;
 /// The prefix of a run's directory in the private runtime directory.
 const PREFIX: &str = "stdio-";
+/// A FIFO the shim opens for writing and closes once stdin's is open: our
+/// reader of it sees the hang-up (`carry::into`).
+const OPENED: &str = "0-opened";
 
 /// Why a run's stdio goes through the attach stream, or `None` when it can
 /// go through FIFOs.
@@ -92,9 +96,7 @@ pub struct Pipes {
     dir: Dir,
     stdout: OwnedFd,
     stderr: OwnedFd,
-    /// Ours to write, and a read end held until the run ends: the FIFO,
-    /// and what we wrote into it, outlives our writer's close (at our EOF)
-    /// should that come before the shim has opened it.
+    /// Ours to write, and our reader of [`OPENED`].
     stdin: Option<(OwnedFd, OwnedFd)>,
 }
 
@@ -139,7 +141,7 @@ impl Pipes {
         let stdout = open("1", OFlags::RDONLY)?;
         let stderr = open("2", OFlags::RDONLY)?;
         let stdin = match stdin {
-            true => Some((open("0", OFlags::RDWR)?, open("0", OFlags::RDONLY)?)),
+            true => Some((open("0", OFlags::RDWR)?, open(OPENED, OFlags::RDONLY)?)),
             false => None,
         };
         Ok(Pipes {
@@ -176,11 +178,9 @@ impl Pipes {
         let (stop, stopping) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
             .context("cannot make a pipe")?;
         let watch = || stop.try_clone().context("cannot duplicate a pipe");
-        let mut kept = None;
-        if let Some((stdin, keep)) = self.stdin {
+        if let Some((stdin, opened)) = self.stdin {
             let stop = watch()?;
-            std::thread::spawn(move || carry::into(rustix::stdio::stdin(), stdin, stop));
-            kept = Some(keep);
+            std::thread::spawn(move || carry::into(rustix::stdio::stdin(), stdin, stop, opened));
         }
         let (gone, gone_rx) = tokio::sync::mpsc::unbounded_channel();
         let moved = Arc::new(AtomicU64::new(0));
@@ -199,7 +199,6 @@ impl Pipes {
         }
         Ok(Flowing {
             _dir: self.dir,
-            _stdin: kept,
             threads,
             stopping,
             gone: Some(gone_rx),
@@ -220,7 +219,6 @@ impl Seen {
 /// The FIFOs being carried.
 pub struct Flowing {
     _dir: Dir,
-    _stdin: Option<OwnedFd>,
     threads: Vec<JoinHandle<io::Result<OutputEnd>>>,
     /// Closed when the container has stopped (`carry.rs`).
     stopping: OwnedFd,
@@ -359,7 +357,11 @@ fn fill(dir: &Path, stdin: bool) -> Result<()> {
         .open(&shim)
         .and_then(|mut f| io::Write::write_all(&mut f, SHIM))
         .with_context(|| format!("cannot write {}", shim.display()))?;
-    let names: &[&str] = if stdin { &["0", "1", "2"] } else { &["1", "2"] };
+    let names: &[&str] = if stdin {
+        &["0", OPENED, "1", "2"]
+    } else {
+        &["1", "2"]
+    };
     for name in names {
         let at = dir.join(name);
         rustix::fs::mkfifoat(rustix::fs::CWD, &at, Mode::from_raw_mode(0o666))
@@ -477,7 +479,8 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names.len(), 4, "{names:?}");
+        // The shim, stdin's FIFO and its `0-opened`, stdout's, stderr's.
+        assert_eq!(names.len(), 5, "{names:?}");
         let made = pipes.dir.0.clone();
         drop(pipes);
         assert!(!made.exists(), "removed with the run");

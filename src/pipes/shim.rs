@@ -8,6 +8,8 @@
 //! through the engine's stream would run, in the same process (the init's
 //! child, or the container's first process without one), with the same
 //! environment: only its descriptors differ, and they are pipes either way.
+//! With stdin open, it opens and closes `DIR/0-opened`, which tells the run
+//! it may close its end of stdin's FIFO (`carry::into`).
 //!
 //! It runs in any image, `FROM scratch` included: a static executable with
 //! no libc, built by `build.rs` for the target's architecture and mounted
@@ -341,6 +343,17 @@ unsafe extern "C" fn entry(stack: *const usize) -> ! {
     redirect(dir, b"1", O_WRONLY, 1);
     redirect(dir, b"2", O_WRONLY, 2);
     redirect(dir, b"0", O_RDONLY, 0);
+    // Tells the run its stdin is open here: it closes its end (our EOF)
+    // only then, or an event loop reading ours would never see the end.
+    let mut buf = [0u8; PATH_MAX];
+    if let Some(path) = join(&mut buf, &[dir, b"/0-opened"]) {
+        // `OPENED` in mod.rs.
+        let flags = O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;
+        let fd = sys::call(sys::OPENAT, AT_FDCWD as usize, path.as_ptr() as usize, flags, 0);
+        if fd >= 0 {
+            sys::call(sys::CLOSE, fd as usize, 0, 0, 0);
+        }
+    }
     let command = argv.add(2);
     let name = c_str(*command);
     let err = exec(command, envp);

@@ -327,3 +327,27 @@ fn descriptors_handed_outside_do_not_hold_the_run() {
     );
     assert_eq!(out.stdout, "while-it-ran\n", "{out:?}");
 }
+
+/// A command that reads our stdin as an event loop does (Node, Bun,
+/// asyncio, Go: epoll says when to read) is told of its end, however early
+/// that end came: a FIFO whose last writer closed before the command opened
+/// it gives no event for the end, and such a command waits forever (as
+/// OpenCode did now and then). `pipes::carry`'s unit test makes that order
+/// happen; here the command runs as users run it, on both paths.
+#[test]
+fn an_event_loop_sees_the_end_of_our_input() {
+    let ws = Workspace::new();
+    let probe = crate::probes::static_program("pollin");
+    std::fs::copy(&probe, ws.path().join("pollin")).unwrap();
+    for path in BOTH {
+        for (input, said) in [(&b"hi\n"[..], "3 bytes"), (b"", "0 bytes")] {
+            let out = run(&ws, path, &["./pollin", "20"], input);
+            let expected = format!("{said}, then the end\n");
+            assert_eq!(
+                (out.status, out.stdout.as_str()),
+                (0, expected.as_str()),
+                "{path:?}: {out:?}"
+            );
+        }
+    }
+}
