@@ -41,6 +41,7 @@ use crate::request::{self, Dialect, Purpose};
 use crate::shell;
 
 mod claim;
+mod mounted;
 
 pub use claim::{claim, Handed};
 
@@ -295,6 +296,15 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     for stand_in in &warm.stand_ins {
         stand_in.stand_in(&warm.workspace)?;
     }
+    // Every source opened now, and looked for inside once mounted.
+    let mounts = body.host_config.as_ref().and_then(|h| h.mounts.as_deref());
+    let expected = match mounted::expect(mounts.unwrap_or_default(), &warm.workspace)? {
+        Ok(expected) => expected,
+        Err(refused) => {
+            say_not(&warm.workspace, &refused);
+            return Ok(());
+        }
+    };
     let (id, warnings) = match engine.create(body, Some(&name)).await {
         Ok(created) => created,
         // Another run has prepared the same one already.
@@ -309,6 +319,21 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     if let Err(e) = engine.start(&id).await {
         engine.remove(&id).await?;
         return Err(e);
+    }
+    let started = match engine.state(&id).await {
+        Ok(state) => state.and_then(|s| s.pid),
+        Err(e) => {
+            engine.remove(&id).await?;
+            return Err(e);
+        }
+    };
+    let inside = match started {
+        Some(pid) => mounted::check(&mounted::root_of(pid), &expected),
+        None => Err(mounted::Refused::Other("its first process".into())),
+    };
+    if let Err(refused) = inside {
+        say_not(&warm.workspace, &refused);
+        return engine.remove(&id).await;
     }
     // Listed again once the engine has mounted: one that came up between
     // the first listing and the start could have moved a path meanwhile.
@@ -347,12 +372,16 @@ fn enclosing<'a>(
 
 /// In the log, for whoever wonders why runs here start cold.
 fn say_enclosed(workspace: &Path, outer: &Listed) {
-    tracing::warn!(
-        "no warm container for {}: {} of {}, which holds it, runs",
-        workspace.display(),
+    let why = format!(
+        "{} of {}, which holds it, runs",
         crate::engine::short_id(&outer.id),
         outer.workspace
     );
+    say_not(workspace, &why);
+}
+
+fn say_not(workspace: &Path, why: &dyn std::fmt::Display) {
+    tracing::warn!("no warm container for {}: {why}", workspace.display());
 }
 
 #[cfg(test)]

@@ -110,6 +110,8 @@ pub struct ContainerState {
     pub started: Option<std::time::SystemTime>,
     /// Its mounts' sources and targets.
     pub mounts: Vec<(String, String)>,
+    /// Its first process, in this machine's terms, while it runs.
+    pub pid: Option<u32>,
 }
 
 /// Another container has the name asked for (the engine's 409 Conflict).
@@ -338,6 +340,10 @@ impl Engine {
             mounts: mounts
                 .filter_map(|m| Some((m.source?, m.destination?)))
                 .collect(),
+            pid: state
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .filter(|&p| p > 0),
         }))
     }
 

@@ -190,3 +190,72 @@ fn no_warm_container_is_made_while_an_enclosing_workspace_runs() {
     wait_for_warm_at(&project);
     assert_eq!(containers_of(&project), Vec::<String>::new(), "left behind");
 }
+
+/// The workspace's own path swapped for a link to the same files while its
+/// run goes on (here by the test; a container of an enclosing workspace,
+/// or a process anywhere it handed a descriptor of that directory, could):
+/// everything the run checks still looks right through the link, but the
+/// engine mounts what a path names when it mounts, and the link could name
+/// anything by then. No warm container is made, and the preparer's log says
+/// why. The control: the engine does mount what a link names.
+#[test]
+fn no_warm_container_is_made_when_the_workspace_became_a_link() {
+    let outer = Workspace::new();
+    let project = outer.path().join("project");
+    let moved = outer.path().join("project.real");
+    std::fs::create_dir(&project).unwrap();
+    let runtime = tempdir();
+    let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(runtime.path(), closed).unwrap();
+    let in_project = |args: &[&str]| {
+        let mut cmd = outer.run_command(&warm_args(args));
+        cmd.current_dir(&project)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().expect("spawn sandbox")
+    };
+    let run = in_project(&["sh", "-c", "sleep 2; echo done"]);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::rename(&project, &moved).unwrap();
+    std::os::unix::fs::symlink("project.real", &project).unwrap();
+    let out = finish(run);
+    assert_eq!((out.status, out.stdout.as_str()), (0, "done\n"), "{out:?}");
+
+    let log = runtime.path().join("sandbox/warm-prepare.log");
+    let said = format!("{} has a link in its path", project.display());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let made = loop {
+        let made = warm_containers_of(&project);
+        if !made.is_empty() || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&said)) {
+            break made;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the preparer neither made one nor said why"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(made.is_empty(), "made through the link: {made:?}");
+
+    // CONTROL: a link given to the engine mounts the directory it names.
+    let elsewhere = tempdir();
+    std::fs::write(elsewhere.path().join("marker"), "elsewhere\n").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), outer.path().join("link")).unwrap();
+    let work = format!("{}:/work", outer.path().join("link").display());
+    let out = docker(&[
+        "run",
+        "--rm",
+        "-v",
+        &work,
+        test_image(),
+        "cat",
+        "/work/marker",
+    ]);
+    assert_eq!(
+        (out.status, out.stdout.as_str()),
+        (0, "elsewhere\n"),
+        "{out:?}"
+    );
+    assert_eq!(containers_of(&project), Vec::<String>::new(), "left behind");
+}
