@@ -210,9 +210,12 @@ fn is_same(was: &Entry, now: &Listed) -> bool {
     let untouched = now.nanos == 0;
     match (was, now.kind) {
         (Entry::Dir { mode }, Kind::Dir) => *mode == now.mode,
-        (Entry::File { size, mtime, mode }, Kind::File) => {
-            untouched && (*size, *mtime, *mode) == (now.size, now.mtime, now.mode)
-        }
+        (
+            Entry::File {
+                size, mtime, mode, ..
+            },
+            Kind::File,
+        ) => untouched && (*size, *mtime, *mode) == (now.size, now.mtime, now.mode),
         (Entry::Link { target, mtime }, Kind::Link) => {
             untouched && (target.as_os_str().len() as u64, *mtime) == (now.size, now.mtime)
         }
@@ -297,6 +300,7 @@ mod tests {
             size,
             mtime,
             mode: 0o644,
+            nanos: 0,
         }
     }
 

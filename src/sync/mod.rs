@@ -108,6 +108,9 @@ pub enum Entry {
         size: u64,
         mtime: i64,
         mode: u32,
+        /// The nanoseconds of the host's mtime when it was sent (0 from an
+        /// archive, whose headers have whole seconds).
+        nanos: u32,
     },
     /// The link's own mtime, which the engine keeps when it unpacks it.
     Link {
@@ -117,12 +120,23 @@ pub enum Entry {
 }
 
 impl Entry {
-    /// Whether `now` (from the archive that came back) is what was sent. A
-    /// link is its target: an engine that does not keep a link's mtime
-    /// must not make every link look changed.
+    /// Whether `now` (from the archive that came back) is what was sent, as
+    /// far as its header tells. A link is its target: an engine that does
+    /// not keep a link's mtime must not make every link look changed.
     pub fn is_same_as(&self, now: &Entry) -> bool {
         match (self, now) {
             (Entry::Link { target, .. }, Entry::Link { target: now, .. }) => target == now,
+            (
+                Entry::File {
+                    size, mtime, mode, ..
+                },
+                Entry::File {
+                    size: s,
+                    mtime: m,
+                    mode: o,
+                    ..
+                },
+            ) => (size, mtime, mode) == (s, m, o),
             _ => self == now,
         }
     }

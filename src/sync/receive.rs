@@ -294,16 +294,14 @@ impl Receiver {
         // one, the bytes tell.
         let mut read = None;
         let listed = self.wanted.is_some();
-        if !listed
-            && self
-                .sent
-                .get(&rel)
-                .is_some_and(|sent| sent.is_same_as(&now))
-        {
-            match self.rewritten(&rel, &now, entry)? {
-                Some(data) => read = Some(data),
-                None => return Ok(()),
+        match self.sent.get(&rel) {
+            Some(sent) if !listed && sent.is_same_as(&now) => {
+                match rewritten(&self.root, &rel, sent, entry)? {
+                    Some(data) => read = Some(data),
+                    None => return Ok(()),
+                }
             }
+            _ => {}
         }
         if is_protected(&rel, &self.protected) {
             self.refuse(rel, "protected");
@@ -320,40 +318,6 @@ impl Receiver {
             Err(e) => self.refuse_or_miss(rel, e, "write"),
         }
         Ok(())
-    }
-
-    /// The data of `now`, a file whose header is what was sent, if it is
-    /// not what the host holds: the host's file still as it was sent (else
-    /// the host changed it meanwhile, and it stays) and other bytes. A file
-    /// past [`COMPARED_UP_TO`] is taken as unchanged, as its header says.
-    fn rewritten<R: io::Read>(
-        &self,
-        rel: &Path,
-        now: &Entry,
-        entry: &mut tar::Entry<R>,
-    ) -> io::Result<Option<Vec<u8>>> {
-        let &Entry::File { size, mtime, .. } = now else {
-            return Ok(None);
-        };
-        if size > COMPARED_UP_TO {
-            return Ok(None);
-        }
-        let mut data = Vec::with_capacity(size as usize);
-        io::Read::read_to_end(entry, &mut data)?;
-        let host = self.root.parent(rel).and_then(|(dir, name)| {
-            let (file, stat) = beneath::open_file(&dir, name)?;
-            let as_sent = stat.st_mode & 0o170000 == 0o100000
-                && (stat.st_size as u64, stat.st_mtime) == (size, mtime);
-            let mut held = Vec::with_capacity(data.len());
-            if as_sent {
-                io::Read::read_to_end(&mut io::Read::take(file, size + 1), &mut held)?;
-            }
-            Ok(as_sent.then_some(held))
-        });
-        Ok(match host {
-            Ok(Some(held)) if held != data => Some(data),
-            _ => None,
-        })
     }
 
     /// `apply`, counted or recorded: for what a listing decided, where no
@@ -381,10 +345,11 @@ impl Receiver {
                 self.dir_modes.push((rel.to_path_buf(), mode & PERMISSIONS));
                 return Ok(None);
             }
-            Entry::File { size, mtime, mode } => {
-                self.root
-                    .stage_file(dir, name, data, *size, mode & PERMISSIONS, *mtime)?
-            }
+            Entry::File {
+                size, mtime, mode, ..
+            } => self
+                .root
+                .stage_file(dir, name, data, *size, mode & PERMISSIONS, *mtime)?,
             Entry::Link { target, .. } => self.root.stage_link(dir, name, target)?,
         };
         if staged.is_blocked()? {
@@ -550,6 +515,48 @@ pub fn is_protected(rel: &Path, protected: &[String]) -> bool {
         })
 }
 
+/// The data of the archive's `entry` at `rel`, whose header is `sent`, if
+/// it is not what the host holds: the host's file still as it was sent (to
+/// the nanosecond: else you changed it meanwhile, and it stays) and other
+/// bytes. A file past [`COMPARED_UP_TO`] is taken as unchanged, as its
+/// header says.
+fn rewritten<R: io::Read>(
+    root: &Root,
+    rel: &Path,
+    sent: &Entry,
+    entry: &mut tar::Entry<R>,
+) -> io::Result<Option<Vec<u8>>> {
+    let &Entry::File {
+        size, mtime, nanos, ..
+    } = sent
+    else {
+        return Ok(None);
+    };
+    if size > COMPARED_UP_TO {
+        return Ok(None);
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    io::Read::read_to_end(entry, &mut data)?;
+    let host = root.parent(rel).and_then(|(dir, name)| {
+        let (file, stat) = beneath::open_file(&dir, name)?;
+        let as_sent = stat.st_mode & 0o170000 == 0o100000
+            && (
+                stat.st_size as u64,
+                stat.st_mtime,
+                stat.st_mtime_nsec as u32,
+            ) == (size, mtime, nanos);
+        let mut held = Vec::with_capacity(data.len());
+        if as_sent {
+            io::Read::read_to_end(&mut io::Read::take(file, size + 1), &mut held)?;
+        }
+        Ok(as_sent.then_some(held))
+    });
+    Ok(match host {
+        Ok(Some(held)) if held != data => Some(data),
+        _ => None,
+    })
+}
+
 /// What the archive says one path is now; `Err` with why it is not copied.
 fn entry_now<R: io::Read>(entry: &tar::Entry<R>) -> Result<Entry, &'static str> {
     let header = entry.header();
@@ -561,6 +568,7 @@ fn entry_now<R: io::Read>(entry: &tar::Entry<R>) -> Result<Entry, &'static str> 
             size: header.size().unwrap_or(0),
             mtime,
             mode,
+            nanos: 0,
         }),
         tar::EntryType::Symlink => match entry.link_name() {
             Ok(Some(target)) => Ok(Entry::Link {
@@ -761,6 +769,7 @@ pub(super) mod tests {
             size,
             mtime: 1_600_000_000,
             mode: 0o644,
+            nanos: 0,
         }
     }
 
@@ -1273,11 +1282,13 @@ pub(super) mod tests {
     #[test]
     fn a_rewrite_within_the_second_it_was_sent_with_comes_back() {
         let sent_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        let meanwhile = std::time::SystemTime::now();
+        // Within the same second: only the nanoseconds tell.
+        let meanwhile = sent_at + std::time::Duration::from_millis(500);
         let at_header = Entry::File {
             size: 3,
             mtime: 1_700_000_000,
             mode: 0o644,
+            nanos: 0,
         };
         // Listed, the host's file and its mtime, what came back; then the
         // host's file after, and the files counted as changed.

@@ -126,6 +126,7 @@ impl<W: Write> Sender<W> {
                 size,
                 mtime: stat.st_mtime,
                 mode: stat.st_mode & MODE,
+                nanos: stat.st_mtime_nsec as u32,
             }
         } else if kind.is_symlink() {
             let (dir, name) = self.parent(rel)?;
