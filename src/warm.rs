@@ -329,7 +329,10 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     };
     let inside = match started {
         Some(pid) => mounted::check(&mounted::root_of(pid), &expected),
-        None => Err(mounted::Refused::Other("its first process".into())),
+        None => Err(mounted::Refused::Unseen(
+            "/".into(),
+            rustix::io::Errno::SRCH,
+        )),
     };
     if let Err(refused) = inside {
         say_not(&warm.workspace, &refused);

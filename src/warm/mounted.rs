@@ -29,6 +29,8 @@ pub enum Refused {
     Link(PathBuf),
     /// A target in the container is another file than its source.
     Other(String),
+    /// A target in the container cannot be looked at from here.
+    Unseen(String, Errno),
 }
 
 impl std::fmt::Display for Refused {
@@ -36,6 +38,9 @@ impl std::fmt::Display for Refused {
         match self {
             Refused::Link(source) => write!(f, "{} has a link in its path", source.display()),
             Refused::Other(target) => write!(f, "{target} is not the file the request named"),
+            Refused::Unseen(target, e) => {
+                write!(f, "cannot look at {target} in the container: {e}")
+            }
         }
     }
 }
@@ -73,8 +78,9 @@ pub fn check(root: &Path, expected: &Expected) -> Result<(), Refused> {
     for (target, wanted) in &expected.0 {
         let at = root.join(target.trim_start_matches('/'));
         let found = rustix::fs::statat(rustix::fs::CWD, &at, AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| (st.st_dev, st.st_ino));
-        if found.as_ref() != Ok(wanted) {
+            .map(|st| (st.st_dev, st.st_ino))
+            .map_err(|e| Refused::Unseen(target.clone(), e))?;
+        if found != *wanted {
             return Err(Refused::Other(target.clone()));
         }
     }
