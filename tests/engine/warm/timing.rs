@@ -131,6 +131,33 @@ fn no_warm_container_is_made_when_a_protected_path_changed() {
     );
 }
 
+/// An XDG_RUNTIME_DIR of a test's own, so the preparer's log is its own;
+/// sandbox takes only a directory nobody else can enter.
+fn private_runtime() -> tempfile::TempDir {
+    let runtime = tempdir();
+    let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+    std::fs::set_permissions(runtime.path(), closed).unwrap();
+    runtime
+}
+
+/// Waits until the preparer has made a warm container for `workspace`, or
+/// said `said` in its log in `runtime`; the warm containers made.
+fn made_or_said(workspace: &std::path::Path, runtime: &std::path::Path, said: &str) -> Vec<String> {
+    let log = runtime.join("sandbox/warm-prepare.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let made = warm_containers_of(workspace);
+        if !made.is_empty() || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(said)) {
+            return made;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the preparer neither made one nor said why"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A container of a workspace that holds this one (a monorepo around a
 /// project) can write the project's path: it could swap the path, or a
 /// protected name in it, for a link while a preparer, with nobody watching,
@@ -141,11 +168,7 @@ fn no_warm_container_is_made_while_an_enclosing_workspace_runs() {
     let outer = Workspace::new();
     let project = outer.path().join("project");
     std::fs::create_dir(&project).unwrap();
-    // A private directory of the project's runs' own, for a log of its own.
-    let runtime = tempdir();
-    // sandbox takes only a directory nobody else can enter.
-    let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
-    std::fs::set_permissions(runtime.path(), closed).unwrap();
+    let runtime = private_runtime();
     let in_project = || -> Output {
         let mut cmd = outer.run_command(&warm_args(&["true"]));
         cmd.current_dir(&project)
@@ -165,20 +188,8 @@ fn no_warm_container_is_made_while_an_enclosing_workspace_runs() {
     }
     let out = in_project();
     assert_eq!(out.status, 0, "{out:?}");
-    let log = runtime.path().join("sandbox/warm-prepare.log");
     let said = format!("no warm container for {}", project.display());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let made = loop {
-        let made = warm_containers_of(&project);
-        if !made.is_empty() || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&said)) {
-            break made;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the preparer neither made one nor said why"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let made = made_or_said(&project, runtime.path(), &said);
     assert!(made.is_empty(), "made for the project: {made:?}");
     let out = finish(long);
     assert_eq!((out.status, out.stdout.as_str()), (0, "done\n"), "{out:?}");
@@ -204,9 +215,7 @@ fn no_warm_container_is_made_when_the_workspace_became_a_link() {
     let project = outer.path().join("project");
     let moved = outer.path().join("project.real");
     std::fs::create_dir(&project).unwrap();
-    let runtime = tempdir();
-    let closed = std::os::unix::fs::PermissionsExt::from_mode(0o700);
-    std::fs::set_permissions(runtime.path(), closed).unwrap();
+    let runtime = private_runtime();
     let in_project = |args: &[&str]| {
         let mut cmd = outer.run_command(&warm_args(args));
         cmd.current_dir(&project)
@@ -222,20 +231,8 @@ fn no_warm_container_is_made_when_the_workspace_became_a_link() {
     let out = finish(run);
     assert_eq!((out.status, out.stdout.as_str()), (0, "done\n"), "{out:?}");
 
-    let log = runtime.path().join("sandbox/warm-prepare.log");
     let said = format!("{} has a link in its path", project.display());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let made = loop {
-        let made = warm_containers_of(&project);
-        if !made.is_empty() || std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&said)) {
-            break made;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the preparer neither made one nor said why"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let made = made_or_said(&project, runtime.path(), &said);
     assert!(made.is_empty(), "made through the link: {made:?}");
 
     // CONTROL: a link given to the engine mounts the directory it names.
