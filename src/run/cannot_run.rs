@@ -367,36 +367,42 @@ mod tests {
 
     const LINE: &[u8] = b"[FATAL tini (7)] exec nosuch failed: No such file or directory\n";
 
-    #[test]
-    fn only_tinis_exact_line_about_the_command_is_recognised() {
-        assert_eq!(classify(LINE, b"nosuch"), Class::Line(127));
-        let denied = b"[FATAL tini (12)] exec ./x failed: Permission denied\r\n";
-        assert_eq!(classify(denied, b"./x"), Class::Line(126));
-        for n in 0..LINE.len() {
-            assert_eq!(classify(&LINE[..n], b"nosuch"), Class::Prefix, "{n}");
+    /// What the init (`tini`) or the stdio shim (`by`) says of a command
+    /// it cannot execute is recognised exactly: not a part of it, not for
+    /// another command, not with more after it, not for another reason.
+    fn recognised_exactly(by: &str) {
+        let line = format!("{by} exec nosuch failed: No such file or directory\n");
+        let line = line.as_bytes();
+        assert_eq!(classify(line, b"nosuch"), Class::Line(127));
+        let denied = format!("{by} exec ./x failed: Permission denied\n");
+        assert_eq!(classify(denied.as_bytes(), b"./x"), Class::Line(126));
+        for n in 0..line.len() {
+            assert_eq!(classify(&line[..n], b"nosuch"), Class::Prefix, "{n}");
         }
-        assert_eq!(classify(LINE, b"other"), Class::Other, "another command");
-        let mut more = LINE.to_vec();
+        assert_eq!(classify(line, b"other"), Class::Other, "another command");
+        let mut more = line.to_vec();
         more.extend_from_slice(b"x");
         assert_eq!(classify(&more, b"nosuch"), Class::Other, "more after it");
-        let odd = b"[FATAL tini (7)] exec nosuch failed: Exec format error\n";
-        assert_eq!(classify(odd, b"nosuch"), Class::Other, "another reason");
+        let odd = format!("{by} exec nosuch failed: Exec format error\n");
+        assert_eq!(
+            classify(odd.as_bytes(), b"nosuch"),
+            Class::Other,
+            "another reason"
+        );
+    }
+
+    #[test]
+    fn only_tinis_exact_line_about_the_command_is_recognised() {
+        recognised_exactly("[FATAL tini (7)]");
+        let denied = b"[FATAL tini (12)] exec ./x failed: Permission denied\r\n";
+        assert_eq!(classify(denied, b"./x"), Class::Line(126));
         assert_eq!(classify(b"[FAIL] x\n", b"nosuch"), Class::Other);
         assert_eq!(classify(b"[FATAL tini ()]", b"nosuch"), Class::Other);
     }
 
     #[test]
     fn the_stdio_shims_line_is_recognised_as_tinis() {
-        let line = b"[sandbox-stdio] exec nosuch failed: No such file or directory\n";
-        assert_eq!(classify(line, b"nosuch"), Class::Line(127));
-        let denied = b"[sandbox-stdio] exec ./x failed: Permission denied\n";
-        assert_eq!(classify(denied, b"./x"), Class::Line(126));
-        for n in 0..line.len() {
-            assert_eq!(classify(&line[..n], b"nosuch"), Class::Prefix, "{n}");
-        }
-        assert_eq!(classify(line, b"other"), Class::Other, "another command");
-        let format = b"[sandbox-stdio] exec nosuch failed: Exec format error\n";
-        assert_eq!(classify(format, b"nosuch"), Class::Other, "another reason");
+        recognised_exactly("[sandbox-stdio]");
         assert_eq!(
             classify(b"[sandbox-stdio] nobody holds /x\n", b"x"),
             Class::Other
