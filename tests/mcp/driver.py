@@ -410,7 +410,11 @@ async def scenario_token(transport):
         request = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
             "clientInfo": {"name": "t", "version": "0"}}}
-        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        # A connection each: a server may close one after refusing a request
+        # whose body it did not read, and a pooled connection reused just
+        # then fails with no answer at all.
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+                   "Connection": "close"}
         async with create_mcp_http_client() as http:
             for auth in [None, "Bearer wrong-token-0123456789ab", f"Basic {TOKEN}", f"Bearer {TOKEN}x"]:
                 sent = dict(headers)
