@@ -47,6 +47,8 @@ pub use claim::{claim, Handed};
 
 /// Prefix of an unclaimed warm container's name.
 pub const NAME_PREFIX: &str = "sandbox-warm-";
+/// After a warm container's name while its preparer checks it.
+const PENDING: &str = "-pending";
 /// What the waiting shell writes to stdout once it has the command and is
 /// about to run it: the run knows the command started, and takes it off.
 const ACK: u8 = 0x06;
@@ -271,6 +273,10 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
         return Ok(());
     };
     let (name, mut body) = warm.pinned(&image_id);
+    if all.iter().any(|c| c.name == name && !c.is_stopped(now)) {
+        // Another run has prepared the same one already.
+        return Ok(());
+    }
     // Made after the name: each container has FIFOs of its own.
     let fifos = match warm.fifos {
         true => {
@@ -305,9 +311,12 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
             return Ok(());
         }
     };
-    let (id, warnings) = match engine.create(body, Some(&name)).await {
+    // Made under a name no run looks up, and given the one runs claim by
+    // only once what it mounts has been checked.
+    let pending = format!("{name}{PENDING}");
+    let (id, warnings) = match engine.create(body, Some(&pending)).await {
         Ok(created) => created,
-        // Another run has prepared the same one already.
+        // Another preparer is at the same one.
         Err(e) if e.is::<NameTaken>() => return Ok(()),
         Err(e) => return Err(e).context("cannot create the warm container"),
     };
@@ -350,6 +359,10 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     };
     if let Some(outer) = enclosing(&again, &warm.workspace, now, Some(&all)) {
         say_enclosed(&warm.workspace, outer);
+        return engine.remove(&id).await;
+    }
+    // Another preparer's container may have taken the name meanwhile.
+    if !engine.rename(&id, &name).await? {
         return engine.remove(&id).await;
     }
     // The container's now, and the run that claims it removes them.

@@ -13,7 +13,8 @@ mod claims;
 mod terminal;
 mod timing;
 
-/// Waits until the workspace has a warm container waiting, and returns its id.
+/// Waits until the workspace has a warm container waiting for a run to
+/// claim it (not one its preparer is still checking), and returns its id.
 pub(crate) fn wait_for_warm(ws: &Workspace) -> String {
     wait_for_warm_at(ws.path())
 }
@@ -24,9 +25,11 @@ pub(crate) fn wait_for_warm_at(path: &Path) -> String {
     loop {
         let warm = warm_containers_of(path);
         if let [id] = warm.as_slice() {
-            let state = docker(&["inspect", "-f", "{{.State.Running}}", id]);
-            if state.stdout.trim() == "true" {
-                return id.clone();
+            let state = docker(&["inspect", "-f", "{{.State.Running}} {{.Name}}", id]);
+            if let Some(("true", name)) = state.stdout.trim().split_once(' ') {
+                if !name.ends_with("-pending") {
+                    return id.clone();
+                }
             }
         }
         assert!(
