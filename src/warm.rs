@@ -304,7 +304,7 @@ pub async fn prepare(request: &[u8]) -> Result<()> {
     }
     // Every source opened now, and looked for inside once mounted.
     let mounts = body.host_config.as_ref().and_then(|h| h.mounts.as_deref());
-    let expected = match mounted::expect(mounts.unwrap_or_default(), &warm.workspace)? {
+    let expected = match mounted::expect(mounts.unwrap_or_default())? {
         Ok(expected) => expected,
         Err(refused) => {
             say_not(&warm.workspace, &refused);

@@ -3,19 +3,22 @@
 //! The engine mounts by path, and a path in the workspace can be moved by
 //! something nobody watches while the preparer works: a container of a
 //! workspace that holds this one, or a process anywhere that was handed a
-//! descriptor of such a directory. So the preparer opens every source first
-//! (one in the workspace with no link in any part of its path) and, once the
-//! container has started, looks at each target through the container's own
-//! root (`/proc/PID/root`): the same file, or the container goes. A path
+//! descriptor of such a directory. So the preparer opens every source first,
+//! with no link in any part of its path, and, once the container has
+//! started, looks up each target inside the container's own root
+//! (`/proc/PID/root`, resolved there, again with no link): it must be a
+//! mount's root and the very file opened, or the container goes. A path
 //! swapped before the open is refused as a link; one swapped after it gives
-//! the engine another file than the one opened.
+//! the engine another file than the one opened, or (a link followed inside
+//! the container) puts the mount somewhere else than its target, which is
+//! then no mount at all, even if the original is back by the time we look.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bollard::models::{Mount, MountType};
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes, StatxFlags};
 use rustix::io::Errno;
 
 /// Each bind mount's target, and the file its source was when opened.
@@ -27,7 +30,8 @@ pub struct Expected(Vec<(String, (u64, u64))>);
 pub enum Refused {
     /// A source in the workspace has a link in its path.
     Link(PathBuf),
-    /// A target in the container is another file than its source.
+    /// A target in the container is another file than its source, or no
+    /// mount's root.
     Other(String),
     /// A target in the container cannot be looked at from here.
     Unseen(String, Errno),
@@ -45,10 +49,10 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// Opens the source of every bind mount in `mounts`: one in `workspace`
-/// (itself included) without following a link anywhere in its path; one
-/// elsewhere (sandbox's own directories, the user's) as any path.
-pub fn expect(mounts: &[Mount], workspace: &Path) -> Result<Result<Expected, Refused>> {
+/// Opens the source of every bind mount in `mounts` without following a
+/// link anywhere in its path: one in the workspace can be moved by what runs
+/// there, and one elsewhere by whoever else writes its parents.
+pub fn expect(mounts: &[Mount]) -> Result<Result<Expected, Refused>> {
     let mut expected = Vec::new();
     for mount in mounts {
         let (Some(MountType::BIND), Some(source), Some(target)) =
@@ -57,11 +61,7 @@ pub fn expect(mounts: &[Mount], workspace: &Path) -> Result<Result<Expected, Ref
             continue;
         };
         let source = Path::new(source);
-        let opened = match source.starts_with(workspace) {
-            true => open_without_links(source),
-            false => rustix::fs::open(source, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()),
-        };
-        let fd = match opened {
+        let fd = match open_without_links(rustix::fs::CWD, source, ResolveFlags::empty()) {
             Ok(fd) => fd,
             Err(Errno::LOOP | Errno::XDEV) => return Ok(Err(Refused::Link(source.into()))),
             Err(e) => return Err(e).with_context(|| format!("cannot open {}", source.display())),
@@ -71,16 +71,26 @@ pub fn expect(mounts: &[Mount], workspace: &Path) -> Result<Result<Expected, Ref
     Ok(Ok(Expected(expected)))
 }
 
-/// Whether every target, looked up under `root` (the container's root as
-/// this machine sees it) without following a link at its end, is the file
-/// its source was.
+/// Whether every target, looked up inside `root` (the container's root as
+/// this machine sees it) as the container would, with no link in its path,
+/// is a mount's root and the file its source was.
 pub fn check(root: &Path, expected: &Expected) -> Result<(), Refused> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let root =
+        rustix::fs::open(root, flags, Mode::empty()).map_err(|e| Refused::Unseen("/".into(), e))?;
     for (target, wanted) in &expected.0 {
-        let at = root.join(target.trim_start_matches('/'));
-        let found = rustix::fs::statat(rustix::fs::CWD, &at, AtFlags::SYMLINK_NOFOLLOW)
-            .map(|st| (st.st_dev, st.st_ino))
-            .map_err(|e| Refused::Unseen(target.clone(), e))?;
-        if found != *wanted {
+        let unseen = |e| Refused::Unseen(target.clone(), e);
+        let relative = Path::new(target.trim_start_matches('/'));
+        let fd = open_without_links(&root, relative, ResolveFlags::IN_ROOT).map_err(unseen)?;
+        let st = rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS)
+            .map_err(unseen)?;
+        let found = (
+            rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            st.stx_ino,
+        );
+        let mounted = st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+            && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+        if found != *wanted || !mounted {
             return Err(Refused::Other(target.clone()));
         }
     }
@@ -92,13 +102,19 @@ pub fn root_of(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root"))
 }
 
-fn open_without_links(path: &Path) -> rustix::io::Result<OwnedFd> {
-    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+/// `path` from `dir`, with no link anywhere in it; `also` as openat2 takes
+/// it (`IN_ROOT`: `dir` is the root).
+fn open_without_links<Fd: std::os::fd::AsFd>(
+    dir: Fd,
+    path: &Path,
+    also: ResolveFlags,
+) -> rustix::io::Result<OwnedFd> {
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | also;
     // Not O_NOFOLLOW: with O_PATH it would open a link at the end as the
     // link, where RESOLVE_NO_SYMLINKS refuses it.
     let flags = OFlags::PATH | OFlags::CLOEXEC;
     loop {
-        match rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), resolve) {
+        match rustix::fs::openat2(&dir, path, flags, Mode::empty(), resolve) {
             // A rename elsewhere on the file system while it looked.
             Err(Errno::AGAIN) => continue,
             other => return other,
@@ -136,7 +152,7 @@ mod tests {
             bind(&ws.join(".vscode"), "/work/.vscode"),
         ];
 
-        let refused = expect(&mounts, &ws).unwrap().unwrap_err();
+        let refused = expect(&mounts).unwrap().unwrap_err();
 
         assert_eq!(refused, Refused::Link(ws.clone()));
         // CONTROL: the same sources without the link are taken.
@@ -144,30 +160,38 @@ mod tests {
             bind(&real, "/work"),
             bind(&real.join(".vscode"), "/work/.vscode"),
         ];
-        assert!(expect(&mounts, &real).unwrap().is_ok());
+        assert!(expect(&mounts).unwrap().is_ok());
     }
 
+    /// In a tree standing for the container's root, the workspace at
+    /// /work as a mount would put it, but nothing mounted: the same file at
+    /// a target (a source swapped back after the engine followed a link
+    /// elsewhere) is no mount, and is refused; so is another file (a source
+    /// swapped after it was opened), and a link at the target.
     #[test]
-    fn a_source_swapped_after_it_was_opened_is_another_file_inside() {
-        // The workspace at /work of a tree standing for the container's
-        // root, where the mounts would put it.
+    fn a_target_must_be_a_mount_of_the_file_opened() {
         let root = tempfile::tempdir().unwrap();
         let ws = root.path().join("work");
         std::fs::create_dir_all(ws.join(".vscode")).unwrap();
-        let mounts = [
-            bind(&ws, "/work"),
-            bind(&ws.join(".vscode"), "/work/.vscode"),
-        ];
-        let expected = expect(&mounts, &ws).unwrap().unwrap();
-        // CONTROL: as opened, every target is its source.
-        assert_eq!(check(root.path(), &expected), Ok(()));
+        let mounts = [bind(&ws.join(".vscode"), "/work/.vscode")];
+        let expected = expect(&mounts).unwrap().unwrap();
+        let target = || Refused::Other("/work/.vscode".into());
 
-        // Swapped between the open and the mount (here for a directory of
-        // the mover's; for a link, the engine mounts what it names).
+        assert_eq!(check(root.path(), &expected), Err(target()), "not a mount");
+
         std::fs::rename(ws.join(".vscode"), ws.join(".v")).unwrap();
         std::fs::create_dir(ws.join(".vscode")).unwrap();
+        assert_eq!(check(root.path(), &expected), Err(target()), "another file");
 
+        std::fs::remove_dir(ws.join(".vscode")).unwrap();
+        std::os::unix::fs::symlink(".v", ws.join(".vscode")).unwrap();
         let refused = check(root.path(), &expected).unwrap_err();
-        assert_eq!(refused, Refused::Other("/work/.vscode".into()));
+        assert!(matches!(refused, Refused::Unseen(..)), "{refused:?}");
+
+        // CONTROL: the root of a mount is seen as one.
+        let proc = expect(&[bind(Path::new("/proc"), "/proc")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(check(Path::new("/"), &proc), Ok(()));
     }
 }
