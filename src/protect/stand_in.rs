@@ -37,8 +37,11 @@ impl Placeholder {
         };
         match made {
             Ok(()) => Ok(()),
-            // A concurrent run made it; anything else there is refused when
-            // the engine mounts over it.
+            // A concurrent run made it. Anything else there (a link made
+            // meanwhile) is not mounted over, as the engine follows a link
+            // inside the container: the run's checks before and after it
+            // refuse a link at a protected name, and a warm container's
+            // preparer finds no mount at the target and removes it.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(e).with_context(|| {
                 format!(
